@@ -1,0 +1,53 @@
+# order-intake: `make run` serves with a database, `make test` runs the whole suite; both bring PostgreSQL up first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# A .env file, when present, sets the same variables the service reads.
+-include .env
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/order_intake
+export DATABASE_URL
+# Builds use the committed query data in .sqlx/, so they never depend on the state of a database.
+export SQLX_OFFLINE ?= true
+
+SQLX_CLI_VERSION := 0.9.0
+BIN := target/release/order-intake
+DEV_ACCOUNT := .dev-account.json
+
+.PHONY: help db db-stop migrate run test lint prepare sqlx-cli
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+db: ## Bring up PostgreSQL and the database named by DATABASE_URL
+	@.ci/postgres
+
+db-stop: ## Stop the project-local PostgreSQL, if one was started
+	@.ci/postgres stop
+
+migrate: db sqlx-cli ## Apply migrations with sqlx-cli
+	sqlx migrate run
+
+run: db ## Serve on LISTEN_ADDR with migrations applied and a development account
+	cargo build --release --locked
+	$(BIN) migrate
+	@if [[ ! -s $(DEV_ACCOUNT) ]] || ! psql "$(DATABASE_URL)" -tAc \
+	    "SELECT 1 FROM accounts WHERE id = '$$(sed -E 's/.*"id":"([^"]+)".*/\1/' $(DEV_ACCOUNT))'" | grep -q 1; then \
+	  $(BIN) accounts create --name "Development" > $(DEV_ACCOUNT); \
+	fi
+	@echo "Development account (also in $(DEV_ACCOUNT)): $$(cat $(DEV_ACCOUNT))"
+	$(BIN) serve
+
+test: db sqlx-cli ## Run the whole test suite against a real PostgreSQL
+	cargo test --locked --all-targets
+
+lint: ## Formatting and clippy, as CI checks them
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+prepare: db sqlx-cli ## Regenerate .sqlx/ after changing a query or a migration
+	sqlx migrate run
+	SQLX_OFFLINE=false cargo sqlx prepare -- --all-targets
+
+sqlx-cli:
+	@command -v sqlx >/dev/null && sqlx --version | grep -q " $(SQLX_CLI_VERSION)" || \
+	  cargo install sqlx-cli --version $(SQLX_CLI_VERSION) --locked --no-default-features --features postgres,rustls

@@ -1,0 +1,246 @@
+//! Extractors whose rejections are problem+json: JSON bodies, query strings and ids in the path.
+
+use std::marker::PhantomData;
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Path, Request},
+    http::{HeaderMap, header, request::Parts},
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{domain::validation::FieldError, error::ApiError, server::AppState};
+
+/// A request body or query that still has to be checked against the API's rules.
+pub trait Validate {
+    /// What it is once every rule holds.
+    type Valid;
+
+    fn validate(self) -> Result<Self::Valid, ApiError>;
+}
+
+/// A JSON body, deserialized into `R` and validated into `R::Valid`.
+///
+/// 415 for a body that is not JSON, 413 over the limit, 400 for malformed JSON, 422 for the wrong shape or a broken rule.
+pub struct ValidJson<R: Validate>(pub R::Valid);
+
+impl<R> FromRequest<AppState> for ValidJson<R>
+where
+    R: Validate + DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let value = match request.extensions().get::<JsonBody>() {
+            Some(JsonBody(value)) => value.clone(),
+            None => {
+                let (parts, body) = request.into_parts();
+                let bytes = read_body(Request::from_parts(parts.clone(), body), state).await?;
+                parse_json(&parts.headers, &bytes)?
+            }
+        };
+        let raw: R = deserialize(value)?;
+        Ok(Self(raw.validate()?))
+    }
+}
+
+/// A JSON body that a layer already parsed, handed on to [`ValidJson`] so that it is parsed once.
+#[derive(Debug, Clone)]
+pub struct JsonBody(pub Value);
+
+/// The whole body, within the configured limit.
+pub async fn read_body(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge {
+                    limit: state.config.request_body_limit_bytes,
+                }
+            } else {
+                ApiError::UnreadableBody(rejection.body_text())
+            }
+        })
+}
+
+/// The body as JSON: 415 unless the content type is JSON, 400 unless it parses.
+pub fn parse_json(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    if !is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType(
+            "Send the body as JSON with `Content-Type: application/json`.".to_owned(),
+        ));
+    }
+    if body.is_empty() {
+        return Err(ApiError::MalformedJson(
+            "The request body is empty; send a JSON object.".to_owned(),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::MalformedJson(format!("The body is not valid JSON: {e}.")))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Deserializes a parsed document, naming the field that does not fit.
+pub fn deserialize<R: DeserializeOwned>(value: Value) -> Result<R, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::Validation(vec![field_error(&path, &e.into_inner().to_string())])
+    })
+}
+
+/// A serde error as a field error; missing and unknown members are named in the path.
+fn field_error(path: &str, message: &str) -> FieldError {
+    let path = if path == "." { "" } else { path };
+    if let Some(member) = quoted_after(message, "missing field `") {
+        return FieldError::new(join(path, member), "is required");
+    }
+    if let Some(member) = quoted_after(message, "unknown field `") {
+        // The path of an unknown member already ends with it.
+        let field = if path == member || path.ends_with(&format!(".{member}")) {
+            path.to_owned()
+        } else {
+            join(path, member)
+        };
+        let expected = message
+            .split_once(", expected")
+            .map_or(String::new(), |(_, rest)| format!("; expected{rest}"));
+        return FieldError::new(field, format!("is not a known field{expected}"));
+    }
+    FieldError::new(path, message)
+}
+
+fn quoted_after<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    message.strip_prefix(prefix)?.split('`').next()
+}
+
+fn join(path: &str, member: &str) -> String {
+    if path.is_empty() {
+        member.to_owned()
+    } else {
+        format!("{path}.{member}")
+    }
+}
+
+/// A query string, each parameter a string, deserialized into `R` and validated into `R::Valid`; 422 when it does not fit.
+pub struct ValidQuery<R: Validate>(pub R::Valid);
+
+impl<S, R> FromRequestParts<S> for ValidQuery<R>
+where
+    S: Send + Sync,
+    R: Validate + DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let mut parameters = serde_json::Map::new();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if parameters
+                .insert(name.to_string(), Value::String(value.into_owned()))
+                .is_some()
+            {
+                return Err(ApiError::invalid_field(name, "is given more than once"));
+            }
+        }
+        let raw: R = deserialize(Value::Object(parameters))?;
+        Ok(Self(raw.validate()?))
+    }
+}
+
+/// A kind of object that is addressed by id, for the 404 of an id that does not exist.
+pub trait Resource {
+    const NAME: &'static str;
+}
+
+/// The `{id}` of the path; any text that is not a UUID names no object, so it is a 404 like an unknown id.
+pub struct PathId<R: Resource>(pub Uuid, pub PhantomData<R>);
+
+impl<S, R> FromRequestParts<S> for PathId<R>
+where
+    S: Send + Sync,
+    R: Resource,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::internal(e.body_text()))?;
+        match Uuid::try_parse(&id) {
+            Ok(uuid) => Ok(Self(uuid, PhantomData)),
+            Err(_) => Err(ApiError::NotFound {
+                resource: R::NAME,
+                id,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_unknown_members_are_named() {
+        let e = field_error(".", "missing field `name`");
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            ("name", "is required")
+        );
+        let e = field_error(
+            "recipient.nmae",
+            "unknown field `nmae`, expected one of `name`, `city`",
+        );
+        assert_eq!(e.field, "recipient.nmae");
+        assert_eq!(
+            e.message,
+            "is not a known field; expected one of `name`, `city`"
+        );
+    }
+
+    #[test]
+    fn type_errors_keep_their_path() {
+        let e = field_error(
+            "merge_variables.city",
+            "invalid type: integer `5`, expected a string",
+        );
+        assert_eq!(e.field, "merge_variables.city");
+        assert_eq!(e.message, "invalid type: integer `5`, expected a string");
+    }
+
+    #[test]
+    fn json_content_types() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_json(&headers));
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
+        assert!(is_json(&headers));
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/merge-patch+json".parse().unwrap(),
+        );
+        assert!(is_json(&headers));
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(!is_json(&headers));
+    }
+}

@@ -1,0 +1,191 @@
+//! The HTTP API: one module per resource, assembled into one router with its OpenAPI document.
+
+pub mod docs;
+pub mod extract;
+pub mod health;
+pub mod orders;
+pub mod problems;
+pub mod templates;
+
+use axum::{
+    Json,
+    http::{Method, StatusCode, Uri, header},
+    middleware,
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
+
+use crate::{
+    auth,
+    db::{self, Page, PageRequest},
+    domain::{order::OrderStatus, validation::Validator},
+    error::ApiError,
+    server::AppState,
+};
+
+/// Every route with its documentation: `/v1` behind authentication and a transaction per request.
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new()
+        .merge(templates::router())
+        .merge(orders::router())
+        .route_layer(middleware::from_fn(db::tx::commit_on_success))
+        .route_layer(middleware::from_fn_with_state(
+            state.pool.clone(),
+            auth::require_account,
+        ));
+    OpenApiRouter::with_openapi(docs::openapi())
+        .merge(v1)
+        .merge(health::router())
+        .merge(problems::router())
+}
+
+/// For any path no route matches.
+pub async fn route_not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::RouteNotFound(format!("{method} {}", uri.path()))
+}
+
+/// For a route that does not take the request's method.
+pub async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+    }
+}
+
+/// A 201 answer: the new object, and where it lives.
+pub struct Created<T> {
+    location: String,
+    body: T,
+}
+
+impl<T> Created<T> {
+    pub fn at(location: String, body: T) -> Self {
+        Self { location, body }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Created<T> {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::CREATED,
+            [(header::LOCATION, self.location)],
+            Json(self.body),
+        )
+            .into_response()
+    }
+}
+
+/// One page of a list, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct List<T: ToSchema> {
+    pub data: Vec<T>,
+    /// Whether older objects follow; ask for them with `starting_after` set to the last `id` of `data`.
+    pub has_more: bool,
+}
+
+impl<T: ToSchema> From<Page<T>> for List<T> {
+    fn from(page: Page<T>) -> Self {
+        Self {
+            data: page.data,
+            has_more: page.has_more,
+        }
+    }
+}
+
+/// The default page size.
+const DEFAULT_LIMIT: i64 = 20;
+/// The largest page size.
+const MAX_LIMIT: i64 = 100;
+
+/// Which page of a list to return.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// How many objects to return, 1 to 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 20)]
+    limit: Option<String>,
+    /// The `id` of the last object of the previous page; the page starts after it.
+    #[param(value_type = Option<Uuid>)]
+    starting_after: Option<String>,
+}
+
+impl ListQuery {
+    fn validate_in(self, v: &mut Validator) -> Option<PageRequest> {
+        let limit = v.check("limit", parse_limit(self.limit.as_deref()));
+        let starting_after = v.check(
+            "starting_after",
+            self.starting_after
+                .map(|id| {
+                    Uuid::try_parse(&id).map_err(|_| "must be the id of an object".to_owned())
+                })
+                .transpose(),
+        );
+        Some(PageRequest {
+            limit: limit?,
+            starting_after: starting_after?,
+        })
+    }
+}
+
+impl extract::Validate for ListQuery {
+    type Valid = PageRequest;
+
+    fn validate(self) -> Result<PageRequest, ApiError> {
+        let mut v = Validator::new();
+        let page = self.validate_in(&mut v);
+        v.finish(|| page)
+    }
+}
+
+fn parse_limit(limit: Option<&str>) -> Result<i64, String> {
+    let Some(limit) = limit else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    match limit.parse::<i64>() {
+        Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+        _ => Err(format!("must be a whole number from 1 to {MAX_LIMIT}")),
+    }
+}
+
+/// Which page of orders to return, optionally of one status only.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListOrdersQuery {
+    /// How many orders to return, 1 to 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 20)]
+    limit: Option<String>,
+    /// The `id` of the last order of the previous page; the page starts after it.
+    #[param(value_type = Option<Uuid>)]
+    starting_after: Option<String>,
+    /// Only orders with this status.
+    #[param(value_type = Option<OrderStatus>)]
+    status: Option<String>,
+}
+
+impl extract::Validate for ListOrdersQuery {
+    type Valid = (Option<OrderStatus>, PageRequest);
+
+    fn validate(self) -> Result<Self::Valid, ApiError> {
+        let mut v = Validator::new();
+        let page = ListQuery {
+            limit: self.limit,
+            starting_after: self.starting_after,
+        }
+        .validate_in(&mut v);
+        let status = v.check(
+            "status",
+            self.status
+                .map(|s| {
+                    serde_json::from_value(serde_json::Value::String(s)).map_err(|_| {
+                        "must be one of received, processing, sent, cancelled".to_owned()
+                    })
+                })
+                .transpose(),
+        );
+        v.finish(|| Some((status?, page?)))
+    }
+}

@@ -1,0 +1,350 @@
+//! `/v1/orders`: take, list, read, change and cancel orders.
+
+use axum::{Json, extract::State};
+use serde::Deserialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    Created, List, ListOrdersQuery,
+    extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
+    problems,
+};
+use crate::{
+    auth::Account,
+    db::{self, tx::Tx},
+    domain::{
+        address::AddressInput,
+        order::{
+            MergeVariables, NewOrder, Order, OrderChanges, OrderStatus, missing_merge_variables,
+            parse_merge_variables, parse_send_date, today,
+        },
+        patch::Patch,
+        validation::Validator,
+    },
+    error::ApiError,
+    server::AppState,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, update, cancel))
+}
+
+impl Resource for Order {
+    const NAME: &'static str = "order";
+}
+
+/// A new order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "template_id": "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6e",
+    "recipient": {"name": "Anna de Vries", "street": "Keizersgracht", "house_number": "123A",
+                  "postal_code": "1015 CJ", "city": "Amsterdam", "country": "NL"},
+    "merge_variables": {"first_name": "Anna", "city": "Amsterdam"},
+    "send_date": "2026-12-01"
+}))]
+pub struct CreateOrder {
+    /// A template of your account.
+    template_id: Uuid,
+    recipient: AddressInput,
+    #[serde(default)]
+    sender: Option<AddressInput>,
+    /// A value for every merge field of the template; more are allowed.
+    #[serde(default)]
+    merge_variables: MergeVariables,
+    /// `YYYY-MM-DD`, today (UTC) or later; leave out to send as soon as possible.
+    #[serde(default)]
+    #[schema(format = Date)]
+    send_date: Option<String>,
+}
+
+impl Validate for CreateOrder {
+    type Valid = NewOrder;
+
+    fn validate(self) -> Result<NewOrder, ApiError> {
+        let mut v = Validator::new();
+        let recipient = v.nested("recipient", |v| self.recipient.validate(v));
+        let sender = match self.sender {
+            None => Some(None),
+            Some(sender) => v.nested("sender", |v| sender.validate(v)).map(Some),
+        };
+        let merge_variables = v.check(
+            "merge_variables",
+            parse_merge_variables(self.merge_variables),
+        );
+        let send_date = v.check(
+            "send_date",
+            self.send_date
+                .map(|d| parse_send_date(&d, today()))
+                .transpose(),
+        );
+        v.finish(|| {
+            Some(NewOrder {
+                template_id: self.template_id,
+                recipient: recipient?,
+                sender: sender?,
+                merge_variables: merge_variables?,
+                send_date: send_date?,
+            })
+        })
+    }
+}
+
+/// Changes to an order; members left out stay as they are, `null` removes `sender` or `send_date`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"send_date": "2026-12-24", "sender": null}))]
+pub struct UpdateOrder {
+    #[serde(default)]
+    #[schema(value_type = Option<AddressInput>)]
+    recipient: Patch<AddressInput>,
+    #[serde(default)]
+    #[schema(value_type = Option<AddressInput>)]
+    sender: Patch<AddressInput>,
+    /// Replaces all merge variables; they must cover the template's merge fields.
+    #[serde(default)]
+    #[schema(value_type = Option<MergeVariables>)]
+    merge_variables: Patch<MergeVariables>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Date)]
+    send_date: Patch<String>,
+}
+
+impl Validate for UpdateOrder {
+    type Valid = OrderChanges;
+
+    fn validate(self) -> Result<OrderChanges, ApiError> {
+        let mut v = Validator::new();
+        let recipient = match self.recipient {
+            Patch::Unchanged => Some(None),
+            Patch::Clear => v.check("recipient", Err("must not be null".to_owned())),
+            Patch::Set(recipient) => v.nested("recipient", |v| recipient.validate(v)).map(Some),
+        };
+        let sender = match self.sender {
+            Patch::Unchanged => Some(Patch::Unchanged),
+            Patch::Clear => Some(Patch::Clear),
+            Patch::Set(sender) => v.nested("sender", |v| sender.validate(v)).map(Patch::Set),
+        };
+        let merge_variables = v.check(
+            "merge_variables",
+            self.merge_variables
+                .required()
+                .and_then(|m| m.map(parse_merge_variables).transpose()),
+        );
+        let send_date = match self.send_date {
+            Patch::Unchanged => Some(Patch::Unchanged),
+            Patch::Clear => Some(Patch::Clear),
+            Patch::Set(date) => v
+                .check("send_date", parse_send_date(&date, today()))
+                .map(Patch::Set),
+        };
+        v.finish(|| {
+            Some(OrderChanges {
+                recipient: recipient?,
+                sender: sender?,
+                merge_variables: merge_variables?,
+                send_date: send_date?,
+            })
+        })
+    }
+}
+
+/// Create an order
+///
+/// The template must belong to your account and `merge_variables` must supply each of its `merge_fields`.
+/// The order records the template's current `version`.
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    tag = "orders",
+    request_body = CreateOrder,
+    responses(
+        (status = 201, description = "The order was taken.", body = Order,
+         headers(("Location" = String, description = "The order's URL."))),
+        (status = 400, response = problems::BadRequest),
+        (status = 401, response = problems::Unauthorized),
+        (status = 413, response = problems::PayloadTooLarge),
+        (status = 415, response = problems::UnsupportedMediaType),
+        (status = 422, response = problems::UnprocessableEntity),
+        (status = 500, response = problems::InternalError),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create(
+    account: Account,
+    mut tx: Tx,
+    ValidJson(new): ValidJson<CreateOrder>,
+) -> Result<Created<Order>, ApiError> {
+    let conn = tx.conn().await?;
+    let template = db::templates::find_for_order(conn, account.id, new.template_id)
+        .await?
+        .ok_or(ApiError::TemplateNotFound {
+            id: new.template_id,
+        })?;
+    let missing = missing_merge_variables(&template.merge_fields, &new.merge_variables);
+    if !missing.is_empty() {
+        return Err(ApiError::MissingMergeVariables { missing });
+    }
+    let order = db::orders::insert(conn, account.id, template.version, &new).await?;
+    Ok(Created::at(order.location(), order))
+}
+
+/// List orders
+///
+/// Newest first, a page at a time: pass the last `id` of a page as `starting_after` to get the next.
+#[utoipa::path(
+    get,
+    path = "/v1/orders",
+    tag = "orders",
+    params(ListOrdersQuery),
+    responses(
+        (status = 200, description = "A page of orders.", body = List<Order>),
+        (status = 401, response = problems::Unauthorized),
+        (status = 422, response = problems::UnprocessableEntity),
+        (status = 500, response = problems::InternalError),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list(
+    State(pool): State<PgPool>,
+    account: Account,
+    ValidQuery((status, page)): ValidQuery<ListOrdersQuery>,
+) -> Result<Json<List<Order>>, ApiError> {
+    let page = db::orders::list(&pool, account.id, status, page).await?;
+    Ok(Json(page.into()))
+}
+
+/// Retrieve an order
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}",
+    tag = "orders",
+    params(("id" = String, Path, description = "The order's id.")),
+    responses(
+        (status = 200, description = "The order.", body = Order),
+        (status = 401, response = problems::Unauthorized),
+        (status = 404, response = problems::NotFound),
+        (status = 500, response = problems::InternalError),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get(
+    State(pool): State<PgPool>,
+    account: Account,
+    PathId(id, ..): PathId<Order>,
+) -> Result<Json<Order>, ApiError> {
+    db::orders::find(&pool, account.id, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found(id))
+}
+
+/// Update an order
+///
+/// Only while the order is `received`. Replaced `merge_variables` must cover the template's merge fields.
+#[utoipa::path(
+    patch,
+    path = "/v1/orders/{id}",
+    tag = "orders",
+    params(("id" = String, Path, description = "The order's id.")),
+    request_body = UpdateOrder,
+    responses(
+        (status = 200, description = "The order as it is now.", body = Order),
+        (status = 400, response = problems::BadRequest),
+        (status = 401, response = problems::Unauthorized),
+        (status = 404, response = problems::NotFound),
+        (status = 409, response = problems::Conflict),
+        (status = 413, response = problems::PayloadTooLarge),
+        (status = 415, response = problems::UnsupportedMediaType),
+        (status = 422, response = problems::UnprocessableEntity),
+        (status = 500, response = problems::InternalError),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn update(
+    account: Account,
+    PathId(id, ..): PathId<Order>,
+    mut tx: Tx,
+    ValidJson(changes): ValidJson<UpdateOrder>,
+) -> Result<Json<Order>, ApiError> {
+    let conn = tx.conn().await?;
+    let current = db::orders::find_for_update(conn, account.id, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if current.status != OrderStatus::Received {
+        return Err(ApiError::OrderNotModifiable {
+            id,
+            status: current.status.as_str().to_owned(),
+        });
+    }
+    let Some(next) = changes.apply_to(&current) else {
+        return Ok(Json(current));
+    };
+    if next.merge_variables != current.merge_variables {
+        let template = db::templates::find_for_order(conn, account.id, current.template_id)
+            .await?
+            .ok_or_else(|| ApiError::internal("an order's template is missing"))?;
+        let missing = missing_merge_variables(&template.merge_fields, &next.merge_variables);
+        if !missing.is_empty() {
+            return Err(ApiError::MissingMergeVariables { missing });
+        }
+    }
+    Ok(Json(db::orders::update(conn, account.id, id, &next).await?))
+}
+
+/// Cancel an order
+///
+/// A `received` order becomes `cancelled`; cancelling a cancelled order answers the same again.
+#[utoipa::path(
+    delete,
+    path = "/v1/orders/{id}",
+    tag = "orders",
+    params(("id" = String, Path, description = "The order's id.")),
+    responses(
+        (status = 200, description = "The cancelled order.", body = Order),
+        (status = 401, response = problems::Unauthorized),
+        (status = 404, response = problems::NotFound),
+        (status = 409, response = problems::Conflict),
+        (status = 500, response = problems::InternalError),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn cancel(
+    account: Account,
+    PathId(id, ..): PathId<Order>,
+    mut tx: Tx,
+) -> Result<Json<Order>, ApiError> {
+    let conn = tx.conn().await?;
+    let order = db::orders::find_for_update(conn, account.id, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    match order.status {
+        OrderStatus::Cancelled => Ok(Json(order)),
+        OrderStatus::Received => Ok(Json(
+            db::orders::set_status(conn, account.id, id, OrderStatus::Cancelled).await?,
+        )),
+        status @ (OrderStatus::Processing | OrderStatus::Sent) => {
+            Err(ApiError::OrderNotModifiable {
+                id,
+                status: status.as_str().to_owned(),
+            })
+        }
+    }
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound {
+        resource: Order::NAME,
+        id: id.to_string(),
+    }
+}

@@ -1,0 +1,136 @@
+//! Problem types: the reusable error responses of the OpenAPI document, and `/problems/{slug}` describing each type.
+
+use axum::{Json, extract::Path};
+use serde::Serialize;
+use utoipa::{ToResponse, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    error::{ApiError, Problem, ProblemType},
+    server::AppState,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(describe))
+}
+
+/// The request body is not JSON that can be read.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json", example = json!({
+    "type": "/problems/malformed-json", "title": "Malformed JSON", "status": 400,
+    "detail": "The body is not valid JSON: EOF while parsing an object at line 1 column 14."
+}))]
+pub struct BadRequest(pub Problem);
+
+/// The API key is missing or invalid.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("WWW-Authenticate" = String, description = "`Bearer`, with `error=\"invalid_token\"` for a key that is not valid.")),
+    example = json!({
+        "type": "/problems/unauthorized", "title": "Unauthorized", "status": 401,
+        "detail": "Send your API key as `Authorization: Bearer <api_key>`."
+    })
+)]
+pub struct Unauthorized(pub Problem);
+
+/// No such object in your account.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json", example = json!({
+    "type": "/problems/not-found", "title": "Not found", "status": 404,
+    "detail": "No such order: '019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f'."
+}))]
+pub struct NotFound(pub Problem);
+
+/// The object is not in a state that allows the request.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json", example = json!({
+    "type": "/problems/order-not-modifiable", "title": "Order can no longer be changed", "status": 409,
+    "detail": "Order '019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f' is cancelled and can only be changed while it is received."
+}))]
+pub struct Conflict(pub Problem);
+
+/// The request body is larger than the server accepts.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json", example = json!({
+    "type": "/problems/payload-too-large", "title": "Payload too large", "status": 413,
+    "detail": "The request body is larger than 1048576 bytes."
+}))]
+pub struct PayloadTooLarge(pub Problem);
+
+/// The request body is not sent as JSON.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json", example = json!({
+    "type": "/problems/unsupported-media-type", "title": "Unsupported media type", "status": 415,
+    "detail": "Send the body as JSON with `Content-Type: application/json`."
+}))]
+pub struct UnsupportedMediaType(pub Problem);
+
+/// The request breaks a rule of the API; `errors` names each field.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json", example = json!({
+    "type": "/problems/validation-failed", "title": "Validation failed", "status": 422,
+    "detail": "The request has 1 invalid field(s).",
+    "errors": [{"field": "recipient.country", "message": "`XX` is not an assigned ISO 3166-1 alpha-2 code"}]
+}))]
+pub struct UnprocessableEntity(pub Problem);
+
+/// The server failed; nothing was written.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json", example = json!({
+    "type": "/problems/internal-error", "title": "Internal server error", "status": 500,
+    "detail": "An internal error occurred."
+}))]
+pub struct InternalError(pub Problem);
+
+/// The database cannot be reached; nothing was written.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("Retry-After" = String, description = "Seconds to wait before retrying.")),
+    example = json!({
+        "type": "/problems/service-unavailable", "title": "Service unavailable", "status": 503,
+        "detail": "The database is unavailable."
+    })
+)]
+pub struct ServiceUnavailable(pub Problem);
+
+/// What a problem type means.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "/problems/template-in-use", "title": "Template in use", "status": 409,
+    "description": "The template cannot be deleted because orders refer to it. Orders keep their template for their whole life."
+}))]
+pub struct ProblemDescription {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    description: &'static str,
+}
+
+/// Describe a problem type
+///
+/// The `type` of every error response is a path under `/problems/`; this is what it means.
+#[utoipa::path(
+    get,
+    path = "/problems/{slug}",
+    tag = "problems",
+    params(("slug" = String, Path, description = "The last segment of a problem `type`, e.g. `template-in-use`.")),
+    responses(
+        (status = 200, description = "The problem type.", body = ProblemDescription),
+        (status = 404, response = NotFound),
+    )
+)]
+pub async fn describe(Path(slug): Path<String>) -> Result<Json<ProblemDescription>, ApiError> {
+    let kind = ProblemType::from_slug(&slug).ok_or(ApiError::NotFound {
+        resource: "problem type",
+        id: slug,
+    })?;
+    Ok(Json(ProblemDescription {
+        kind: kind.uri(),
+        title: kind.title(),
+        status: kind.status().as_u16(),
+        description: kind.description(),
+    }))
+}

@@ -1,0 +1,273 @@
+//! `/v1/templates`: create, list, read, change and delete templates.
+
+use axum::{Json, extract::State, http::StatusCode};
+use serde::Deserialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    Created, List, ListQuery,
+    extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
+    problems,
+};
+use crate::{
+    auth::Account,
+    db::{self, templates::Deletion, tx::Tx},
+    domain::{
+        patch::Patch,
+        template::{
+            NewTemplate, Template, TemplateChanges, TemplateContent, TemplateFormat, parse_name,
+        },
+        validation::Validator,
+    },
+    error::ApiError,
+    server::AppState,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, update, delete))
+}
+
+impl Resource for Template {
+    const NAME: &'static str = "template";
+}
+
+/// A new template.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "Welcome postcard",
+    "format": "postcard_a6",
+    "content": "<p>Hello {{first_name}}, welcome to {{city}}!</p>"
+}))]
+pub struct CreateTemplate {
+    #[schema(min_length = 1, max_length = 200)]
+    name: String,
+    format: TemplateFormat,
+    /// HTML of 1 byte to 512 KiB; `{{name}}` placeholders are filled from each order's `merge_variables`.
+    #[schema(min_length = 1)]
+    content: String,
+}
+
+impl Validate for CreateTemplate {
+    type Valid = NewTemplate;
+
+    fn validate(self) -> Result<NewTemplate, ApiError> {
+        let mut v = Validator::new();
+        let name = v.check("name", parse_name(self.name));
+        let content = v.check("content", TemplateContent::parse(self.content));
+        v.finish(|| {
+            Some(NewTemplate {
+                name: name?,
+                format: self.format,
+                content: content?,
+            })
+        })
+    }
+}
+
+/// Changes to a template; members left out stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Welcome postcard (winter)"}))]
+pub struct UpdateTemplate {
+    #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    name: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<TemplateFormat>)]
+    format: Patch<TemplateFormat>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 1)]
+    content: Patch<String>,
+}
+
+impl Validate for UpdateTemplate {
+    type Valid = TemplateChanges;
+
+    fn validate(self) -> Result<TemplateChanges, ApiError> {
+        let mut v = Validator::new();
+        let name = v.check(
+            "name",
+            self.name
+                .required()
+                .and_then(|n| n.map(parse_name).transpose()),
+        );
+        let format = v.check("format", self.format.required());
+        let content = v.check(
+            "content",
+            self.content
+                .required()
+                .and_then(|c| c.map(TemplateContent::parse).transpose()),
+        );
+        v.finish(|| {
+            Some(TemplateChanges {
+                name: name?,
+                format: format?,
+                content: content?,
+            })
+        })
+    }
+}
+
+/// Create a template
+///
+/// Its `merge_fields` are read from the `{{name}}` placeholders in `content`; its `version` starts at 1.
+#[utoipa::path(
+    post,
+    path = "/v1/templates",
+    tag = "templates",
+    request_body = CreateTemplate,
+    responses(
+        (status = 201, description = "The template was created.", body = Template,
+         headers(("Location" = String, description = "The template's URL."))),
+        (status = 400, response = problems::BadRequest),
+        (status = 401, response = problems::Unauthorized),
+        (status = 413, response = problems::PayloadTooLarge),
+        (status = 415, response = problems::UnsupportedMediaType),
+        (status = 422, response = problems::UnprocessableEntity),
+        (status = 500, response = problems::InternalError),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create(
+    account: Account,
+    mut tx: Tx,
+    ValidJson(new): ValidJson<CreateTemplate>,
+) -> Result<Created<Template>, ApiError> {
+    let template = db::templates::insert(tx.conn().await?, account.id, &new).await?;
+    Ok(Created::at(template.location(), template))
+}
+
+/// List templates
+///
+/// Newest first, a page at a time: pass the last `id` of a page as `starting_after` to get the next.
+#[utoipa::path(
+    get,
+    path = "/v1/templates",
+    tag = "templates",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of templates.", body = List<Template>),
+        (status = 401, response = problems::Unauthorized),
+        (status = 422, response = problems::UnprocessableEntity),
+        (status = 500, response = problems::InternalError),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list(
+    State(pool): State<PgPool>,
+    account: Account,
+    ValidQuery(page): ValidQuery<ListQuery>,
+) -> Result<Json<List<Template>>, ApiError> {
+    let page = db::templates::list(&pool, account.id, page).await?;
+    Ok(Json(page.into()))
+}
+
+/// Retrieve a template
+#[utoipa::path(
+    get,
+    path = "/v1/templates/{id}",
+    tag = "templates",
+    params(("id" = String, Path, description = "The template's id.")),
+    responses(
+        (status = 200, description = "The template.", body = Template),
+        (status = 401, response = problems::Unauthorized),
+        (status = 404, response = problems::NotFound),
+        (status = 500, response = problems::InternalError),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get(
+    State(pool): State<PgPool>,
+    account: Account,
+    PathId(id, ..): PathId<Template>,
+) -> Result<Json<Template>, ApiError> {
+    db::templates::find(&pool, account.id, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found(id))
+}
+
+/// Update a template
+///
+/// A change to any member counts a new `version`; a PATCH that changes nothing leaves the template as it is.
+#[utoipa::path(
+    patch,
+    path = "/v1/templates/{id}",
+    tag = "templates",
+    params(("id" = String, Path, description = "The template's id.")),
+    request_body = UpdateTemplate,
+    responses(
+        (status = 200, description = "The template as it is now.", body = Template),
+        (status = 400, response = problems::BadRequest),
+        (status = 401, response = problems::Unauthorized),
+        (status = 404, response = problems::NotFound),
+        (status = 413, response = problems::PayloadTooLarge),
+        (status = 415, response = problems::UnsupportedMediaType),
+        (status = 422, response = problems::UnprocessableEntity),
+        (status = 500, response = problems::InternalError),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn update(
+    account: Account,
+    PathId(id, ..): PathId<Template>,
+    mut tx: Tx,
+    ValidJson(changes): ValidJson<UpdateTemplate>,
+) -> Result<Json<Template>, ApiError> {
+    let conn = tx.conn().await?;
+    let current = db::templates::find_for_update(conn, account.id, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    match changes.apply_to(&current) {
+        None => Ok(Json(current)),
+        Some(next) => Ok(Json(
+            db::templates::update(conn, account.id, id, &next).await?,
+        )),
+    }
+}
+
+/// Delete a template
+///
+/// Only a template that no order refers to can be deleted.
+#[utoipa::path(
+    delete,
+    path = "/v1/templates/{id}",
+    tag = "templates",
+    params(("id" = String, Path, description = "The template's id.")),
+    responses(
+        (status = 204, description = "The template was deleted."),
+        (status = 401, response = problems::Unauthorized),
+        (status = 404, response = problems::NotFound),
+        (status = 409, response = problems::Conflict),
+        (status = 500, response = problems::InternalError),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete(
+    account: Account,
+    PathId(id, ..): PathId<Template>,
+    mut tx: Tx,
+) -> Result<StatusCode, ApiError> {
+    match db::templates::delete(tx.conn().await?, account.id, id).await? {
+        Deletion::Deleted => Ok(StatusCode::NO_CONTENT),
+        Deletion::NotFound => Err(not_found(id)),
+        Deletion::InUse { orders } => Err(ApiError::TemplateInUse { id, orders }),
+    }
+}
+
+fn not_found(id: uuid::Uuid) -> ApiError {
+    ApiError::NotFound {
+        resource: Template::NAME,
+        id: id.to_string(),
+    }
+}

@@ -1,0 +1,120 @@
+//! Bearer authentication: API keys, and the layer that turns `Authorization: Bearer <api_key>` into an Account.
+
+use axum::{
+    extract::{FromRequestParts, Request, State},
+    http::{HeaderMap, header, request::Parts},
+    middleware::Next,
+    response::Response,
+};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    db,
+    error::{ApiError, Credentials},
+};
+
+/// What every API key starts with, so that a leaked one is easy to recognise.
+const KEY_PREFIX: &str = "oik_";
+/// Random bytes in a key: 256 bits.
+const KEY_BYTES: usize = 32;
+
+/// A new API key; the secret is shown once and only its hash is stored.
+pub struct ApiKey {
+    pub secret: String,
+    pub hash: [u8; 32],
+}
+
+impl ApiKey {
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; KEY_BYTES];
+        getrandom::fill(&mut bytes)?;
+        let secret = format!("{KEY_PREFIX}{}", hex::encode(bytes));
+        let hash = hash(&secret);
+        Ok(Self { secret, hash })
+    }
+}
+
+/// The SHA-256 of a key, as stored.
+pub fn hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// The calling account, known once the request is authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Account {
+    pub id: Uuid,
+}
+
+/// Rejects requests without a valid API key (401) and makes the [`Account`] available to the handler.
+pub async fn require_account(
+    State(pool): State<PgPool>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let secret = bearer_token(request.headers())?;
+    if !is_well_formed(secret) {
+        return Err(ApiError::Unauthorized(Credentials::Invalid));
+    }
+    let id = db::accounts::find_by_key_hash(&pool, &hash(secret))
+        .await?
+        .ok_or(ApiError::Unauthorized(Credentials::Invalid))?;
+    tracing::Span::current().record("account_id", tracing::field::display(id));
+    request.extensions_mut().insert(Account { id });
+    Ok(next.run(request).await)
+}
+
+fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized(Credentials::Missing))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized(Credentials::Invalid))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+        _ => Err(ApiError::Unauthorized(Credentials::Missing)),
+    }
+}
+
+fn is_well_formed(secret: &str) -> bool {
+    secret
+        .strip_prefix(KEY_PREFIX)
+        .is_some_and(|hex| hex.len() == KEY_BYTES * 2 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Account {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Account>()
+            .copied()
+            .ok_or_else(|| ApiError::internal("route has no authentication layer"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_and_well_formed() {
+        let a = ApiKey::generate().unwrap();
+        let b = ApiKey::generate().unwrap();
+        assert_ne!(a.secret, b.secret);
+        assert!(is_well_formed(&a.secret));
+        assert_eq!(a.hash, hash(&a.secret));
+    }
+
+    #[test]
+    fn only_the_bearer_scheme_is_accepted() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert!(bearer_token(&headers).is_err());
+        headers.insert(header::AUTHORIZATION, "bearer oik_x".parse().unwrap());
+        assert_eq!(bearer_token(&headers).unwrap(), "oik_x");
+    }
+}

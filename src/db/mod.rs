@@ -1,0 +1,85 @@
+//! The database: the pool, the migrations, and SQL in one module per table family.
+
+pub mod accounts;
+pub mod orders;
+pub mod templates;
+pub mod tx;
+
+use sqlx::{
+    PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::{config::DatabaseConfig, error::ApiError};
+
+/// The migrations in `migrations/`, embedded in the binary; `sqlx migrate run` applies the same files.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// A pool that connects lazily, so the server starts (and answers `/healthz`) while the database is down.
+pub fn pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = config.url.parse()?;
+    Ok(PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_lazy_with(options))
+}
+
+/// True when the error says the database cannot be reached, rather than that a statement failed.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Class 08: connection exception; 57P01-57P03: shutdown, crash, not accepting connections yet.
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
+/// The client error a violated CHECK constraint stands for; the database is the last line of validation.
+pub fn constraint_violation(error: &sqlx::Error) -> Option<ApiError> {
+    let constraint = error.as_database_error()?.constraint()?;
+    let (field, message) = match constraint {
+        "templates_name_length" => ("name", "must be 1 to 200 characters"),
+        "templates_format_known" => ("format", "is not a known format"),
+        "templates_content_size" => ("content", "must be 1 to 524288 bytes"),
+        "orders_recipient_is_address" => ("recipient", "is not a valid address"),
+        "orders_sender_is_address" => ("sender", "is not a valid address"),
+        "orders_merge_variables_is_string_map" => ("merge_variables", "must map names to strings"),
+        "orders_send_date_not_before_creation" => ("send_date", "must not be in the past"),
+        _ => return None,
+    };
+    Some(ApiError::invalid_field(field, message))
+}
+
+/// One page of a list, newest first.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+}
+
+impl<T> Page<T> {
+    /// Splits `rows`, fetched with `limit + 1`, into a page of at most `limit`.
+    pub fn from_rows(mut rows: Vec<T>, limit: i64) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let has_more = rows.len() > limit;
+        rows.truncate(limit);
+        Self {
+            data: rows,
+            has_more,
+        }
+    }
+}
+
+/// A list request: at most `limit` rows older than the `starting_after` id.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub limit: i64,
+    pub starting_after: Option<uuid::Uuid>,
+}

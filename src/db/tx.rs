@@ -1,0 +1,101 @@
+//! The request's transaction: begun when a handler asks for it, committed by the layer when the answer is a success.
+//!
+//! A handler takes a [`Tx`] and writes through it; it never commits. [`commit_on_success`] (or the idempotency
+//! layer, which also writes the key row into it) decides after the handler has answered.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::{
+    extract::{FromRef, FromRequestParts, Request},
+    http::request::Parts,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use crate::error::ApiError;
+
+/// Where a handler's transaction goes back to when the handler is done with it.
+#[derive(Clone, Default)]
+pub struct TxSlot(Arc<Mutex<Option<Transaction<'static, Postgres>>>>);
+
+impl TxSlot {
+    /// The transaction the handler used, if it asked for one.
+    pub fn take(&self) -> Option<Transaction<'static, Postgres>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    fn put(&self, tx: Transaction<'static, Postgres>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+    }
+}
+
+/// The request's database transaction, for handlers that write; begun on first use.
+///
+/// Beginning lazily keeps a slow request body from holding a pooled connection while it arrives.
+pub struct Tx {
+    pool: PgPool,
+    tx: Option<Transaction<'static, Postgres>>,
+    slot: TxSlot,
+}
+
+impl Tx {
+    /// The transaction's connection, beginning the transaction when this is the first use.
+    pub async fn conn(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        let tx = match self.tx.take() {
+            Some(tx) => tx,
+            None => self.pool.begin().await?,
+        };
+        Ok(&mut **self.tx.insert(tx))
+    }
+}
+
+impl<S> FromRequestParts<S> for Tx
+where
+    PgPool: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let slot = parts
+            .extensions
+            .get::<TxSlot>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("route has no transaction layer"))?;
+        Ok(Self {
+            pool: PgPool::from_ref(state),
+            tx: None,
+            slot,
+        })
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            self.slot.put(tx);
+        }
+    }
+}
+
+/// Runs the request with a transaction slot and commits what the handler wrote when its answer is a 2xx.
+pub async fn commit_on_success(mut request: Request, next: Next) -> Response {
+    let slot = TxSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let response = next.run(request).await;
+    finish(slot.take(), response).await
+}
+
+/// Commits `tx` when `response` is a success and rolls it back otherwise; a failed commit replaces the answer.
+pub async fn finish(tx: Option<Transaction<'static, Postgres>>, response: Response) -> Response {
+    let Some(tx) = tx else { return response };
+    if response.status().is_success() {
+        if let Err(error) = tx.commit().await {
+            return ApiError::from(error).into_response();
+        }
+    } else if let Err(error) = tx.rollback().await {
+        tracing::warn!(%error, "rollback failed");
+    }
+    response
+}

@@ -1,0 +1,8 @@
+//! Domain types: values that satisfy the API's rules once they are built.
+
+pub mod address;
+pub mod country;
+pub mod order;
+pub mod patch;
+pub mod template;
+pub mod validation;

@@ -1,0 +1,224 @@
+//! Orders: their status, merge variables and send date.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::{Date, OffsetDateTime, macros::format_description};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{
+    address::Address,
+    patch::Patch,
+    template::{MAX_MERGE_FIELD_LENGTH, parse_merge_field_name},
+};
+
+/// The most merge variables an order may carry.
+pub const MAX_MERGE_VARIABLES: usize = 500;
+/// The longest merge variable value, in characters.
+pub const MAX_MERGE_VALUE_LENGTH: usize = 10_000;
+
+/// Where an order is in its life. Orders are taken as `received`; `processing` and `sent` are reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum OrderStatus {
+    Received,
+    Processing,
+    Sent,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Processing => "processing",
+            Self::Sent => "sent",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The values a template's merge fields are filled with, by field name.
+pub type MergeVariables = BTreeMap<String, String>;
+
+/// An order, as the API returns it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
+    "template_id": "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6e",
+    "template_version": 1,
+    "recipient": {"name": "Anna de Vries", "company": null, "street": "Keizersgracht", "house_number": "123A",
+                  "postal_code": "1015 CJ", "city": "Amsterdam", "country": "NL"},
+    "sender": null,
+    "merge_variables": {"first_name": "Anna", "city": "Amsterdam"},
+    "send_date": "2026-12-01",
+    "status": "received",
+    "created_at": "2026-11-28T12:00:00Z",
+    "updated_at": "2026-11-28T12:00:00Z"
+}))]
+pub struct Order {
+    pub id: Uuid,
+    pub template_id: Uuid,
+    /// The template's version when the order was taken.
+    pub template_version: i32,
+    pub recipient: Address,
+    pub sender: Option<Address>,
+    pub merge_variables: MergeVariables,
+    /// The day to send the mail piece (UTC); absent for as soon as possible.
+    #[serde(with = "iso_date")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub send_date: Option<Date>,
+    pub status: OrderStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl Order {
+    pub fn location(&self) -> String {
+        format!("/v1/orders/{}", self.id)
+    }
+}
+
+/// An order that satisfies every rule that does not depend on its template.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub template_id: Uuid,
+    pub recipient: Address,
+    pub sender: Option<Address>,
+    pub merge_variables: MergeVariables,
+    pub send_date: Option<Date>,
+}
+
+/// The members a PATCH sets; the others stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct OrderChanges {
+    pub recipient: Option<Address>,
+    pub sender: Patch<Address>,
+    pub merge_variables: Option<MergeVariables>,
+    pub send_date: Patch<Date>,
+}
+
+/// The editable part of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderDetails {
+    pub recipient: Address,
+    pub sender: Option<Address>,
+    pub merge_variables: MergeVariables,
+    pub send_date: Option<Date>,
+}
+
+impl OrderChanges {
+    /// The order's details after the changes, or `None` when they change nothing.
+    pub fn apply_to(self, current: &Order) -> Option<OrderDetails> {
+        let next = OrderDetails {
+            recipient: self.recipient.unwrap_or_else(|| current.recipient.clone()),
+            sender: self.sender.apply(current.sender.clone()),
+            merge_variables: self
+                .merge_variables
+                .unwrap_or_else(|| current.merge_variables.clone()),
+            send_date: self.send_date.apply(current.send_date),
+        };
+        let changed = next.recipient != current.recipient
+            || next.sender != current.sender
+            || next.merge_variables != current.merge_variables
+            || next.send_date != current.send_date;
+        changed.then_some(next)
+    }
+}
+
+/// Merge variables: at most 500, named like merge fields, values of at most 10 000 characters.
+pub fn parse_merge_variables(variables: MergeVariables) -> Result<MergeVariables, String> {
+    if variables.len() > MAX_MERGE_VARIABLES {
+        return Err(format!("must have at most {MAX_MERGE_VARIABLES} entries"));
+    }
+    for (name, value) in &variables {
+        if let Err(reason) = parse_merge_field_name(name) {
+            return Err(format!(
+                "`{}`: {reason}",
+                name.chars()
+                    .take(MAX_MERGE_FIELD_LENGTH)
+                    .collect::<String>()
+            ));
+        }
+        if value.chars().count() > MAX_MERGE_VALUE_LENGTH {
+            return Err(format!(
+                "`{name}`: values have at most {MAX_MERGE_VALUE_LENGTH} characters"
+            ));
+        }
+    }
+    Ok(variables)
+}
+
+/// The merge fields of a template that `variables` does not supply.
+pub fn missing_merge_variables(merge_fields: &[String], variables: &MergeVariables) -> Vec<String> {
+    merge_fields
+        .iter()
+        .filter(|field| !variables.contains_key(field.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// A send date: `YYYY-MM-DD`, not before today (UTC).
+pub fn parse_send_date(date: &str, today: Date) -> Result<Date, String> {
+    let date = Date::parse(date, format_description!("[year]-[month]-[day]"))
+        .map_err(|_| "must be a date as YYYY-MM-DD".to_owned())?;
+    if date < today {
+        return Err(format!("must not be in the past (today is {today} UTC)"));
+    }
+    Ok(date)
+}
+
+/// Today's date in UTC, the reference for send dates.
+pub fn today() -> Date {
+    OffsetDateTime::now_utc().date()
+}
+
+/// `Option<Date>` as `YYYY-MM-DD` or `null`.
+mod iso_date {
+    use serde::Serializer;
+    use time::{Date, macros::format_description};
+
+    pub fn serialize<S: Serializer>(date: &Option<Date>, serializer: S) -> Result<S::Ok, S::Error> {
+        match date {
+            None => serializer.serialize_none(),
+            Some(date) => {
+                let text = date
+                    .format(format_description!("[year]-[month]-[day]"))
+                    .map_err(serde::ser::Error::custom)?;
+                serializer.serialize_str(&text)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn send_date_is_today_or_later() {
+        let today = date!(2026 - 11 - 28);
+        assert_eq!(parse_send_date("2026-11-28", today), Ok(today));
+        assert!(parse_send_date("2026-11-27", today).is_err());
+        assert!(parse_send_date("28-11-2026", today).is_err());
+        assert!(parse_send_date("2026-02-30", today).is_err());
+    }
+
+    #[test]
+    fn lists_missing_merge_variables_in_field_order() {
+        let fields = vec!["city".to_owned(), "first_name".to_owned()];
+        let variables = MergeVariables::from([("first_name".to_owned(), "Anna".to_owned())]);
+        assert_eq!(missing_merge_variables(&fields, &variables), ["city"]);
+    }
+
+    #[test]
+    fn merge_variable_names_follow_the_placeholder_rules() {
+        let bad = MergeVariables::from([("first name".to_owned(), "Anna".to_owned())]);
+        assert!(parse_merge_variables(bad).is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! Field validation: collects every rule a request breaks, each under its dotted field path.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// One broken rule, named by the dotted path of its field in the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"field": "recipient.postal_code", "message": "must be 1 to 20 characters"}))]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `recipient.postal_code`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Collects the errors of several fields so that a client learns of all of them at once.
+#[derive(Debug, Default)]
+pub struct Validator {
+    path: Vec<String>,
+    errors: Vec<FieldError>,
+}
+
+impl Validator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Gives back the value of `result`, or records its error under `field`.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(message) => {
+                let field = self.path_to(field);
+                self.errors.push(FieldError { field, message });
+                None
+            }
+        }
+    }
+
+    /// Validates the members of an object nested under `field`.
+    pub fn nested<T>(
+        &mut self,
+        field: &str,
+        validate: impl FnOnce(&mut Self) -> Option<T>,
+    ) -> Option<T> {
+        self.path.push(field.to_owned());
+        let value = validate(self);
+        self.path.pop();
+        value
+    }
+
+    /// The built value when no rule was broken, else a 422 listing every broken rule.
+    ///
+    /// `build` sees the checked values as `Option`s, all `Some` when nothing was recorded.
+    pub fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
+        if !self.errors.is_empty() {
+            return Err(ApiError::Validation(self.errors));
+        }
+        build().ok_or_else(|| ApiError::internal("a validated value was missing"))
+    }
+
+    fn path_to(&self, field: &str) -> String {
+        self.path
+            .iter()
+            .map(String::as_str)
+            .chain([field])
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
+/// A line of printable text of 1 to `max` characters, not blank.
+pub fn text(value: String, max: usize) -> Result<String, String> {
+    let length = value.chars().count();
+    if length == 0 || length > max {
+        return Err(format!("must be 1 to {max} characters"));
+    }
+    if value.trim().is_empty() {
+        return Err("must not be blank".to_owned());
+    }
+    if value.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_owned());
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_counts_characters_not_bytes() {
+        assert_eq!(text("ééé".to_owned(), 3), Ok("ééé".to_owned()));
+        assert!(text("éééé".to_owned(), 3).is_err());
+    }
+
+    #[test]
+    fn text_rejects_empty_blank_and_control_characters() {
+        assert!(text(String::new(), 10).is_err());
+        assert!(text("   ".to_owned(), 10).is_err());
+        assert!(text("a\nb".to_owned(), 10).is_err());
+    }
+
+    #[test]
+    fn nested_fields_get_dotted_paths() {
+        let mut v = Validator::new();
+        v.nested("recipient", |v| {
+            v.check::<()>("postal_code", Err("bad".to_owned()))
+        });
+        v.check::<()>("send_date", Err("bad".to_owned()));
+        let Err(ApiError::Validation(errors)) = v.finish(|| Some(())) else {
+            panic!("expected a validation error");
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["recipient.postal_code", "send_date"]);
+    }
+}

@@ -1,0 +1,359 @@
+//! ApiError: every way a request can fail, and the RFC 9457 `application/problem+json` response it becomes.
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::validation::FieldError;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The kinds of problem the API reports; each has a stable `type` URI under `/problems/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemType {
+    MalformedJson,
+    UnreadableBody,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    TemplateInUse,
+    OrderNotModifiable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    TemplateNotFound,
+    MissingMergeVariables,
+    InternalError,
+    ServiceUnavailable,
+}
+
+impl ProblemType {
+    /// Every problem type, for the documentation.
+    pub const ALL: &'static [ProblemType] = &[
+        Self::MalformedJson,
+        Self::UnreadableBody,
+        Self::Unauthorized,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::RequestTimeout,
+        Self::TemplateInUse,
+        Self::OrderNotModifiable,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::ValidationFailed,
+        Self::TemplateNotFound,
+        Self::MissingMergeVariables,
+        Self::InternalError,
+        Self::ServiceUnavailable,
+    ];
+
+    /// The last segment of the `type` URI.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "malformed-json",
+            Self::UnreadableBody => "unreadable-body",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::RequestTimeout => "request-timeout",
+            Self::TemplateInUse => "template-in-use",
+            Self::OrderNotModifiable => "order-not-modifiable",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::ValidationFailed => "validation-failed",
+            Self::TemplateNotFound => "template-not-found",
+            Self::MissingMergeVariables => "missing-merge-variables",
+            Self::InternalError => "internal-error",
+            Self::ServiceUnavailable => "service-unavailable",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::MalformedJson | Self::UnreadableBody => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::TemplateInUse | Self::OrderNotModifiable => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::ValidationFailed | Self::TemplateNotFound | Self::MissingMergeVariables => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "Malformed JSON",
+            Self::UnreadableBody => "Unreadable body",
+            Self::Unauthorized => "Unauthorized",
+            Self::NotFound => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::RequestTimeout => "Request timeout",
+            Self::TemplateInUse => "Template in use",
+            Self::OrderNotModifiable => "Order can no longer be changed",
+            Self::PayloadTooLarge => "Payload too large",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::ValidationFailed => "Validation failed",
+            Self::TemplateNotFound => "Template not found",
+            Self::MissingMergeVariables => "Missing merge variables",
+            Self::InternalError => "Internal server error",
+            Self::ServiceUnavailable => "Service unavailable",
+        }
+    }
+
+    /// What the problem means and what a client should do about it.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::MalformedJson => {
+                "The request body is not valid JSON (or is empty). Fix the syntax and send it again."
+            }
+            Self::UnreadableBody => {
+                "The request body could not be read to its end (the connection broke or the body was malformed). Send it again."
+            }
+            Self::Unauthorized => {
+                "The Authorization header is missing or does not carry a valid API key. Send `Authorization: Bearer <api_key>`."
+            }
+            Self::NotFound => {
+                "There is no such resource in your account, or no such route. Objects of other accounts are reported as not found."
+            }
+            Self::MethodNotAllowed => "The route exists but does not accept this HTTP method.",
+            Self::RequestTimeout => {
+                "The request was not received and answered within the server's request timeout. It was not applied; send it again."
+            }
+            Self::TemplateInUse => {
+                "The template cannot be deleted because orders refer to it. Orders keep their template for their whole life."
+            }
+            Self::OrderNotModifiable => {
+                "The order has left the `received` status (it is being processed, was sent or was cancelled), so it cannot be changed."
+            }
+            Self::PayloadTooLarge => "The request body is larger than the server accepts.",
+            Self::UnsupportedMediaType => {
+                "A request with a body must send it as JSON, with `Content-Type: application/json`."
+            }
+            Self::ValidationFailed => {
+                "The body or query is well-formed JSON but breaks the rules of the API: `errors` lists each field and what is wrong with it. Nothing was written."
+            }
+            Self::TemplateNotFound => {
+                "The order names a template that does not exist in your account. Create the template first or fix `template_id`."
+            }
+            Self::MissingMergeVariables => {
+                "The template has merge fields that `merge_variables` does not supply: `errors` lists each of them."
+            }
+            Self::InternalError => {
+                "The server failed to handle the request. Nothing was written. When the request carried an Idempotency-Key, this answer is stored and replayed for that key."
+            }
+            Self::ServiceUnavailable => {
+                "The service cannot reach its database right now. Nothing was written; retry later, with the same Idempotency-Key if you sent one."
+            }
+        }
+    }
+
+    /// The `type` member of a problem of this kind: a reference resolved against the API's own origin.
+    pub fn uri(self) -> String {
+        format!("/problems/{}", self.slug())
+    }
+
+    /// The problem type whose slug this is.
+    pub fn from_slug(slug: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|p| p.slug() == slug)
+    }
+}
+
+/// An RFC 9457 problem document, the body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "/problems/validation-failed",
+    "title": "Validation failed",
+    "status": 422,
+    "detail": "The request has 1 invalid field.",
+    "errors": [{"field": "recipient.postal_code", "message": "must be 1 to 20 characters"}]
+}))]
+pub struct Problem {
+    /// A URI reference that names the kind of problem; `GET` it for a description.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem, the same for every occurrence.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// Each invalid field, by its dotted path in the request, for validation problems.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// Why a request got no result; turns into a problem+json response.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("The request body could not be read: {0}.")]
+    UnreadableBody(String),
+    #[error("{}", .0.message())]
+    Unauthorized(Credentials),
+    #[error("No such {resource}: '{id}'.")]
+    NotFound { resource: &'static str, id: String },
+    #[error("No route for {0}.")]
+    RouteNotFound(String),
+    #[error("{method} is not allowed on this route.")]
+    MethodNotAllowed { method: String },
+    #[error("The request did not complete within {seconds} seconds.")]
+    RequestTimeout { seconds: u64 },
+    #[error("Template '{id}' is used by {orders} order(s) and cannot be deleted.")]
+    TemplateInUse { id: uuid::Uuid, orders: i64 },
+    #[error("Order '{id}' is {status} and can only be changed while it is received.")]
+    OrderNotModifiable { id: uuid::Uuid, status: String },
+    #[error("The request body is larger than {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("The request has {} invalid field(s).", .0.len())]
+    Validation(Vec<FieldError>),
+    #[error("No template '{id}' exists in this account.")]
+    TemplateNotFound { id: uuid::Uuid },
+    #[error("The template needs merge variables that are missing: {}.", .missing.join(", "))]
+    MissingMergeVariables { missing: Vec<String> },
+    #[error("The database is unavailable.")]
+    DatabaseUnavailable(#[source] sqlx::Error),
+    #[error("An internal error occurred.")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What was wrong with the credentials of a 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    Missing,
+    Invalid,
+}
+
+impl Credentials {
+    fn message(self) -> &'static str {
+        match self {
+            Self::Missing => "Send your API key as `Authorization: Bearer <api_key>`.",
+            Self::Invalid => "The API key is not valid.",
+        }
+    }
+}
+
+impl ApiError {
+    /// A validation failure of one field.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(error.into())
+    }
+
+    pub fn problem_type(&self) -> ProblemType {
+        match self {
+            Self::MalformedJson(_) => ProblemType::MalformedJson,
+            Self::UnreadableBody(_) => ProblemType::UnreadableBody,
+            Self::Unauthorized(_) => ProblemType::Unauthorized,
+            Self::NotFound { .. } | Self::RouteNotFound(_) => ProblemType::NotFound,
+            Self::MethodNotAllowed { .. } => ProblemType::MethodNotAllowed,
+            Self::RequestTimeout { .. } => ProblemType::RequestTimeout,
+            Self::TemplateInUse { .. } => ProblemType::TemplateInUse,
+            Self::OrderNotModifiable { .. } => ProblemType::OrderNotModifiable,
+            Self::PayloadTooLarge { .. } => ProblemType::PayloadTooLarge,
+            Self::UnsupportedMediaType(_) => ProblemType::UnsupportedMediaType,
+            Self::Validation(_) => ProblemType::ValidationFailed,
+            Self::TemplateNotFound { .. } => ProblemType::TemplateNotFound,
+            Self::MissingMergeVariables { .. } => ProblemType::MissingMergeVariables,
+            Self::DatabaseUnavailable(_) => ProblemType::ServiceUnavailable,
+            Self::Internal(_) => ProblemType::InternalError,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.problem_type().status()
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::Validation(errors) => errors.clone(),
+            Self::TemplateNotFound { .. } => vec![FieldError::new(
+                "template_id",
+                "no such template in this account",
+            )],
+            Self::MissingMergeVariables { missing } => missing
+                .iter()
+                .map(|name| {
+                    FieldError::new(
+                        format!("merge_variables.{name}"),
+                        "required by the template",
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The problem document for this error.
+    pub fn to_problem(&self) -> Problem {
+        let kind = self.problem_type();
+        Problem {
+            kind: kind.uri(),
+            title: kind.title().to_owned(),
+            status: kind.status().as_u16(),
+            detail: self.to_string(),
+            errors: self.field_errors(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&error) {
+            return Self::DatabaseUnavailable(error);
+        }
+        if let Some(violation) = crate::db::constraint_violation(&error) {
+            return violation;
+        }
+        Self::Internal(Box::new(error))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Internal(source) => tracing::error!(error = %source, "request failed"),
+            Self::DatabaseUnavailable(source) => {
+                tracing::warn!(error = %source, "database unavailable")
+            }
+            _ => tracing::debug!(status = status.as_u16(), detail = %self, "request rejected"),
+        }
+        let body = serde_json::to_vec(&self.to_problem()).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        match self {
+            Self::Unauthorized(Credentials::Missing) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Unauthorized(Credentials::Invalid) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+                );
+            }
+            Self::DatabaseUnavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

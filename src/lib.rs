@@ -1,0 +1,13 @@
+//! order-intake: print-and-mail orders and the templates they are printed from, over HTTP.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod server;
+pub mod telemetry;
+
+pub use server::{AppState, app};

@@ -1,0 +1,192 @@
+//! The HTTP server: shared state, the middleware stack, and serving until a shutdown signal.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State},
+    http::{HeaderName, StatusCode, header},
+    middleware,
+    response::{IntoResponse, Response},
+};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::{
+    LatencyUnit,
+    catch_panic::CatchPanicLayer,
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
+};
+use tracing::{Level, Span};
+
+use crate::{
+    api,
+    config::Config,
+    db,
+    error::{ApiError, PROBLEM_JSON},
+};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, config: Config) -> Self {
+        Self {
+            pool,
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl FromRef<AppState> for PgPool {
+    fn from_ref(state: &AppState) -> Self {
+        state.pool.clone()
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole service as a router, so that tests can drive it.
+pub fn app(state: AppState) -> Router {
+    let (router, _openapi) = api::router(&state).split_for_parts();
+    let config = &state.config;
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(LatencyUnit::Millis),
+                )
+                .on_failure(
+                    DefaultOnFailure::new()
+                        .level(Level::ERROR)
+                        .latency_unit(LatencyUnit::Millis),
+                ),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("the handler panicked").into_response()
+        }))
+        .layer(middleware::map_response_with_state(
+            state.clone(),
+            problem_for_layer_errors,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(RequestBodyLimitLayer::new(config.request_body_limit_bytes))
+        .layer(DefaultBodyLimit::max(config.request_body_limit_bytes));
+    router
+        .fallback(api::route_not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(layers)
+        .with_state(state)
+}
+
+/// One span per request, with its route and id, so that every log line of the request carries them.
+fn request_span(request: &Request) -> Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("-", MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        request_id,
+        account_id = tracing::field::Empty,
+    )
+}
+
+/// The timeout and body-limit layers answer with bare status codes; give them problem bodies like every error.
+async fn problem_for_layer_errors<B>(
+    State(state): State<AppState>,
+    response: Response<B>,
+) -> Response
+where
+    B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|content_type| content_type == PROBLEM_JSON);
+    if is_problem {
+        return response.map(axum::body::Body::new);
+    }
+    match response.status() {
+        StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout {
+            seconds: state.config.request_timeout.as_secs(),
+        }
+        .into_response(),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+            limit: state.config.request_body_limit_bytes,
+        }
+        .into_response(),
+        _ => response.map(axum::body::Body::new),
+    }
+}
+
+/// Connects, migrates when asked to, and serves until SIGINT or SIGTERM; in-flight requests finish first.
+pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let pool = db::pool(&config.database)?;
+    if config.run_migrations {
+        db::MIGRATOR.run(&pool).await?;
+        tracing::info!("migrations applied");
+    }
+    let listener = TcpListener::bind(config.listen_addr).await?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    let state = AppState::new(pool.clone(), config);
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    pool.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

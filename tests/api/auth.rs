@@ -1,0 +1,90 @@
+//! Authentication and tenant isolation: every account sees only its own objects.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::{TestApp, address, send};
+
+#[sqlx::test]
+async fn requests_without_a_valid_key_get_401(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let client = reqwest::Client::new();
+    let url = app.url("/v1/orders");
+
+    let missing = send(client.get(&url)).await;
+    missing.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
+
+    let wrong_scheme = send(client.get(&url).basic_auth("user", Some("pass"))).await;
+    wrong_scheme.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+
+    let unknown_key = format!("oik_{}", "0".repeat(64));
+    let malformed_key = "oik_short".to_owned();
+    for key in [unknown_key, malformed_key] {
+        let response = send(client.get(&url).bearer_auth(key)).await;
+        response.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+        assert_eq!(
+            response.header("www-authenticate"),
+            Some(r#"Bearer error="invalid_token""#)
+        );
+    }
+
+    let post = send(client.post(app.url("/v1/templates")).json(&json!({}))).await;
+    post.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[sqlx::test]
+async fn other_accounts_objects_are_not_found(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let order = app.create_order().await;
+    let template_path = format!("/v1/templates/{}", order["template_id"].as_str().unwrap());
+    let order_path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let other = app.other_account().await;
+
+    for (method, path) in [
+        (Method::GET, &template_path),
+        (Method::PATCH, &template_path),
+        (Method::DELETE, &template_path),
+        (Method::GET, &order_path),
+        (Method::PATCH, &order_path),
+        (Method::DELETE, &order_path),
+    ] {
+        let response = send(other.request(method.clone(), path).json(&json!({}))).await;
+        response.assert_problem(StatusCode::NOT_FOUND, "not-found");
+    }
+    for path in ["/v1/templates", "/v1/orders"] {
+        let list = other.get(path).await;
+        list.assert_status(StatusCode::OK);
+        assert_eq!(list.json()["data"], json!([]));
+    }
+    // The owner still sees both, unchanged.
+    assert_eq!(app.get(&order_path).await.json(), order);
+    assert_eq!(
+        app.get("/v1/templates").await.json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[sqlx::test]
+async fn an_order_cannot_use_another_accounts_template_even_in_the_database(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let template = app.create_template("<p>Hi</p>").await;
+    let other = app.other_account().await;
+    let result = sqlx::query(
+        "INSERT INTO orders (id, account_id, template_id, template_version, recipient) VALUES ($1, $2, $3, 1, $4)",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(other.account_id)
+    .bind(template["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap())
+    .bind(address())
+    .execute(&app.pool)
+    .await;
+    assert!(
+        result.is_err(),
+        "the foreign key must hold orders to their own account's templates"
+    );
+}

@@ -1,0 +1,144 @@
+//! Bad input: each kind gets its own status and a problem body, and nothing is written.
+
+use reqwest::{Method, StatusCode, header};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::{TestApp, count, send};
+
+#[sqlx::test]
+async fn malformed_json_is_400(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let bodies: [&[u8]; 5] = [
+        b"{\"name\": ",
+        b"not json",
+        b"",
+        b"{\"name\": \"\xff\xfe\"}",
+        b"{\"a\": 1e999}",
+    ];
+    for body in bodies {
+        let response = send(
+            app.request(Method::POST, "/v1/templates")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec()),
+        )
+        .await;
+        response.assert_problem(StatusCode::BAD_REQUEST, "malformed-json");
+    }
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let response = send(
+        app.request(Method::POST, "/v1/orders")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(deep),
+    )
+    .await;
+    response.assert_problem(StatusCode::BAD_REQUEST, "malformed-json");
+    assert_eq!(count(&app.pool, "templates").await, 0);
+}
+
+#[sqlx::test]
+async fn a_body_that_is_not_an_object_is_422(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for body in [json!([]), json!("text"), json!(null), json!(42)] {
+        let response = app.post("/v1/templates", &body).await;
+        response.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
+    }
+}
+
+#[sqlx::test]
+async fn a_body_that_is_not_json_is_415(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let body = r#"{"name": "n", "format": "postcard_a6", "content": "x"}"#;
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = app.request(Method::POST, "/v1/templates").body(body);
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        send(request)
+            .await
+            .assert_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    }
+    let ok = send(
+        app.request(Method::POST, "/v1/templates")
+            .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+            .body(body),
+    )
+    .await;
+    ok.assert_status(StatusCode::CREATED);
+    assert_eq!(count(&app.pool, "templates").await, 1);
+}
+
+#[sqlx::test]
+async fn a_body_over_the_limit_is_413(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |config| config.request_body_limit_bytes = 64 * 1024).await;
+    let body = json!({"name": "n", "format": "postcard_a6", "content": "a".repeat(100 * 1024)});
+    let response = app.post("/v1/templates", &body).await;
+    let problem = response.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
+    assert!(problem["detail"].as_str().unwrap().contains("65536"));
+
+    // Without a Content-Length, the limit stops the body as it streams in.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        vec![Ok(b"{\"content\": \"".to_vec()), Ok(vec![b'a'; 100 * 1024])];
+    let stream = futures_util::stream::iter(chunks);
+    let response = send(
+        app.request(Method::POST, "/v1/templates")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(reqwest::Body::wrap_stream(stream)),
+    )
+    .await;
+    response.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
+    assert_eq!(count(&app.pool, "templates").await, 0);
+}
+
+#[sqlx::test]
+async fn a_malformed_id_is_404_like_an_unknown_one(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for path in [
+        "/v1/orders/not-a-uuid",
+        "/v1/templates/123",
+        "/v1/orders/019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
+    ] {
+        app.get(path)
+            .await
+            .assert_problem(StatusCode::NOT_FOUND, "not-found");
+        app.patch(path, &json!({}))
+            .await
+            .assert_problem(StatusCode::NOT_FOUND, "not-found");
+        app.delete(path)
+            .await
+            .assert_problem(StatusCode::NOT_FOUND, "not-found");
+    }
+}
+
+#[sqlx::test]
+async fn unknown_routes_and_methods_are_problems_too(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.get("/v1/invoices")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "not-found");
+    let response = send(app.request(Method::PUT, "/v1/orders")).await;
+    response.assert_problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
+}
+
+#[sqlx::test]
+async fn problem_types_are_described(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let response = app.get("/problems/template-in-use").await;
+    response.assert_status(StatusCode::OK);
+    let description = response.json();
+    assert_eq!(description["type"], "/problems/template-in-use");
+    assert_eq!(description["status"], 409);
+    assert!(
+        description["description"]
+            .as_str()
+            .unwrap()
+            .contains("orders")
+    );
+    app.get("/problems/no-such-problem")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "not-found");
+}

@@ -1,0 +1,222 @@
+//! A running server on a free port, an account with its API key, and requests that read like the contract.
+
+use std::net::SocketAddr;
+
+use order_intake::{
+    AppState, app,
+    auth::ApiKey,
+    config::{Config, DatabaseConfig},
+    db,
+};
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The service, served on 127.0.0.1 on a free port, against the test's database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    /// The API key of the default account.
+    pub api_key: String,
+    pub account_id: Uuid,
+}
+
+impl TestApp {
+    pub async fn spawn(pool: PgPool) -> Self {
+        Self::spawn_with(pool, |_| {}).await
+    }
+
+    /// Spawns with the default configuration changed by `configure`.
+    pub async fn spawn_with(pool: PgPool, configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::new(DatabaseConfig::new("postgres://unused"));
+        configure(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let router = app(AppState::new(pool.clone(), config));
+        tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
+        let (account_id, api_key) = create_account(&pool, "Test account").await;
+        Self {
+            addr,
+            pool,
+            client: reqwest::Client::new(),
+            api_key,
+            account_id,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A request with the default account's key.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.api_key)
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> TestResponse {
+        send(self.request(Method::POST, path).json(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> TestResponse {
+        send(self.request(Method::PATCH, path).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> TestResponse {
+        send(self.request(Method::DELETE, path)).await
+    }
+
+    /// Creates a template and returns it.
+    pub async fn create_template(&self, content: &str) -> Value {
+        let response = self
+            .post(
+                "/v1/templates",
+                &json!({"name": "Welcome", "format": "postcard_a6", "content": content}),
+            )
+            .await;
+        response.assert_status(StatusCode::CREATED);
+        response.json()
+    }
+
+    /// Creates an order for a new template without merge fields and returns it.
+    pub async fn create_order(&self) -> Value {
+        let template = self.create_template("<p>Hello</p>").await;
+        let response = self
+            .post(
+                "/v1/orders",
+                &json!({"template_id": template["id"], "recipient": address()}),
+            )
+            .await;
+        response.assert_status(StatusCode::CREATED);
+        response.json()
+    }
+
+    /// Another app handle on the same server, acting for a new account.
+    pub async fn other_account(&self) -> TestApp {
+        let (account_id, api_key) = create_account(&self.pool, "Other account").await;
+        TestApp {
+            addr: self.addr,
+            pool: self.pool.clone(),
+            client: self.client.clone(),
+            api_key,
+            account_id,
+        }
+    }
+}
+
+pub async fn create_account(pool: &PgPool, name: &str) -> (Uuid, String) {
+    let key = ApiKey::generate().expect("random key");
+    let mut conn = pool.acquire().await.expect("connection");
+    let id = db::accounts::insert_with_key(&mut conn, name, &key.hash)
+        .await
+        .expect("account");
+    (id, key.secret)
+}
+
+/// A valid address.
+pub fn address() -> Value {
+    json!({
+        "name": "Anna de Vries",
+        "street": "Keizersgracht",
+        "house_number": "123A",
+        "postal_code": "1015 CJ",
+        "city": "Amsterdam",
+        "country": "NL"
+    })
+}
+
+/// A response, read to its end.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+pub async fn send(request: reqwest::RequestBuilder) -> TestResponse {
+    let response = request.send().await.expect("request sent");
+    TestResponse {
+        status: response.status(),
+        headers: response.headers().clone(),
+        body: response.bytes().await.expect("body read").to_vec(),
+    }
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header"))
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: StatusCode) {
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+    }
+
+    /// Asserts a problem+json response of this status and type slug, and returns the problem.
+    #[track_caller]
+    pub fn assert_problem(&self, status: StatusCode, slug: &str) -> Value {
+        self.assert_status(status);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        let problem = self.json();
+        assert_eq!(
+            problem["type"],
+            format!("/problems/{slug}"),
+            "problem: {problem}"
+        );
+        assert_eq!(problem["status"], status.as_u16());
+        assert!(problem["title"].as_str().is_some_and(|t| !t.is_empty()));
+        assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        problem
+    }
+
+    /// Asserts a 422 validation problem and returns the fields it names.
+    #[track_caller]
+    pub fn assert_invalid_fields(&self) -> Vec<String> {
+        let problem = self.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
+        problem["errors"]
+            .as_array()
+            .expect("errors array")
+            .iter()
+            .map(|e| {
+                assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+                e["field"].as_str().expect("field").to_owned()
+            })
+            .collect()
+    }
+}
+
+/// Counts the rows of a table.
+pub async fn count(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}

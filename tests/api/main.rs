@@ -1,0 +1,12 @@
+//! The HTTP API against a real PostgreSQL: a fresh database per test, a real server on a free port.
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod cli;
+mod operations;
+mod orders;
+mod pagination;
+mod postgres_bringup;
+mod templates;
