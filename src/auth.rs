@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     db,
-    error::{ApiError, Credentials},
+    error::{ApiError, Credentials, Rejection},
 };
 
 /// What every API key starts with, so that a leaked one is easy to recognise.
@@ -85,14 +85,14 @@ fn is_well_formed(secret: &str) -> bool {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Account {
-    type Rejection = ApiError;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts
             .extensions
             .get::<Account>()
             .copied()
-            .ok_or_else(|| ApiError::internal("route has no authentication layer"))
+            .ok_or_else(|| Rejection(ApiError::internal("route has no authentication layer")))
     }
 }
 

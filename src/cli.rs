@@ -1,16 +1,18 @@
-//! The command line: serve, migrate, and manage accounts.
+//! The command line: serve, migrate, manage accounts, sweep expired idempotency keys.
 
 use std::io::Write;
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
     auth::ApiKey,
-    config::{Config, DatabaseConfig},
+    config::{Config, DatabaseConfig, IdempotencyConfig},
     db,
     domain::validation::text,
+    idempotency::sweeper::{self, Sweep},
     server,
 };
 
@@ -35,6 +37,8 @@ enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Delete expired idempotency keys once, and print how many were deleted.
+    Sweep,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,11 +59,27 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Accounts {
             command: AccountsCommand::Create { name },
         } => create_account(name).await,
+        Command::Sweep => sweep().await,
     }
 }
 
+async fn sweep() -> Result<(), Error> {
+    let pool = db::pool(&DatabaseConfig::from_env()?, None)?;
+    let ttl = IdempotencyConfig::from_env()?.key_ttl;
+    let deleted =
+        match sweeper::sweep_once(&pool, ttl, sweeper::MAX_BATCH, &CancellationToken::new()).await?
+        {
+            Sweep::Done { deleted, .. } => deleted,
+            Sweep::Skipped => {
+                return Err("another process is sweeping right now; try again later".into());
+            }
+        };
+    writeln!(std::io::stdout(), "{deleted}")?;
+    Ok(())
+}
+
 async fn migrate() -> Result<(), Error> {
-    let pool = db::pool(&DatabaseConfig::from_env()?)?;
+    let pool = db::pool(&DatabaseConfig::from_env()?, None)?;
     db::MIGRATOR.run(&pool).await?;
     tracing::info!("migrations applied");
     Ok(())
@@ -75,7 +95,7 @@ struct CreatedAccount {
 
 async fn create_account(name: String) -> Result<(), Error> {
     let name = text(name, 200).map_err(|reason| format!("invalid --name: {reason}"))?;
-    let pool = db::pool(&DatabaseConfig::from_env()?)?;
+    let pool = db::pool(&DatabaseConfig::from_env()?, None)?;
     let key = ApiKey::generate()?;
     let mut tx = pool.begin().await?;
     let id = db::accounts::insert_with_key(&mut tx, &name, &key.hash).await?;

@@ -43,6 +43,46 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
 }
 
+/// The idempotency-key settings.
+#[derive(Debug, Clone)]
+pub struct IdempotencyConfig {
+    /// POST and PATCH without `Idempotency-Key` are rejected with 400.
+    pub key_required: bool,
+    /// How long a request waits for another one with the same key (and any statement for a lock) before a 409.
+    pub wait_timeout: Duration,
+    /// How long a key is replayed after its creation.
+    pub key_ttl: Duration,
+    /// How often the sweeper deletes expired keys.
+    pub sweep_interval: Duration,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self {
+            key_required: false,
+            wait_timeout: Duration::from_secs(10),
+            key_ttl: Duration::from_secs(86_400),
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl IdempotencyConfig {
+    /// Reads the idempotency settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        Ok(Self {
+            key_required: optional("IDEMPOTENCY_KEY_REQUIRED", defaults.key_required)?,
+            wait_timeout: millis("IDEMPOTENCY_WAIT_TIMEOUT_MS", defaults.wait_timeout)?,
+            key_ttl: seconds("IDEMPOTENCY_KEY_TTL_SECONDS", defaults.key_ttl)?,
+            sweep_interval: seconds(
+                "IDEMPOTENCY_SWEEP_INTERVAL_SECONDS",
+                defaults.sweep_interval,
+            )?,
+        })
+    }
+}
+
 /// Everything the HTTP server needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -51,6 +91,7 @@ pub struct Config {
     pub request_body_limit_bytes: usize,
     pub request_timeout: Duration,
     pub run_migrations: bool,
+    pub idempotency: IdempotencyConfig,
 }
 
 impl Config {
@@ -62,6 +103,7 @@ impl Config {
             request_body_limit_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             run_migrations: false,
+            idempotency: IdempotencyConfig::default(),
         }
     }
 
@@ -76,6 +118,7 @@ impl Config {
             )?,
             request_timeout: seconds("REQUEST_TIMEOUT_SECONDS", defaults.request_timeout)?,
             run_migrations: optional("RUN_MIGRATIONS", defaults.run_migrations)?,
+            idempotency: IdempotencyConfig::from_env()?,
             ..defaults
         })
     }

@@ -30,6 +30,11 @@ pub enum ProblemType {
     MissingMergeVariables,
     InternalError,
     ServiceUnavailable,
+    InvalidIdempotencyKey,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    IdempotencyKeyInUse,
+    ResourceBusy,
 }
 
 impl ProblemType {
@@ -50,6 +55,11 @@ impl ProblemType {
         Self::MissingMergeVariables,
         Self::InternalError,
         Self::ServiceUnavailable,
+        Self::InvalidIdempotencyKey,
+        Self::IdempotencyKeyRequired,
+        Self::IdempotencyKeyReused,
+        Self::IdempotencyKeyInUse,
+        Self::ResourceBusy,
     ];
 
     /// The last segment of the `type` URI.
@@ -70,22 +80,34 @@ impl ProblemType {
             Self::MissingMergeVariables => "missing-merge-variables",
             Self::InternalError => "internal-error",
             Self::ServiceUnavailable => "service-unavailable",
+            Self::InvalidIdempotencyKey => "invalid-idempotency-key",
+            Self::IdempotencyKeyRequired => "idempotency-key-required",
+            Self::IdempotencyKeyReused => "idempotency-key-reused",
+            Self::IdempotencyKeyInUse => "idempotency-key-in-use",
+            Self::ResourceBusy => "resource-busy",
         }
     }
 
     pub fn status(self) -> StatusCode {
         match self {
-            Self::MalformedJson | Self::UnreadableBody => StatusCode::BAD_REQUEST,
+            Self::MalformedJson
+            | Self::UnreadableBody
+            | Self::InvalidIdempotencyKey
+            | Self::IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::TemplateInUse | Self::OrderNotModifiable => StatusCode::CONFLICT,
+            Self::TemplateInUse
+            | Self::OrderNotModifiable
+            | Self::IdempotencyKeyInUse
+            | Self::ResourceBusy => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::ValidationFailed | Self::TemplateNotFound | Self::MissingMergeVariables => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Self::ValidationFailed
+            | Self::TemplateNotFound
+            | Self::MissingMergeVariables
+            | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -108,6 +130,11 @@ impl ProblemType {
             Self::MissingMergeVariables => "Missing merge variables",
             Self::InternalError => "Internal server error",
             Self::ServiceUnavailable => "Service unavailable",
+            Self::InvalidIdempotencyKey => "Invalid idempotency key",
+            Self::IdempotencyKeyRequired => "Idempotency key required",
+            Self::IdempotencyKeyReused => "Idempotency key reused",
+            Self::IdempotencyKeyInUse => "Idempotency key in use",
+            Self::ResourceBusy => "Resource busy",
         }
     }
 
@@ -155,6 +182,21 @@ impl ProblemType {
             Self::ServiceUnavailable => {
                 "The service cannot reach its database right now. Nothing was written; retry later, with the same Idempotency-Key if you sent one."
             }
+            Self::InvalidIdempotencyKey => {
+                "The Idempotency-Key header must be sent once, with 1 to 255 printable ASCII characters (a double-quoted value is read as an RFC 8941 string). Nothing was stored."
+            }
+            Self::IdempotencyKeyRequired => {
+                "This server requires an Idempotency-Key header on every POST and PATCH."
+            }
+            Self::IdempotencyKeyReused => {
+                "The Idempotency-Key was first used for a different request (another method, path or body) within the last 24 hours. Nothing ran; use a new key for a new request."
+            }
+            Self::IdempotencyKeyInUse => {
+                "Another request with the same Idempotency-Key is still running. Nothing ran; retry after `Retry-After` seconds with the same key to get its answer."
+            }
+            Self::ResourceBusy => {
+                "Another request held the object for longer than the server waits. Nothing was written; retry after `Retry-After` seconds."
+            }
         }
     }
 
@@ -193,6 +235,29 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
+/// Marks a response that is not an outcome of its endpoint: the request was rejected before the endpoint ran, or
+/// the endpoint was stopped by a passing condition and rolled back. An idempotency key does not store it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotExecuted;
+
+/// An error found while reading the request, before its endpoint runs: the rejection of every extractor.
+#[derive(Debug)]
+pub struct Rejection(pub ApiError);
+
+impl From<ApiError> for Rejection {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut response = self.0.into_response();
+        response.extensions_mut().insert(NotExecuted);
+        response
+    }
+}
+
 /// Why a request got no result; turns into a problem+json response.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -224,6 +289,20 @@ pub enum ApiError {
     TemplateNotFound { id: uuid::Uuid },
     #[error("The template needs merge variables that are missing: {}.", .missing.join(", "))]
     MissingMergeVariables { missing: Vec<String> },
+    #[error("Invalid Idempotency-Key: {0}.")]
+    InvalidIdempotencyKey(String),
+    #[error("Send an Idempotency-Key header with every POST and PATCH.")]
+    IdempotencyKeyRequired,
+    #[error(
+        "This Idempotency-Key was used for a different request; use a new key for a new request."
+    )]
+    IdempotencyKeyReused,
+    #[error(
+        "A request with this Idempotency-Key is still running; retry with the same key to get its answer."
+    )]
+    IdempotencyKeyInUse,
+    #[error("Another request holds this object; retry shortly.")]
+    ResourceBusy,
     #[error("The database is unavailable.")]
     DatabaseUnavailable(#[source] sqlx::Error),
     #[error("An internal error occurred.")]
@@ -271,6 +350,11 @@ impl ApiError {
             Self::Validation(_) => ProblemType::ValidationFailed,
             Self::TemplateNotFound { .. } => ProblemType::TemplateNotFound,
             Self::MissingMergeVariables { .. } => ProblemType::MissingMergeVariables,
+            Self::InvalidIdempotencyKey(_) => ProblemType::InvalidIdempotencyKey,
+            Self::IdempotencyKeyRequired => ProblemType::IdempotencyKeyRequired,
+            Self::IdempotencyKeyReused => ProblemType::IdempotencyKeyReused,
+            Self::IdempotencyKeyInUse => ProblemType::IdempotencyKeyInUse,
+            Self::ResourceBusy => ProblemType::ResourceBusy,
             Self::DatabaseUnavailable(_) => ProblemType::ServiceUnavailable,
             Self::Internal(_) => ProblemType::InternalError,
         }
@@ -278,6 +362,14 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         self.problem_type().status()
+    }
+
+    /// Whether the failure is a passing condition that a retry of the same request can get past.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::DatabaseUnavailable(_) | Self::IdempotencyKeyInUse | Self::ResourceBusy
+        )
     }
 
     fn field_errors(&self) -> Vec<FieldError> {
@@ -318,6 +410,9 @@ impl From<sqlx::Error> for ApiError {
         if crate::db::is_unavailable(&error) {
             return Self::DatabaseUnavailable(error);
         }
+        if crate::db::is_lock_timeout(&error) {
+            return Self::ResourceBusy;
+        }
         if let Some(violation) = crate::db::constraint_violation(&error) {
             return violation;
         }
@@ -337,6 +432,9 @@ impl IntoResponse for ApiError {
         }
         let body = serde_json::to_vec(&self.to_problem()).unwrap_or_default();
         let mut response = (status, body).into_response();
+        if self.is_transient() {
+            response.extensions_mut().insert(NotExecuted);
+        }
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         match self {
@@ -349,7 +447,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static(r#"Bearer error="invalid_token""#),
                 );
             }
-            Self::DatabaseUnavailable(_) => {
+            Self::DatabaseUnavailable(_) | Self::IdempotencyKeyInUse | Self::ResourceBusy => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

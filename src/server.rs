@@ -11,6 +11,7 @@ use axum::{
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::{
     LatencyUnit,
@@ -27,6 +28,7 @@ use crate::{
     config::Config,
     db,
     error::{ApiError, PROBLEM_JSON},
+    idempotency::{locks::KeyLocks, sweeper},
 };
 
 /// What every handler can reach.
@@ -34,6 +36,8 @@ use crate::{
 pub struct AppState {
     pub pool: PgPool,
     pub config: Arc<Config>,
+    /// Lines up requests with the same idempotency key in this server.
+    pub key_locks: Arc<KeyLocks>,
 }
 
 impl AppState {
@@ -41,6 +45,7 @@ impl AppState {
         Self {
             pool,
             config: Arc::new(config),
+            key_locks: Arc::default(),
         }
     }
 }
@@ -146,18 +151,30 @@ where
 
 /// Connects, migrates when asked to, and serves until SIGINT or SIGTERM; in-flight requests finish first.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let pool = db::pool(&config.database)?;
+    let pool = db::pool(&config.database, Some(config.idempotency.wait_timeout))?;
     if config.run_migrations {
         db::MIGRATOR.run(&pool).await?;
         tracing::info!("migrations applied");
     }
     let listener = TcpListener::bind(config.listen_addr).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
+    let stop = CancellationToken::new();
+    let sweeper = sweeper::spawn(
+        pool.clone(),
+        config.idempotency.key_ttl,
+        config.idempotency.sweep_interval,
+        stop.clone(),
+    );
     let state = AppState::new(pool.clone(), config);
-    axum::serve(listener, app(state))
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        .await;
+    stop.cancel();
+    if let Err(error) = sweeper.await {
+        tracing::error!(%error, "the sweeper task failed");
+    }
     pool.close().await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

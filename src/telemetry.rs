@@ -6,6 +6,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{self, ConfigError, LogFormat};
 
+/// Without `RUST_LOG`: info, but not PostgreSQL's notices (such as "relation already exists, skipping").
+const DEFAULT_FILTER: &str = "info,sqlx::postgres::notice=warn";
+
 /// Installs the global subscriber. Logs go to stderr so that commands can print their results on stdout.
 pub fn init() -> Result<(), ConfigError> {
     let format = config::log_format()?;
@@ -17,7 +20,7 @@ pub fn init() -> Result<(), ConfigError> {
                 reason: e.to_string(),
             })?
         }
-        _ => EnvFilter::new("info"),
+        _ => EnvFilter::new(DEFAULT_FILTER),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -11,7 +11,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{domain::validation::FieldError, error::ApiError, server::AppState};
+use crate::{
+    domain::validation::FieldError,
+    error::{ApiError, Rejection},
+    server::AppState,
+};
 
 /// A request body or query that still has to be checked against the API's rules.
 pub trait Validate {
@@ -30,7 +34,7 @@ impl<R> FromRequest<AppState> for ValidJson<R>
 where
     R: Validate + DeserializeOwned,
 {
-    type Rejection = ApiError;
+    type Rejection = Rejection;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let value = match request.extensions().get::<JsonBody>() {
@@ -147,7 +151,7 @@ where
     S: Send + Sync,
     R: Validate + DeserializeOwned,
 {
-    type Rejection = ApiError;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
@@ -157,7 +161,7 @@ where
                 .insert(name.to_string(), Value::String(value.into_owned()))
                 .is_some()
             {
-                return Err(ApiError::invalid_field(name, "is given more than once"));
+                return Err(ApiError::invalid_field(name, "is given more than once").into());
             }
         }
         let raw: R = deserialize(Value::Object(parameters))?;
@@ -178,7 +182,7 @@ where
     S: Send + Sync,
     R: Resource,
 {
-    type Rejection = ApiError;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(id) = Path::<String>::from_request_parts(parts, state)
@@ -189,7 +193,8 @@ where
             Err(_) => Err(ApiError::NotFound {
                 resource: R::NAME,
                 id,
-            }),
+            }
+            .into()),
         }
     }
 }

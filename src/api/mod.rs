@@ -20,18 +20,23 @@ use uuid::Uuid;
 
 use crate::{
     auth,
-    db::{self, Page, PageRequest},
+    db::{Page, PageRequest},
     domain::{order::OrderStatus, validation::Validator},
     error::ApiError,
+    idempotency,
     server::AppState,
 };
 
-/// Every route with its documentation: `/v1` behind authentication and a transaction per request.
+/// Every route with its documentation: `/v1` behind authentication, then the exactly-once layer, which runs
+/// keyed POST and PATCH once and gives every request its transaction.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
         .merge(templates::router())
         .merge(orders::router())
-        .route_layer(middleware::from_fn(db::tx::commit_on_success))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer::exactly_once,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.pool.clone(),
             auth::require_account,

@@ -1,9 +1,12 @@
 //! The database: the pool, the migrations, and SQL in one module per table family.
 
 pub mod accounts;
+pub mod idempotency_keys;
 pub mod orders;
 pub mod templates;
 pub mod tx;
+
+use std::time::Duration;
 
 use sqlx::{
     PgPool,
@@ -17,8 +20,17 @@ use crate::{config::DatabaseConfig, error::ApiError};
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// A pool that connects lazily, so the server starts (and answers `/healthz`) while the database is down.
-pub fn pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = config.url.parse()?;
+///
+/// With `lock_timeout`, no statement waits longer than that for a row lock or for a concurrent insert of the same
+/// key: such waits come from concurrent requests, and the client gets a 409 to retry instead of a hang.
+pub fn pool(
+    config: &DatabaseConfig,
+    lock_timeout: Option<Duration>,
+) -> Result<PgPool, sqlx::Error> {
+    let mut options: PgConnectOptions = config.url.parse()?;
+    if let Some(timeout) = lock_timeout {
+        options = options.options([("lock_timeout", format!("{}ms", timeout.as_millis().max(1)))]);
+    }
     Ok(PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
@@ -39,6 +51,14 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
         }),
         _ => false,
     }
+}
+
+/// True when a statement gave up waiting for a lock (`lock_timeout`): another request held the row too long.
+pub fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "55P03")
 }
 
 /// The client error a violated CHECK constraint stands for; the database is the last line of validation.

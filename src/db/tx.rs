@@ -13,7 +13,7 @@ use axum::{
 };
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Rejection};
 
 /// Where a handler's transaction goes back to when the handler is done with it.
 #[derive(Clone, Default)]
@@ -55,7 +55,7 @@ where
     PgPool: FromRef<S>,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let slot = parts

@@ -241,3 +241,31 @@ fn the_default_command_is_serve() {
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("LISTEN_ADDR"));
 }
+
+#[sqlx::test]
+async fn sweep_prints_how_many_keys_it_deleted(options: PgPoolOptions, connect: PgConnectOptions) {
+    let url = database_url(&connect);
+    let pool = options.connect_with(connect).await.unwrap();
+    let (account_id, _) = crate::helpers::create_account(&pool, "Sweeper").await;
+    sqlx::query(
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, response_status, response_body)
+         SELECT $1, 'k' || i, sha256(i::text::bytea), now() - interval '25 hours' * (i % 2), 201, ''::bytea
+         FROM generate_series(1, 7) AS i",
+    )
+    .bind(account_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let output = order_intake(&url, &["sweep"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), "4\n");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 3);
+}

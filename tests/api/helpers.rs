@@ -71,6 +71,16 @@ impl TestApp {
         send(self.request(Method::PATCH, path).json(body)).await
     }
 
+    /// A POST or PATCH with an `Idempotency-Key`.
+    pub async fn keyed(&self, method: Method, path: &str, key: &str, body: &Value) -> TestResponse {
+        send(
+            self.request(method, path)
+                .header("idempotency-key", key)
+                .json(body),
+        )
+        .await
+    }
+
     pub async fn delete(&self, path: &str) -> TestResponse {
         send(self.request(Method::DELETE, path)).await
     }
@@ -211,6 +221,11 @@ impl TestResponse {
             })
             .collect()
     }
+}
+
+/// The body of a new order for `template`.
+pub fn order_for(template: &Value) -> Value {
+    json!({"template_id": template["id"], "recipient": address()})
 }
 
 /// Counts the rows of a table.

@@ -1,0 +1,95 @@
+//! Fingerprint: what identifies a request, so that a key reused for another request is caught.
+
+use axum::http::Method;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// SHA-256 of the method, the path and the body as canonical JSON: object members sorted by name, no
+/// insignificant whitespace. Whitespace and member order do not change it; any value does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    pub fn of(method: &Method, path: &str, body: &Value) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(method.as_str().as_bytes());
+        hasher.update(b"\n");
+        hasher.update(path.as_bytes());
+        hasher.update(b"\n");
+        let mut canonical = Vec::new();
+        write_canonical(body, &mut canonical);
+        hasher.update(&canonical);
+        Self(hasher.finalize().into())
+    }
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(members) => {
+            let mut members: Vec<_> = members.iter().collect();
+            members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (name, member)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_scalar(&Value::String(name.clone()), out);
+                out.push(b':');
+                write_canonical(member, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_scalar(value: &Value, out: &mut Vec<u8>) {
+    // Serializing a scalar cannot fail.
+    let _ = serde_json::to_writer(out, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn of(body: &str) -> Fingerprint {
+        Fingerprint::of(
+            &Method::POST,
+            "/v1/orders",
+            &serde_json::from_str(body).unwrap(),
+        )
+    }
+
+    #[test]
+    fn whitespace_and_member_order_do_not_matter() {
+        let a = of(r#"{"a": 1, "b": {"y": [1, 2], "x": "s"}}"#);
+        let b = of("{\"b\":{\"x\":\"s\",\"y\":[1,2]},\n  \"a\":1}");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn every_value_method_and_path_matters() {
+        let body = json!({"a": [1, 2]});
+        let base = Fingerprint::of(&Method::POST, "/v1/orders", &body);
+        assert_ne!(base, of(r#"{"a": [2, 1]}"#));
+        assert_ne!(base, of(r#"{"a": [1, 2], "b": null}"#));
+        assert_ne!(base, Fingerprint::of(&Method::PATCH, "/v1/orders", &body));
+        assert_ne!(base, Fingerprint::of(&Method::POST, "/v1/templates", &body));
+    }
+
+    #[test]
+    fn escapes_are_read_before_hashing() {
+        assert_eq!(of(r#"{"a": "\u0041"}"#), of(r#"{"a": "A"}"#));
+    }
+}

@@ -1,0 +1,233 @@
+//! The exactly-once layer: runs a keyed POST or PATCH once and answers every retry with its first outcome.
+//!
+//! For a request with `Idempotency-Key`:
+//! 1. The key (400), the body (400, 413, 415) and its fingerprint are read; nothing is stored for a rejection.
+//! 2. Requests with the same key wait for each other in this server ([`KeyLocks`]; 409 after the wait timeout).
+//! 3. A live key row answers at once: its response again, or 422 when the fingerprint differs.
+//! 4. Otherwise the endpoint runs in a transaction, and a success is stored with its key row in that same
+//!    transaction: both commit or neither does. A failure (4xx or 500) rolls back and is stored on its own.
+//! 5. When another server committed the key first, the unique row makes this transaction wait for it, then roll
+//!    back and answer with the stored outcome: the operation never happens twice.
+
+use std::panic::AssertUnwindSafe;
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::Method,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use futures_util::FutureExt;
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use super::{
+    fingerprint::Fingerprint,
+    key::IdempotencyKey,
+    replay::{capture, replay},
+};
+use crate::{
+    api::extract::{JsonBody, parse_json, read_body},
+    auth::Account,
+    db::{
+        self,
+        idempotency_keys::StoredResponse,
+        tx::{self, TxSlot},
+    },
+    error::{ApiError, NotExecuted},
+    server::AppState,
+};
+
+/// Every request under `/v1` passes here; POST and PATCH with a key run exactly once, the rest run as they are.
+pub async fn exactly_once(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !matches!(*request.method(), Method::POST | Method::PATCH) {
+        return tx::commit_on_success(request, next).await;
+    }
+    let key = match IdempotencyKey::from_headers(request.headers()) {
+        Ok(Some(key)) => key,
+        Ok(None) if state.config.idempotency.key_required => {
+            return ApiError::IdempotencyKeyRequired.into_response();
+        }
+        Ok(None) => return tx::commit_on_success(request, next).await,
+        Err(error) => return error.into_response(),
+    };
+    let Some(&account) = request.extensions().get::<Account>() else {
+        return ApiError::internal("the idempotency layer runs without authentication")
+            .into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = match read_body(Request::from_parts(parts.clone(), body), &state).await {
+        Ok(bytes) => bytes,
+        Err(error) => return error.into_response(),
+    };
+    let json = match parse_json(&parts.headers, &bytes) {
+        Ok(json) => json,
+        Err(error) => return error.into_response(),
+    };
+    let fingerprint = Fingerprint::of(&parts.method, parts.uri.path(), &json);
+    let mut request = Request::from_parts(parts, Body::from(bytes));
+    request.extensions_mut().insert(JsonBody(json));
+
+    let keyed = Keyed {
+        state: &state,
+        account,
+        key: &key,
+        fingerprint,
+    };
+    keyed
+        .run(request, next)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// One keyed request.
+struct Keyed<'a> {
+    state: &'a AppState,
+    account: Account,
+    key: &'a IdempotencyKey,
+    fingerprint: Fingerprint,
+}
+
+impl Keyed<'_> {
+    #[tracing::instrument(name = "idempotency", skip_all, fields(key = self.key.as_str()))]
+    async fn run(&self, request: Request, next: Next) -> Result<Response, ApiError> {
+        let config = &self.state.config.idempotency;
+        let _turn = self
+            .state
+            .key_locks
+            .acquire(self.account.id, self.key.as_str(), config.wait_timeout)
+            .await
+            .ok_or(ApiError::IdempotencyKeyInUse)?;
+        if let Some(answer) = self.stored_answer().await? {
+            return Ok(answer);
+        }
+
+        let slot = TxSlot::default();
+        let mut request = request;
+        request.extensions_mut().insert(slot.clone());
+        let response = AssertUnwindSafe(next.run(request))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| ApiError::internal("the handler panicked").into_response());
+        let tx = slot.take();
+        if response.extensions().get::<NotExecuted>().is_some() {
+            // Rejected before the endpoint ran, or stopped by a passing condition: a retry may run it.
+            return Ok(tx::finish(tx, response).await);
+        }
+        let (stored, response) = capture(response).await?;
+
+        if response.status().is_success() {
+            return match self.commit_with_key(tx, &stored).await {
+                Ok(true) => Ok(response),
+                Ok(false) => self.answer_for_taken_key().await,
+                // Nothing committed, or the commit's fate is unknown: a retry finds the row or runs anew.
+                Err(error) if error.is_transient() => Err(error),
+                Err(error) => {
+                    let (stored, response) = capture(error.into_response()).await?;
+                    self.store_alone(&stored, response).await
+                }
+            };
+        }
+        if let Some(tx) = tx {
+            tx.rollback().await?;
+        }
+        self.store_alone(&stored, response).await
+    }
+
+    /// The stored answer for a live key: its response, or 422 for another request. `None` to run the request.
+    async fn stored_answer(&self) -> Result<Option<Response>, ApiError> {
+        let ttl = self.state.config.idempotency.key_ttl;
+        let found =
+            db::idempotency_keys::find(&self.state.pool, self.account.id, self.key.as_str(), ttl)
+                .await?;
+        match found {
+            Some(row) if !row.expired => {
+                if row.fingerprint != self.fingerprint.0 {
+                    return Err(ApiError::IdempotencyKeyReused);
+                }
+                tracing::debug!("replaying the stored response");
+                Ok(Some(replay(row.response)))
+            }
+            Some(_) => {
+                tracing::debug!("the key expired: running the request and taking the key over");
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Writes the key row into the endpoint's transaction and commits both; `Ok(false)` when a live row holds the key.
+    async fn commit_with_key(
+        &self,
+        tx: Option<Transaction<'static, Postgres>>,
+        stored: &StoredResponse,
+    ) -> Result<bool, ApiError> {
+        let mut tx = match tx {
+            Some(tx) => tx,
+            None => self.state.pool.begin().await?,
+        };
+        if !self.insert(&mut tx, stored).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Stores a failure in a transaction of its own, after the endpoint's transaction rolled back.
+    async fn store_alone(
+        &self,
+        stored: &StoredResponse,
+        response: Response,
+    ) -> Result<Response, ApiError> {
+        let mut tx = self.state.pool.begin().await?;
+        match self.insert(&mut tx, stored).await {
+            Ok(true) => {
+                tx.commit().await?;
+                Ok(response)
+            }
+            Ok(false) => {
+                tx.rollback().await?;
+                self.answer_for_taken_key().await
+            }
+            Err(error) if error.is_transient() => Err(error),
+            Err(error) => {
+                tracing::error!(%error, "the failure could not be stored for its key");
+                Ok(response)
+            }
+        }
+    }
+
+    /// Inserts or takes over the key row; waiting on a concurrent holder is bounded by `lock_timeout`.
+    async fn insert(
+        &self,
+        conn: &mut PgConnection,
+        stored: &StoredResponse,
+    ) -> Result<bool, ApiError> {
+        let ttl = self.state.config.idempotency.key_ttl;
+        db::idempotency_keys::insert(
+            conn,
+            self.account.id,
+            self.key.as_str(),
+            &self.fingerprint.0,
+            stored,
+            ttl,
+        )
+        .await
+        .map_err(|error| {
+            if db::is_lock_timeout(&error) {
+                ApiError::IdempotencyKeyInUse
+            } else {
+                error.into()
+            }
+        })
+    }
+
+    /// Another server committed the key while this request ran: answer as that request did.
+    async fn answer_for_taken_key(&self) -> Result<Response, ApiError> {
+        tracing::debug!("another request stored this key first; rolled back");
+        self.stored_answer()
+            .await?
+            .ok_or_else(|| ApiError::internal("the key row vanished after a conflict"))
+    }
+}
