@@ -13,7 +13,7 @@ SQLX_CLI_VERSION := 0.9.0
 BIN := target/release/order-intake
 DEV_ACCOUNT := .dev-account.json
 
-.PHONY: help db db-stop migrate run test lint prepare sqlx-cli
+.PHONY: help db db-stop migrate run test lint prepare openapi contract docs-check sqlx-cli
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,17 @@ lint: ## Formatting and clippy, as CI checks them
 prepare: db sqlx-cli ## Regenerate .sqlx/ after changing a query or a migration
 	sqlx migrate run
 	SQLX_OFFLINE=false cargo sqlx prepare -- --all-targets
+
+openapi: ## Regenerate openapi/openapi.json from the code (no database needed)
+	@mkdir -p openapi
+	cargo run --quiet --locked -- openapi > openapi/openapi.json.tmp
+	mv openapi/openapi.json.tmp openapi/openapi.json
+
+contract: db ## Schemathesis over openapi/openapi.json against a fresh database, every check on
+	.ci/contract
+
+docs-check: ## Load /docs in headless Chromium and check that every operation renders
+	.ci/docs-check
 
 sqlx-cli:
 	@command -v sqlx >/dev/null && sqlx --version | grep -q " $(SQLX_CLI_VERSION)" || \

@@ -1,4 +1,4 @@
-//! The command line: serve, migrate, manage accounts, sweep expired idempotency keys.
+//! The command line: serve, migrate, manage accounts, sweep expired idempotency keys, print the OpenAPI document.
 
 use std::io::Write;
 
@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
+    api,
     auth::ApiKey,
     config::{Config, DatabaseConfig, IdempotencyConfig},
     db,
@@ -39,6 +40,8 @@ enum Command {
     },
     /// Delete expired idempotency keys once, and print how many were deleted.
     Sweep,
+    /// Print the OpenAPI document (needs no database).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +63,10 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             command: AccountsCommand::Create { name },
         } => create_account(name).await,
         Command::Sweep => sweep().await,
+        Command::Openapi => {
+            writeln!(std::io::stdout(), "{}", api::openapi().to_pretty_json()?)?;
+            Ok(())
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use tower_http::{
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
 use tracing::{Level, Span};
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     api,
@@ -60,7 +61,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole service as a router, so that tests can drive it.
 pub fn app(state: AppState) -> Router {
-    let (router, _openapi) = api::router(&state).split_for_parts();
+    let (router, openapi) = api::router(&state);
     let config = &state.config;
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -94,6 +95,7 @@ pub fn app(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(config.request_body_limit_bytes))
         .layer(DefaultBodyLimit::max(config.request_body_limit_bytes));
     router
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(api::route_not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(layers)

@@ -1,20 +1,31 @@
-//! The OpenAPI document's frame: title, security scheme, tags and reusable responses; routes add their paths.
+//! The OpenAPI document's frame (title, security scheme, tags, reusable responses) and the idempotency contract
+//! that every POST and PATCH under `/v1` shares; the routes add their own paths.
 
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        self, Ref, RefOr, Required,
+        header::HeaderBuilder,
+        path::{Operation, ParameterBuilder, ParameterIn},
+        schema::{ObjectBuilder, Type},
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
 };
 
 use super::problems;
+use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MAX_LENGTH};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "order-intake",
-        description = "Submit print-and-mail orders and the templates they are printed from.",
+        description = "Submit print-and-mail orders and the templates they are printed from.\n\n\
+            Every request under `/v1` needs `Authorization: Bearer <api_key>`. Every POST and PATCH accepts an \
+            `Idempotency-Key`: a retried request runs once and gets its first answer back. Errors are \
+            `application/problem+json` (RFC 9457); `GET` a problem's `type` for what it means.",
     ),
     modifiers(&BearerAuth),
-    components(responses(
+    components(schemas(Problem, FieldError), responses(
         problems::BadRequest,
         problems::Unauthorized,
         problems::NotFound,
@@ -35,14 +46,14 @@ use super::problems;
 struct ApiDoc;
 
 /// The document before the routes add their paths.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> openapi::OpenApi {
     ApiDoc::openapi()
 }
 
 struct BearerAuth;
 
 impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+    fn modify(&self, openapi: &mut openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
@@ -55,5 +66,85 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+const KEY_DESCRIPTION: &str = "Makes the request exactly-once. 1 to 255 printable ASCII characters (0x20 to \
+0x7E); a value in double quotes is read as an RFC 8941 string. The first outcome of the request (its status, \
+`Content-Type`, `Location` and body, including a 404, 409, 422 or 500 from the endpoint) is stored with the key in \
+the same transaction as the write and replayed, byte for byte and with `Idempotent-Replayed: true`, to every later \
+request from your account with the same key and the same method, path and body, for 24 hours. The same key with a \
+different request gets 422 `idempotency-key-reused`; while the first request still runs, a duplicate waits for it, \
+or gets 409 `idempotency-key-in-use` after the wait timeout. Requests rejected before they run (401, 400, 413, \
+415, field validation 422) are not stored, so they can be corrected and retried with the same key.";
+
+/// A key as the server reads it: printable ASCII that neither starts nor ends with a space (HTTP trims those),
+/// or an RFC 8941 string in double quotes.
+const KEY_PATTERN: &str = r#"^(?:[\x21\x23-\x7E](?:[\x20-\x7E]{0,253}[\x21-\x7E])?|"(?:[\x20\x21\x23-\x5B\x5D-\x7E]|\\["\\]){1,255}")$"#;
+
+const REPLAYED_DESCRIPTION: &str =
+    "`true` when this is the stored answer of an earlier request with the same Idempotency-Key.";
+
+/// Adds the `Idempotency-Key` header and the answers it brings to every POST and PATCH under `/v1`, which all
+/// pass through the exactly-once layer.
+pub fn document_idempotency(openapi: &mut openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for operation in [item.post.as_mut(), item.patch.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            document_key(operation);
+        }
+    }
+}
+
+fn document_key(operation: &mut Operation) {
+    let key = ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(KEY_DESCRIPTION))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_LENGTH))
+                .pattern(Some(KEY_PATTERN)),
+        ))
+        .build();
+    operation
+        .parameters
+        .get_or_insert_with(Vec::new)
+        .push(RefOr::T(key));
+
+    let responses = &mut operation.responses.responses;
+    for response in responses.values_mut() {
+        if let RefOr::T(response) = response {
+            response.headers.insert(
+                "Idempotent-Replayed".to_owned(),
+                RefOr::T(
+                    HeaderBuilder::new()
+                        .schema(Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .enum_values(Some(["true"])),
+                        ))
+                        .description(Some(REPLAYED_DESCRIPTION))
+                        .build(),
+                ),
+            );
+        }
+    }
+    for (status, component) in [
+        ("400", "BadRequest"),
+        ("409", "Conflict"),
+        ("422", "UnprocessableEntity"),
+    ] {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(component)));
     }
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
-    domain::validation::FieldError,
+    domain::{id::parse_id, validation::FieldError},
     error::{ApiError, Rejection},
     server::AppState,
 };
@@ -102,8 +102,12 @@ fn is_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Deserializes a parsed document, naming the field that does not fit.
+/// Deserializes a parsed document, which must be an object, naming the field that does not fit.
 pub fn deserialize<R: DeserializeOwned>(value: Value) -> Result<R, ApiError> {
+    // serde would also read a struct from an array of its fields; the API takes objects only.
+    if !value.is_object() {
+        return Err(ApiError::invalid_field("", "must be a JSON object"));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         ApiError::Validation(vec![field_error(&path, &e.into_inner().to_string())])
@@ -188,7 +192,7 @@ where
         let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::internal(e.body_text()))?;
-        match Uuid::try_parse(&id) {
+        match parse_id(&id) {
             Ok(uuid) => Ok(Self(uuid, PhantomData)),
             Err(_) => Err(ApiError::NotFound {
                 resource: R::NAME,

@@ -25,7 +25,7 @@ pub struct Health {
 /// Liveness
 ///
 /// 200 while the process runs; it does not touch the database.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz",
     responses((status = 200, description = "The process is alive.", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
@@ -34,7 +34,7 @@ pub async fn healthz() -> Json<Health> {
 /// Readiness
 ///
 /// 200 when the database answers, else 503.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz",
     responses(
         (status = 200, description = "The database answers.", body = Health),
         (status = 503, description = "The database does not answer.", body = Health),

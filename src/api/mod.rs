@@ -5,34 +5,32 @@ pub mod extract;
 pub mod health;
 pub mod orders;
 pub mod problems;
+pub mod schemas;
 pub mod templates;
 
 use axum::{
-    Json,
+    Json, Router,
     http::{Method, StatusCode, Uri, header},
     middleware,
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, ToSchema, openapi::OpenApi};
 use utoipa_axum::router::OpenApiRouter;
-use uuid::Uuid;
 
 use crate::{
     auth,
     db::{Page, PageRequest},
-    domain::{order::OrderStatus, validation::Validator},
+    domain::{id::parse_id, order::OrderStatus, validation::Validator},
     error::ApiError,
     idempotency,
     server::AppState,
 };
 
-/// Every route with its documentation: `/v1` behind authentication, then the exactly-once layer, which runs
-/// keyed POST and PATCH once and gives every request its transaction.
-pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    let v1 = OpenApiRouter::new()
-        .merge(templates::router())
-        .merge(orders::router())
+/// Every route and the OpenAPI document that describes it. `/v1` sits behind authentication, then the
+/// exactly-once layer, which runs keyed POST and PATCH once and gives every request its transaction.
+pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
+    let v1 = v1_routes()
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer::exactly_once,
@@ -41,10 +39,26 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
             state.pool.clone(),
             auth::require_account,
         ));
-    OpenApiRouter::with_openapi(docs::openapi())
+    assemble(v1)
+}
+
+/// The OpenAPI document alone, with no database or server behind it.
+pub fn openapi() -> OpenApi {
+    assemble(v1_routes()).1
+}
+
+fn v1_routes() -> OpenApiRouter<AppState> {
+    templates::router().merge(orders::router())
+}
+
+fn assemble(v1: OpenApiRouter<AppState>) -> (Router<AppState>, OpenApi) {
+    let (router, mut openapi) = OpenApiRouter::with_openapi(docs::openapi())
         .merge(v1)
         .merge(health::router())
         .merge(problems::router())
+        .split_for_parts();
+    docs::document_idempotency(&mut openapi);
+    (router, openapi)
 }
 
 /// For any path no route matches.
@@ -122,11 +136,7 @@ impl ListQuery {
         let limit = v.check("limit", parse_limit(self.limit.as_deref()));
         let starting_after = v.check(
             "starting_after",
-            self.starting_after
-                .map(|id| {
-                    Uuid::try_parse(&id).map_err(|_| "must be the id of an object".to_owned())
-                })
-                .transpose(),
+            self.starting_after.as_deref().map(parse_id).transpose(),
         );
         Some(PageRequest {
             limit: limit?,

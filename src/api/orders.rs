@@ -10,13 +10,14 @@ use uuid::Uuid;
 use super::{
     Created, List, ListOrdersQuery,
     extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
-    problems,
+    problems, schemas,
 };
 use crate::{
     auth::Account,
     db::{self, tx::Tx},
     domain::{
         address::AddressInput,
+        id::parse_id,
         order::{
             MergeVariables, NewOrder, Order, OrderChanges, OrderStatus, missing_merge_variables,
             parse_merge_variables, parse_send_date, today,
@@ -50,16 +51,18 @@ impl Resource for Order {
 }))]
 pub struct CreateOrder {
     /// A template of your account.
-    template_id: Uuid,
+    #[schema(schema_with = schemas::id)]
+    template_id: String,
     recipient: AddressInput,
     #[serde(default)]
     sender: Option<AddressInput>,
     /// A value for every merge field of the template; more are allowed.
     #[serde(default)]
+    #[schema(schema_with = schemas::merge_variables)]
     merge_variables: MergeVariables,
-    /// `YYYY-MM-DD`, today (UTC) or later; leave out to send as soon as possible.
+    /// `YYYY-MM-DD`, today (UTC) or later; leave out (or `null`) to send as soon as possible.
     #[serde(default)]
-    #[schema(format = Date)]
+    #[schema(schema_with = schemas::optional_date)]
     send_date: Option<String>,
 }
 
@@ -68,6 +71,7 @@ impl Validate for CreateOrder {
 
     fn validate(self) -> Result<NewOrder, ApiError> {
         let mut v = Validator::new();
+        let template_id = v.check("template_id", parse_id(&self.template_id));
         let recipient = v.nested("recipient", |v| self.recipient.validate(v));
         let sender = match self.sender {
             None => Some(None),
@@ -85,7 +89,7 @@ impl Validate for CreateOrder {
         );
         v.finish(|| {
             Some(NewOrder {
-                template_id: self.template_id,
+                template_id: template_id?,
                 recipient: recipient?,
                 sender: sender?,
                 merge_variables: merge_variables?,
@@ -101,17 +105,19 @@ impl Validate for CreateOrder {
 #[schema(example = json!({"send_date": "2026-12-24", "sender": null}))]
 pub struct UpdateOrder {
     #[serde(default)]
-    #[schema(value_type = Option<AddressInput>)]
+    #[schema(value_type = AddressInput)]
     recipient: Patch<AddressInput>,
+    /// `null` removes the sender.
     #[serde(default)]
     #[schema(value_type = Option<AddressInput>)]
     sender: Patch<AddressInput>,
     /// Replaces all merge variables; they must cover the template's merge fields.
     #[serde(default)]
-    #[schema(value_type = Option<MergeVariables>)]
+    #[schema(schema_with = schemas::merge_variables)]
     merge_variables: Patch<MergeVariables>,
+    /// `YYYY-MM-DD`, today (UTC) or later; `null` removes the send date.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = Date)]
+    #[schema(schema_with = schemas::optional_date)]
     send_date: Patch<String>,
 }
 
@@ -161,6 +167,7 @@ impl Validate for UpdateOrder {
 #[utoipa::path(
     post,
     path = "/v1/orders",
+    operation_id = "createOrder",
     tag = "orders",
     request_body = CreateOrder,
     responses(
@@ -201,6 +208,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/v1/orders",
+    operation_id = "listOrders",
     tag = "orders",
     params(ListOrdersQuery),
     responses(
@@ -225,8 +233,9 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/v1/orders/{id}",
+    operation_id = "getOrder",
     tag = "orders",
-    params(("id" = String, Path, description = "The order's id.")),
+    params(("id" = Uuid, Path, description = "The order's id.")),
     responses(
         (status = 200, description = "The order.", body = Order),
         (status = 401, response = problems::Unauthorized),
@@ -253,8 +262,9 @@ pub async fn get(
 #[utoipa::path(
     patch,
     path = "/v1/orders/{id}",
+    operation_id = "updateOrder",
     tag = "orders",
-    params(("id" = String, Path, description = "The order's id.")),
+    params(("id" = Uuid, Path, description = "The order's id.")),
     request_body = UpdateOrder,
     responses(
         (status = 200, description = "The order as it is now.", body = Order),
@@ -307,8 +317,9 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/v1/orders/{id}",
+    operation_id = "cancelOrder",
     tag = "orders",
-    params(("id" = String, Path, description = "The order's id.")),
+    params(("id" = Uuid, Path, description = "The order's id.")),
     responses(
         (status = 200, description = "The cancelled order.", body = Order),
         (status = 401, response = problems::Unauthorized),

@@ -1,10 +1,11 @@
 //! Problem types: the reusable error responses of the OpenAPI document, and `/problems/{slug}` describing each type.
 
 use axum::{Json, extract::Path};
-use serde::Serialize;
-use utoipa::{ToResponse, ToSchema};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToResponse, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::schemas;
 use crate::{
     error::{ApiError, Problem, ProblemType},
     server::AppState,
@@ -109,20 +110,32 @@ pub struct ProblemDescription {
     description: &'static str,
 }
 
+/// Which problem type to describe.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ProblemPath {
+    /// The last segment of a problem `type`, e.g. `template-in-use`.
+    #[param(schema_with = schemas::problem_slug)]
+    slug: String,
+}
+
 /// Describe a problem type
 ///
 /// The `type` of every error response is a path under `/problems/`; this is what it means.
 #[utoipa::path(
     get,
     path = "/problems/{slug}",
+    operation_id = "describeProblem",
     tag = "problems",
-    params(("slug" = String, Path, description = "The last segment of a problem `type`, e.g. `template-in-use`.")),
+    params(ProblemPath),
     responses(
         (status = 200, description = "The problem type.", body = ProblemDescription),
         (status = 404, response = NotFound),
     )
 )]
-pub async fn describe(Path(slug): Path<String>) -> Result<Json<ProblemDescription>, ApiError> {
+pub async fn describe(
+    Path(ProblemPath { slug }): Path<ProblemPath>,
+) -> Result<Json<ProblemDescription>, ApiError> {
     let kind = ProblemType::from_slug(&slug).ok_or(ApiError::NotFound {
         resource: "problem type",
         id: slug,

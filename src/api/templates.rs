@@ -9,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     Created, List, ListQuery,
     extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
-    problems,
+    problems, schemas,
 };
 use crate::{
     auth::Account,
@@ -44,11 +44,11 @@ impl Resource for Template {
     "content": "<p>Hello {{first_name}}, welcome to {{city}}!</p>"
 }))]
 pub struct CreateTemplate {
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(schema_with = schemas::text_200)]
     name: String,
     format: TemplateFormat,
-    /// HTML of 1 byte to 512 KiB; `{{name}}` placeholders are filled from each order's `merge_variables`.
-    #[schema(min_length = 1)]
+    /// `{{name}}` placeholders are filled from each order's `merge_variables`.
+    #[schema(schema_with = schemas::template_content)]
     content: String,
 }
 
@@ -75,13 +75,13 @@ impl Validate for CreateTemplate {
 #[schema(example = json!({"name": "Welcome postcard (winter)"}))]
 pub struct UpdateTemplate {
     #[serde(default)]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    #[schema(schema_with = schemas::text_200)]
     name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<TemplateFormat>)]
+    #[schema(value_type = TemplateFormat)]
     format: Patch<TemplateFormat>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, min_length = 1)]
+    #[schema(schema_with = schemas::template_content)]
     content: Patch<String>,
 }
 
@@ -119,6 +119,7 @@ impl Validate for UpdateTemplate {
 #[utoipa::path(
     post,
     path = "/v1/templates",
+    operation_id = "createTemplate",
     tag = "templates",
     request_body = CreateTemplate,
     responses(
@@ -149,6 +150,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/v1/templates",
+    operation_id = "listTemplates",
     tag = "templates",
     params(ListQuery),
     responses(
@@ -173,8 +175,9 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/v1/templates/{id}",
+    operation_id = "getTemplate",
     tag = "templates",
-    params(("id" = String, Path, description = "The template's id.")),
+    params(("id" = Uuid, Path, description = "The template's id.")),
     responses(
         (status = 200, description = "The template.", body = Template),
         (status = 401, response = problems::Unauthorized),
@@ -201,8 +204,9 @@ pub async fn get(
 #[utoipa::path(
     patch,
     path = "/v1/templates/{id}",
+    operation_id = "updateTemplate",
     tag = "templates",
-    params(("id" = String, Path, description = "The template's id.")),
+    params(("id" = Uuid, Path, description = "The template's id.")),
     request_body = UpdateTemplate,
     responses(
         (status = 200, description = "The template as it is now.", body = Template),
@@ -241,8 +245,9 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/v1/templates/{id}",
+    operation_id = "deleteTemplate",
     tag = "templates",
-    params(("id" = String, Path, description = "The template's id.")),
+    params(("id" = Uuid, Path, description = "The template's id.")),
     responses(
         (status = 204, description = "The template was deleted."),
         (status = 401, response = problems::Unauthorized),

@@ -7,6 +7,7 @@ use super::{
     country::CountryCode,
     validation::{Validator, text},
 };
+use crate::api::schemas;
 
 /// A postal address as a client sends it.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -17,21 +18,20 @@ use super::{
 }))]
 pub struct AddressInput {
     /// The addressee.
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(schema_with = schemas::text_200)]
     pub name: String,
-    #[schema(min_length = 1, max_length = 200)]
     #[serde(default)]
+    #[schema(schema_with = schemas::optional_text_200)]
     pub company: Option<String>,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(schema_with = schemas::text_200)]
     pub street: String,
-    #[schema(min_length = 1, max_length = 20)]
+    #[schema(schema_with = schemas::text_20)]
     pub house_number: String,
-    #[schema(min_length = 1, max_length = 20)]
+    #[schema(schema_with = schemas::text_20)]
     pub postal_code: String,
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(schema_with = schemas::text_100)]
     pub city: String,
-    /// ISO 3166-1 alpha-2 code, upper case.
-    #[schema(pattern = "^[A-Z]{2}$", min_length = 2, max_length = 2)]
+    #[schema(schema_with = schemas::country)]
     pub country: String,
 }
 
@@ -43,13 +43,13 @@ pub struct AddressInput {
 }))]
 pub struct Address {
     pub name: String,
+    #[schema(required = true)]
     pub company: Option<String>,
     pub street: String,
     pub house_number: String,
     pub postal_code: String,
     pub city: String,
-    /// ISO 3166-1 alpha-2 code, upper case.
-    #[schema(value_type = String, pattern = "^[A-Z]{2}$")]
+    #[schema(schema_with = schemas::country)]
     pub country: CountryCode,
 }
 

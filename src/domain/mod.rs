@@ -2,6 +2,7 @@
 
 pub mod address;
 pub mod country;
+pub mod id;
 pub mod order;
 pub mod patch;
 pub mod template;

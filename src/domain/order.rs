@@ -7,6 +7,8 @@ use time::{Date, OffsetDateTime, macros::format_description};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::api::schemas;
+
 use super::{
     address::Address,
     patch::Patch,
@@ -64,11 +66,13 @@ pub struct Order {
     /// The template's version when the order was taken.
     pub template_version: i32,
     pub recipient: Address,
+    #[schema(required = true)]
     pub sender: Option<Address>,
+    #[schema(schema_with = schemas::merge_variables)]
     pub merge_variables: MergeVariables,
-    /// The day to send the mail piece (UTC); absent for as soon as possible.
+    /// The day to send the mail piece (UTC); `null` for as soon as possible.
     #[serde(with = "iso_date")]
-    #[schema(value_type = Option<String>, format = Date)]
+    #[schema(schema_with = schemas::optional_date, required = true)]
     pub send_date: Option<Date>,
     pub status: OrderStatus,
     #[serde(with = "time::serde::rfc3339")]
@@ -149,6 +153,11 @@ pub fn parse_merge_variables(variables: MergeVariables) -> Result<MergeVariables
                 "`{name}`: values have at most {MAX_MERGE_VALUE_LENGTH} characters"
             ));
         }
+        if value.contains('\0') {
+            return Err(format!(
+                "`{name}`: values must not contain NUL characters (U+0000)"
+            ));
+        }
     }
     Ok(variables)
 }
@@ -214,6 +223,12 @@ mod tests {
         let fields = vec!["city".to_owned(), "first_name".to_owned()];
         let variables = MergeVariables::from([("first_name".to_owned(), "Anna".to_owned())]);
         assert_eq!(missing_merge_variables(&fields, &variables), ["city"]);
+    }
+
+    #[test]
+    fn merge_variable_values_hold_no_nul() {
+        let bad = MergeVariables::from([("name".to_owned(), "a\0b".to_owned())]);
+        assert!(parse_merge_variables(bad).is_err());
     }
 
     #[test]

@@ -110,6 +110,9 @@ impl TemplateContent {
         if html.is_empty() || html.len() > MAX_CONTENT_BYTES {
             return Err(format!("must be 1 to {MAX_CONTENT_BYTES} bytes"));
         }
+        if html.contains('\0') {
+            return Err("must not contain NUL characters (U+0000)".to_owned());
+        }
         let merge_fields = merge_fields(&html)?;
         Ok(Self { html, merge_fields })
     }
@@ -198,5 +201,6 @@ mod tests {
         assert!(TemplateContent::parse("a".repeat(MAX_CONTENT_BYTES)).is_ok());
         assert!(TemplateContent::parse("a".repeat(MAX_CONTENT_BYTES + 1)).is_err());
         assert!(TemplateContent::parse(String::new()).is_err());
+        assert!(TemplateContent::parse("a\0b".to_owned()).is_err());
     }
 }

@@ -39,8 +39,13 @@ async fn malformed_json_is_400(pool: PgPool) {
 #[sqlx::test]
 async fn a_body_that_is_not_an_object_is_422(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
+    let order = app.create_order().await;
+    let order_path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
     for body in [json!([]), json!("text"), json!(null), json!(42)] {
         let response = app.post("/v1/templates", &body).await;
+        response.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
+        // An empty array would deserialize as a PATCH that changes nothing.
+        let response = app.patch(&order_path, &body).await;
         response.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
     }
 }
@@ -141,4 +146,34 @@ async fn problem_types_are_described(pool: PgPool) {
     app.get("/problems/no-such-problem")
         .await
         .assert_problem(StatusCode::NOT_FOUND, "not-found");
+}
+
+#[sqlx::test]
+async fn nul_characters_are_rejected_where_postgresql_cannot_store_them(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let response = app
+        .post(
+            "/v1/templates",
+            &json!({"name": "n", "format": "postcard_a6", "content": "a\u{0}b"}),
+        )
+        .await;
+    assert_eq!(response.assert_invalid_fields(), ["content"]);
+    let template = app.create_template("<p>{{name}}</p>").await;
+    let body = json!({
+        "template_id": template["id"],
+        "recipient": crate::helpers::address(),
+        "merge_variables": {"name": "nul\u{0}"}
+    });
+    assert_eq!(
+        app.post("/v1/orders", &body).await.assert_invalid_fields(),
+        ["merge_variables"]
+    );
+    let mut named = body.clone();
+    named["merge_variables"] = json!({"name": "Anna"});
+    named["recipient"]["name"] = json!("A\u{0}");
+    assert_eq!(
+        app.post("/v1/orders", &named).await.assert_invalid_fields(),
+        ["recipient.name"]
+    );
+    assert_eq!(count(&app.pool, "orders").await, 0);
 }

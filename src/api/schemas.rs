@@ -1,0 +1,136 @@
+//! JSON Schemas for values whose rules a derive cannot state, built from the same constants the domain checks,
+//! so that the documented shape of a request and the shape the server accepts are the same.
+
+use utoipa::openapi::{
+    Object, ObjectBuilder, Type,
+    schema::{AdditionalProperties, KnownFormat, SchemaFormat, SchemaType},
+};
+
+use crate::{
+    domain::{
+        country::ASSIGNED,
+        order::{MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES},
+        template::{MAX_CONTENT_BYTES, MAX_MERGE_FIELD_LENGTH},
+    },
+    error::ProblemType,
+};
+
+/// Control characters (Unicode Cc), never allowed in text.
+const CONTROL: &str = r"\x00-\x1F\x7F-\x9F";
+/// Whitespace that is not a control character (Unicode White_Space): text of only these is blank.
+const BLANK: &str = r"\x20\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+
+/// Text of 1 to `max` characters, no control characters, not blank.
+fn text(max: usize) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(format!(
+            "^[^{CONTROL}]*[^{CONTROL}{BLANK}][^{CONTROL}]*$"
+        )))
+}
+
+pub fn text_200() -> Object {
+    text(200).build()
+}
+
+pub fn text_100() -> Object {
+    text(100).build()
+}
+
+pub fn text_20() -> Object {
+    text(20).build()
+}
+
+pub fn optional_text_200() -> Object {
+    text(200)
+        .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
+        .build()
+}
+
+/// An assigned ISO 3166-1 alpha-2 code.
+pub fn country() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("An assigned ISO 3166-1 alpha-2 code, upper case."))
+        .enum_values(Some(ASSIGNED))
+        .examples([serde_json::json!("NL")])
+        .build()
+}
+
+/// The pattern of a merge field name.
+fn merge_field_name() -> String {
+    format!(
+        "[A-Za-z_][A-Za-z0-9_.-]{{0,{}}}",
+        MAX_MERGE_FIELD_LENGTH - 1
+    )
+}
+
+/// HTML whose every `{{` opens a well-formed placeholder.
+pub fn template_content() -> Object {
+    let name = merge_field_name();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "HTML of 1 byte to 512 KiB (in UTF-8), without NUL characters. Every `{{` opens a placeholder: a merge field name of 1 to 100 \
+             letters, digits, `_`, `-` or `.` that starts with a letter or `_`, optionally padded with spaces, \
+             closed by `}}`.",
+        ))
+        .min_length(Some(1))
+        .max_length(Some(MAX_CONTENT_BYTES))
+        .pattern(Some(format!(r"^(?:[^{{\x00]|\{{[^{{\x00]|\{{\{{ *{name} *\}}\}})*\{{?$")))
+        .examples([serde_json::json!("<p>Hello {{first_name}}, welcome to {{city}}!</p>")])
+        .build()
+}
+
+/// Merge variables: names like merge fields, string values.
+fn merge_variables_builder() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(format!("^{}$", merge_field_name()))),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(MAX_MERGE_VALUE_LENGTH))
+                .pattern(Some(r"^[^\x00]*$"))
+                .into(),
+        )))
+        .max_properties(Some(MAX_MERGE_VARIABLES))
+        .examples([serde_json::json!({"first_name": "Anna", "city": "Amsterdam"})])
+}
+
+pub fn merge_variables() -> Object {
+    merge_variables_builder()
+        .description(Some("The values of the template's merge fields, by name."))
+        .build()
+}
+
+/// A date as `YYYY-MM-DD`, or `null`.
+pub fn optional_date() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+        .build()
+}
+
+/// An object id: a UUID in its hyphenated form.
+pub fn id() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+        .build()
+}
+
+/// The slug of a problem type.
+pub fn problem_slug() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ProblemType::ALL.iter().map(|kind| kind.slug())))
+        .examples([serde_json::json!("template-in-use")])
+        .build()
+}

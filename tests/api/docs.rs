@@ -1,0 +1,128 @@
+//! The OpenAPI document: generated from the code, committed, served, and complete for every operation.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::helpers::{TestApp, send};
+
+const COMMITTED: &str = include_str!("../../openapi/openapi.json");
+
+fn generated() -> String {
+    order_intake::api::openapi().to_pretty_json().unwrap() + "\n"
+}
+
+#[test]
+fn the_committed_spec_is_what_the_code_generates() {
+    assert!(
+        COMMITTED == generated(),
+        "openapi/openapi.json is stale: run `make openapi` and commit it"
+    );
+}
+
+#[test]
+fn every_post_and_patch_documents_the_idempotency_contract() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    let mut keyed = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            assert!(
+                operation["operationId"].is_string(),
+                "{method} {path} has an operationId"
+            );
+            let has_key = operation["parameters"].as_array().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
+            });
+            let writes = matches!(method.as_str(), "post" | "patch");
+            assert_eq!(
+                has_key, writes,
+                "{method} {path}: Idempotency-Key only on POST and PATCH"
+            );
+            if writes {
+                keyed += 1;
+                let key = operation["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["name"] == "Idempotency-Key")
+                    .unwrap();
+                assert_eq!(key["schema"]["maxLength"], 255);
+                let responses = operation["responses"].as_object().unwrap();
+                for status in ["400", "401", "409", "413", "415", "422", "500"] {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path} documents {status}"
+                    );
+                }
+                let success = responses
+                    .iter()
+                    .find(|(s, _)| s.starts_with('2'))
+                    .unwrap()
+                    .1;
+                assert!(
+                    success["headers"]["Idempotent-Replayed"].is_object(),
+                    "{method} {path}"
+                );
+            }
+            if path.starts_with("/v1/") {
+                assert_eq!(
+                    operation["security"][0]["api_key"],
+                    serde_json::json!([]),
+                    "{method} {path}"
+                );
+                assert!(
+                    operation["responses"]["401"].is_object(),
+                    "{method} {path} documents 401"
+                );
+            }
+        }
+    }
+    assert_eq!(keyed, 4, "create and update, for orders and templates");
+    assert_eq!(
+        spec["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(spec["openapi"], "3.1.0");
+}
+
+#[test]
+fn error_responses_are_problem_documents() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    for (name, response) in spec["components"]["responses"].as_object().unwrap() {
+        let content = response["content"].as_object().unwrap();
+        assert_eq!(
+            content.keys().collect::<Vec<_>>(),
+            ["application/problem+json"],
+            "{name}"
+        );
+        assert_eq!(
+            content["application/problem+json"]["schema"]["$ref"], "#/components/schemas/Problem",
+            "{name}"
+        );
+    }
+}
+
+#[sqlx::test]
+async fn the_service_serves_its_spec_and_swagger_ui(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let client = reqwest::Client::new();
+    let spec = send(client.get(app.url("/openapi.json"))).await;
+    spec.assert_status(StatusCode::OK);
+    assert_eq!(
+        spec.json(),
+        serde_json::from_str::<Value>(&generated()).unwrap()
+    );
+
+    let page = send(client.get(app.url("/docs/"))).await;
+    page.assert_status(StatusCode::OK);
+    assert!(String::from_utf8_lossy(&page.body).contains("swagger-ui"));
+    let initializer = send(client.get(app.url("/docs/swagger-initializer.js"))).await;
+    assert!(String::from_utf8_lossy(&initializer.body).contains("/openapi.json"));
+    let bundle = send(client.get(app.url("/docs/swagger-ui-bundle.js"))).await;
+    bundle.assert_status(StatusCode::OK);
+    assert!(
+        bundle.body.len() > 100_000,
+        "the Swagger UI assets are bundled in the binary"
+    );
+}
