@@ -8,6 +8,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod idempotency;
+pub mod metrics;
 pub mod server;
 pub mod telemetry;
 

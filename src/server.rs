@@ -1,12 +1,12 @@
 //! The HTTP server: shared state, the middleware stack, and serving until a shutdown signal.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use axum::{
     Router,
     extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State},
     http::{HeaderName, StatusCode, header},
-    middleware,
+    middleware::{self, Next},
     response::{IntoResponse, Response},
 };
 use sqlx::PgPool;
@@ -30,6 +30,7 @@ use crate::{
     db,
     error::{ApiError, PROBLEM_JSON},
     idempotency::{locks::KeyLocks, sweeper},
+    metrics::Metrics,
 };
 
 /// What every handler can reach.
@@ -39,11 +40,14 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Lines up requests with the same idempotency key in this server.
     pub key_locks: Arc<KeyLocks>,
+    /// This server's Prometheus metrics, served at `/metrics`.
+    pub metrics: Metrics,
 }
 
 impl AppState {
     pub fn new(pool: PgPool, config: Config) -> Self {
         Self {
+            metrics: Metrics::new(&pool),
             pool,
             config: Arc::new(config),
             key_locks: Arc::default(),
@@ -54,6 +58,12 @@ impl AppState {
 impl FromRef<AppState> for PgPool {
     fn from_ref(state: &AppState) -> Self {
         state.pool.clone()
+    }
+}
+
+impl FromRef<AppState> for Metrics {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
     }
 }
 
@@ -81,6 +91,10 @@ pub fn app(state: AppState) -> Router {
                 ),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            record_request,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("the handler panicked").into_response()
         }))
@@ -122,6 +136,25 @@ fn request_span(request: &Request) -> Span {
     )
 }
 
+/// Counts and times every response, `/metrics` included, by its route template rather than its path, so that ids
+/// do not make a series each. Outside the panic, timeout and body-limit layers, it sees the status the client gets.
+async fn record_request(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|route| route.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.http_request(
+        &method,
+        route.as_deref(),
+        response.status(),
+        started.elapsed(),
+    );
+    response
+}
+
 /// The timeout and body-limit layers answer with bare status codes; give them problem bodies like every error.
 async fn problem_for_layer_errors<B>(
     State(state): State<AppState>,
@@ -160,14 +193,15 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     }
     let listener = TcpListener::bind(config.listen_addr).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
+    let state = AppState::new(pool.clone(), config);
     let stop = CancellationToken::new();
     let sweeper = sweeper::spawn(
         pool.clone(),
-        config.idempotency.key_ttl,
-        config.idempotency.sweep_interval,
+        state.config.idempotency.key_ttl,
+        state.config.idempotency.sweep_interval,
         stop.clone(),
+        state.metrics.clone(),
     );
-    let state = AppState::new(pool.clone(), config);
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await;

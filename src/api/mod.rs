@@ -3,6 +3,7 @@
 pub mod docs;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod orders;
 pub mod problems;
 pub mod schemas;
@@ -55,6 +56,7 @@ fn assemble(v1: OpenApiRouter<AppState>) -> (Router<AppState>, OpenApi) {
     let (router, mut openapi) = OpenApiRouter::with_openapi(docs::openapi())
         .merge(v1)
         .merge(health::router())
+        .merge(metrics::router())
         .merge(problems::router())
         .split_for_parts();
     docs::document_idempotency(&mut openapi);

@@ -8,6 +8,8 @@
 //!    transaction: both commit or neither does. A failure (4xx or 500) rolls back and is stored on its own.
 //! 5. When another server committed the key first, the unique row makes this transaction wait for it, then roll
 //!    back and answer with the stored outcome: the operation never happens twice.
+//!
+//! How each keyed request ends is counted as an [`Outcome`] for `/metrics`.
 
 use std::panic::AssertUnwindSafe;
 
@@ -35,6 +37,7 @@ use crate::{
         tx::{self, TxSlot},
     },
     error::{ApiError, NotExecuted},
+    metrics::Outcome,
     server::AppState,
 };
 
@@ -80,6 +83,16 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// What the key row says about a request.
+enum KeyRow {
+    /// A live row answers: its stored response again.
+    Answers(Response),
+    /// An expired row, which this request takes over if it stores an outcome.
+    Expired,
+    /// No row: the key is new.
+    Absent,
+}
+
 /// One keyed request.
 struct Keyed<'a> {
     state: &'a AppState,
@@ -97,10 +110,15 @@ impl Keyed<'_> {
             .key_locks
             .acquire(self.account.id, self.key.as_str(), config.wait_timeout)
             .await
-            .ok_or(ApiError::IdempotencyKeyInUse)?;
-        if let Some(answer) = self.stored_answer().await? {
-            return Ok(answer);
-        }
+            .ok_or_else(|| {
+                self.count(Outcome::Conflicted);
+                ApiError::IdempotencyKeyInUse
+            })?;
+        let takes_over = match self.key_row().await? {
+            KeyRow::Answers(answer) => return Ok(answer),
+            KeyRow::Expired => true,
+            KeyRow::Absent => false,
+        };
 
         let slot = TxSlot::default();
         let mut request = request;
@@ -118,24 +136,27 @@ impl Keyed<'_> {
 
         if response.status().is_success() {
             return match self.commit_with_key(tx, &stored).await {
-                Ok(true) => Ok(response),
+                Ok(true) => {
+                    self.count_executed(takes_over);
+                    Ok(response)
+                }
                 Ok(false) => self.answer_for_taken_key().await,
                 // Nothing committed, or the commit's fate is unknown: a retry finds the row or runs anew.
                 Err(error) if error.is_transient() => Err(error),
                 Err(error) => {
                     let (stored, response) = capture(error.into_response()).await?;
-                    self.store_alone(&stored, response).await
+                    self.store_alone(&stored, response, takes_over).await
                 }
             };
         }
         if let Some(tx) = tx {
             tx.rollback().await?;
         }
-        self.store_alone(&stored, response).await
+        self.store_alone(&stored, response, takes_over).await
     }
 
-    /// The stored answer for a live key: its response, or 422 for another request. `None` to run the request.
-    async fn stored_answer(&self) -> Result<Option<Response>, ApiError> {
+    /// Reads the key row: a live one answers with its response, or 422 when it was stored for another request.
+    async fn key_row(&self) -> Result<KeyRow, ApiError> {
         let ttl = self.state.config.idempotency.key_ttl;
         let found =
             db::idempotency_keys::find(&self.state.pool, self.account.id, self.key.as_str(), ttl)
@@ -143,16 +164,18 @@ impl Keyed<'_> {
         match found {
             Some(row) if !row.expired => {
                 if row.fingerprint != self.fingerprint.0 {
+                    self.count(Outcome::Mismatched);
                     return Err(ApiError::IdempotencyKeyReused);
                 }
                 tracing::debug!("replaying the stored response");
-                Ok(Some(replay(row.response)))
+                self.count(Outcome::Replayed);
+                Ok(KeyRow::Answers(replay(row.response)))
             }
             Some(_) => {
                 tracing::debug!("the key expired: running the request and taking the key over");
-                Ok(None)
+                Ok(KeyRow::Expired)
             }
-            None => Ok(None),
+            None => Ok(KeyRow::Absent),
         }
     }
 
@@ -179,11 +202,13 @@ impl Keyed<'_> {
         &self,
         stored: &StoredResponse,
         response: Response,
+        takes_over: bool,
     ) -> Result<Response, ApiError> {
         let mut tx = self.state.pool.begin().await?;
         match self.insert(&mut tx, stored).await {
             Ok(true) => {
                 tx.commit().await?;
+                self.count_executed(takes_over);
                 Ok(response)
             }
             Ok(false) => {
@@ -216,6 +241,7 @@ impl Keyed<'_> {
         .await
         .map_err(|error| {
             if db::is_lock_timeout(&error) {
+                self.count(Outcome::Conflicted);
                 ApiError::IdempotencyKeyInUse
             } else {
                 error.into()
@@ -226,8 +252,23 @@ impl Keyed<'_> {
     /// Another server committed the key while this request ran: answer as that request did.
     async fn answer_for_taken_key(&self) -> Result<Response, ApiError> {
         tracing::debug!("another request stored this key first; rolled back");
-        self.stored_answer()
-            .await?
-            .ok_or_else(|| ApiError::internal("the key row vanished after a conflict"))
+        match self.key_row().await? {
+            KeyRow::Answers(answer) => Ok(answer),
+            KeyRow::Expired | KeyRow::Absent => {
+                Err(ApiError::internal("the key row vanished after a conflict"))
+            }
+        }
+    }
+
+    fn count(&self, outcome: Outcome) {
+        self.state.metrics.idempotency(outcome);
+    }
+
+    /// The endpoint ran and its outcome is stored; `takes_over` when that replaced an expired key row.
+    fn count_executed(&self, takes_over: bool) {
+        self.count(Outcome::Executed);
+        if takes_over {
+            self.count(Outcome::ExpiredRetaken);
+        }
     }
 }

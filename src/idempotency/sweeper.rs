@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::idempotency_keys;
+use crate::{db::idempotency_keys, metrics::Metrics};
 
 /// Rows deleted by one statement at most, so that no statement holds locks for long.
 pub const MAX_BATCH: i64 = 10_000;
@@ -56,11 +56,14 @@ pub async fn sweep_once(
 }
 
 /// Sweeps every `interval` until `stop` is cancelled; errors are logged and the next tick tries again.
+///
+/// Every pass is counted in `metrics`: swept (with the keys deleted), skipped or failed.
 pub fn spawn(
     pool: PgPool,
     ttl: Duration,
     interval: Duration,
     stop: CancellationToken,
+    metrics: Metrics,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
@@ -70,7 +73,9 @@ pub fn spawn(
                 () = stop.cancelled() => break,
                 _ = ticks.tick() => {}
             }
-            match sweep_once(&pool, ttl, MAX_BATCH, &stop).await {
+            let pass = sweep_once(&pool, ttl, MAX_BATCH, &stop).await;
+            metrics.sweeper_run(&pass);
+            match pass {
                 Ok(Sweep::Done { deleted, batches }) if deleted > 0 => {
                     tracing::info!(deleted, batches, "swept expired idempotency keys");
                 }

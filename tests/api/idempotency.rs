@@ -12,7 +12,10 @@ use sqlx::{
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, TestResponse, count, order_for, send};
-use order_intake::idempotency::sweeper::{self, Sweep};
+use order_intake::{
+    idempotency::sweeper::{self, Sweep},
+    metrics::Metrics,
+};
 
 const TTL: Duration = Duration::from_secs(86_400);
 
@@ -836,7 +839,13 @@ async fn the_sweeper_task_sweeps_on_its_interval_and_stops_on_cancel(pool: PgPoo
     let app = TestApp::spawn(pool.clone()).await;
     insert_keys(&pool, app.account_id, "old-", 20, "2 days").await;
     let stop = CancellationToken::new();
-    let task = sweeper::spawn(pool.clone(), TTL, Duration::from_millis(100), stop.clone());
+    let task = sweeper::spawn(
+        pool.clone(),
+        TTL,
+        Duration::from_millis(100),
+        stop.clone(),
+        Metrics::new(&pool),
+    );
     until_swept(&pool, "the sweeper did not sweep").await;
     insert_keys(&pool, app.account_id, "later-", 3, "2 days").await;
     until_swept(&pool, "the sweeper did not sweep again").await;
@@ -856,7 +865,13 @@ async fn the_sweeper_survives_database_errors(pool: PgPool) {
         .await
         .unwrap();
     let stop = CancellationToken::new();
-    let task = sweeper::spawn(pool.clone(), TTL, Duration::from_millis(100), stop.clone());
+    let task = sweeper::spawn(
+        pool.clone(),
+        TTL,
+        Duration::from_millis(100),
+        stop.clone(),
+        Metrics::new(&pool),
+    );
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(!task.is_finished(), "an error does not end the sweeper");
     sqlx::raw_sql("ALTER TABLE idempotency_keys_away RENAME TO idempotency_keys")

@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod docs;
 mod idempotency;
+mod metrics;
 mod operations;
 mod orders;
 mod pagination;
