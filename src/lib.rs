@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
+pub mod serve;
 pub mod server;
 pub mod telemetry;
 

@@ -31,6 +31,7 @@ use crate::{
     error::{ApiError, PROBLEM_JSON},
     idempotency::{locks::KeyLocks, sweeper},
     metrics::Metrics,
+    serve,
 };
 
 /// What every handler can reach.
@@ -202,15 +203,13 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         stop.clone(),
         state.metrics.clone(),
     );
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let header_read_timeout = state.config.request_timeout;
+    serve::serve(listener, app(state), header_read_timeout, shutdown_signal()).await;
     stop.cancel();
     if let Err(error) = sweeper.await {
         tracing::error!(%error, "the sweeper task failed");
     }
     pool.close().await;
-    served?;
     tracing::info!("stopped");
     Ok(())
 }

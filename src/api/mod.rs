@@ -1,5 +1,6 @@
 //! The HTTP API: one module per resource, assembled into one router with its OpenAPI document.
 
+pub mod detached;
 pub mod docs;
 pub mod extract;
 pub mod health;
@@ -28,8 +29,9 @@ use crate::{
     server::AppState,
 };
 
-/// Every route and the OpenAPI document that describes it. `/v1` sits behind authentication, then the
-/// exactly-once layer, which runs keyed POST and PATCH once and gives every request its transaction.
+/// Every route and the OpenAPI document that describes it. A `/v1` request runs to completion in a task of its own,
+/// behind authentication, then the exactly-once layer, which runs keyed POST and PATCH once and gives every request
+/// its transaction.
 pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
     let v1 = v1_routes()
         .route_layer(middleware::from_fn_with_state(
@@ -39,7 +41,8 @@ pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
         .route_layer(middleware::from_fn_with_state(
             state.pool.clone(),
             auth::require_account,
-        ));
+        ))
+        .route_layer(middleware::from_fn(detached::run_to_completion));
     assemble(v1)
 }
 

@@ -7,6 +7,7 @@ use order_intake::{
     auth::ApiKey,
     config::{Config, DatabaseConfig},
     db,
+    serve::serve,
 };
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
@@ -36,8 +37,14 @@ impl TestApp {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local address");
+        let header_read_timeout = config.request_timeout;
         let router = app(AppState::new(pool.clone(), config));
-        tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
+        tokio::spawn(serve(
+            listener,
+            router,
+            header_read_timeout,
+            std::future::pending(),
+        ));
         let (account_id, api_key) = create_account(&pool, "Test account").await;
         Self {
             addr,

@@ -4,8 +4,10 @@ mod helpers;
 
 mod auth;
 mod bad_input;
+mod cancellation;
 mod cli;
 mod docs;
+mod hostile;
 mod idempotency;
 mod metrics;
 mod operations;
