@@ -13,7 +13,7 @@ SQLX_CLI_VERSION := 0.9.0
 BIN := target/release/order-intake
 DEV_ACCOUNT := .dev-account.json
 
-.PHONY: help db db-stop migrate run test lint prepare openapi contract docs-check sqlx-cli
+.PHONY: help db db-stop migrate run test lint prepare openapi contract docs-check bench sqlx-cli
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ contract: db ## Schemathesis over openapi/openapi.json against a fresh database,
 
 docs-check: ## Load /docs in headless Chromium and check that every operation renders
 	.ci/docs-check
+
+bench: ## Benchmarks: keyed vs unkeyed vs replay vs pgbench, printed as ratios and saved in bench/results/
+	bench/run
 
 sqlx-cli:
 	@command -v sqlx >/dev/null && sqlx --version | grep -q " $(SQLX_CLI_VERSION)" || \

@@ -1,0 +1,23 @@
+-- The statements the server sends for a keyed POST /v1/orders whose key is new, in the same order:
+-- authenticate, look the key up, then one transaction with the template lock, the order and the key row.
+\set n random(1, 1000000000000)
+SELECT account_id FROM api_keys WHERE key_hash = decode(:key_hash, 'hex');
+SELECT fingerprint, response_status, response_headers, response_body, created_at <= now() - make_interval(secs => 86400) AS expired
+  FROM idempotency_keys WHERE account_id = :account_id AND key = 'pgbench-' || :client_id || '-' || :n;
+BEGIN;
+SELECT version, merge_fields FROM templates WHERE account_id = :account_id AND id = :template_id FOR SHARE;
+INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables, send_date)
+  VALUES (gen_random_uuid(), :account_id, :template_id, 1,
+          '{"name":"Anna de Vries","company": null,"street":"Keizersgracht","house_number":"123A","postal_code":"1015 CJ","city":"Amsterdam","country":"NL"}',
+          NULL, '{"first_name":"Anna"}', NULL)
+  RETURNING id, template_id, template_version, recipient, sender, merge_variables, send_date, status, created_at, updated_at;
+INSERT INTO idempotency_keys (account_id, key, fingerprint, response_status, response_headers, response_body)
+  VALUES (:account_id, 'pgbench-' || :client_id || '-' || :n, sha256(:n::text::bytea), 201,
+          '[["content-type","application/json"],["location","/v1/orders/019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f"]]',
+          convert_to(repeat('x', 480), 'UTF8'))
+  ON CONFLICT (account_id, key) DO UPDATE
+    SET fingerprint = EXCLUDED.fingerprint, created_at = now(), response_status = EXCLUDED.response_status,
+        response_headers = EXCLUDED.response_headers, response_body = EXCLUDED.response_body
+    WHERE idempotency_keys.created_at <= now() - make_interval(secs => 86400)
+  RETURNING true;
+COMMIT;

@@ -1,0 +1,153 @@
+"""Turns the raw results of bench/run into one table, the ratios that matter, and a JSON file.
+
+    report.py pgbench NAME CLIENTS PGBENCH_OUTPUT LOG...   one JSON line for a pgbench run
+    report.py report RESULTS.ndjson RESULTS_DIR            the table, the ratios, and RESULTS_DIR/<time>.json
+"""
+
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return 0
+    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def pgbench(name, clients, output_path, logs):
+    output = open(output_path).read()
+    tps = float(re.search(r"tps = ([0-9.]+)", output).group(1))
+    latencies = []
+    for log in logs:
+        with open(log) as lines:
+            # client_id transaction_no latency_us script_no epoch epoch_us
+            latencies.extend(int(line.split()[2]) for line in lines if line.strip())
+    latencies.sort()
+    print(json.dumps({
+        "scenario": name,
+        "tool": "pgbench",
+        "connections": int(clients),
+        "requests_per_second": tps,
+        "p50_ms": percentile(latencies, 50) / 1000,
+        "p99_ms": percentile(latencies, 99) / 1000,
+        "transactions": len(latencies),
+    }))
+
+
+def normalise(entry):
+    if entry["tool"] != "wrk":
+        return entry
+    wrk = entry.pop("wrk")
+    seconds = wrk["duration_us"] / 1e6
+    entry.update({
+        "requests_per_second": round(wrk["requests"] / seconds, 1),
+        "p50_ms": wrk["p50_us"] / 1000,
+        "p90_ms": wrk["p90_us"] / 1000,
+        "p99_ms": wrk["p99_us"] / 1000,
+        "requests": wrk["requests"],
+        "non_2xx": wrk["non_2xx"],
+        "socket_errors": wrk["socket_errors"],
+        "peak_rss_mib": round(entry.pop("peak_rss_kib") / 1024, 1),
+    })
+    return entry
+
+
+def machine():
+    def run(*command):
+        try:
+            return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "postgresql": run("psql", os.environ.get("DATABASE_URL", ""), "-qtAXc", "SHOW server_version"),
+        "commit": run("git", "rev-parse", "--short", "HEAD"),
+    }
+
+
+def report(raw_path, results_dir):
+    entries = [normalise(json.loads(line)) for line in open(raw_path) if line.strip()]
+    runs = {(e["scenario"], e.get("connections")): e for e in entries}
+
+    def rps(scenario, connections=32):
+        return runs[(scenario, connections)]["requests_per_second"]
+
+    print()
+    print(f"{'scenario':<22}{'conns':>6}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'peak RSS MiB':>14}{'non-2xx':>9}")
+    for e in entries:
+        if "requests_per_second" not in e:
+            continue
+        print(f"{e['scenario']:<22}{e['connections']:>6}{e['requests_per_second']:>11.0f}{e['p50_ms']:>9.2f}"
+              f"{e['p99_ms']:>9.2f}{e.get('peak_rss_mib', '-'):>14}{e.get('non_2xx', '-'):>9}")
+    sweep = next((e for e in entries if e["scenario"] == "sweep"), None)
+    if sweep:
+        print(f"\nsweep: {sweep['deleted']} expired keys deleted in {sweep['seconds']} s")
+
+    keyed = runs[("keyed", 32)]
+    ratios = {
+        "keyed/unkeyed": rps("keyed") / rps("unkeyed"),
+        "keyed/pgbench ceiling": rps("keyed") / rps("pgbench_keyed_order"),
+        "replay/keyed": rps("replay") / rps("keyed"),
+        "keyed with grown table/empty table": rps("keyed_grown_table") / rps("keyed_empty_table"),
+        "p99 during sweep/before sweep": runs[("keyed_during_sweep", 32)]["p99_ms"]
+        / runs[("keyed_before_sweep", 32)]["p99_ms"],
+    }
+    targets = {
+        "keyed/unkeyed": (">=", 0.85),
+        "keyed/pgbench ceiling": (">=", 0.6),
+        "replay/keyed": (">=", 1.5),
+        "keyed with grown table/empty table": (">=", 0.85),
+        "p99 during sweep/before sweep": ("<=", 2.0),
+    }
+    absolute = {
+        "keyed p99 ms at 32": (keyed["p99_ms"], "<=", 25),
+        "peak RSS MiB": (max(e.get("peak_rss_mib", 0) for e in entries), "<=", 100),
+    }
+    print("\nratios at 32 connections (target):")
+    met = {}
+    for name, value in ratios.items():
+        op, target = targets[name]
+        ok = value >= target if op == ">=" else value <= target
+        met[name] = ok
+        print(f"  {name:<38}{value:>6.2f}   ({op} {target}) {'met' if ok else 'MISSED'}")
+    for name, (value, op, target) in absolute.items():
+        ok = value <= target
+        met[name] = ok
+        print(f"  {name:<38}{value:>6.1f}   ({op} {target}) {'met' if ok else 'MISSED'}")
+
+    os.makedirs(results_dir, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+    path = os.path.join(results_dir, f"{stamp}.json")
+    with open(path, "w") as out:
+        json.dump({
+            "time": stamp,
+            "machine": machine(),
+            "runs": entries,
+            "ratios": {k: round(v, 3) for k, v in ratios.items()},
+            "targets_met": met,
+        }, out, indent=2)
+    print(f"\nwritten: {path}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "pgbench":
+        pgbench(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
+    elif sys.argv[1] == "report":
+        report(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(__doc__)
