@@ -13,7 +13,7 @@ SQLX_CLI_VERSION := 0.9.0
 BIN := target/release/order-intake
 DEV_ACCOUNT := .dev-account.json
 
-.PHONY: help db db-stop migrate run test lint prepare openapi contract docs-check bench sqlx-cli
+.PHONY: help db db-stop migrate run test chaos lint prepare openapi contract docs-check bench sqlx-cli
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ run: db ## Serve on LISTEN_ADDR with migrations applied and a development accoun
 
 test: db sqlx-cli ## Run the whole test suite against a real PostgreSQL
 	cargo test --locked --all-targets
+
+chaos: db ## Only the fault tests (make test runs them too): storms, three instances, kill -9, PostgreSQL restarts
+	cargo test --locked --test chaos
 
 lint: ## Formatting and clippy, as CI checks them
 	cargo fmt --check
