@@ -9,7 +9,7 @@ pub mod tx;
 use std::time::Duration;
 
 use sqlx::{
-    PgPool,
+    Connection, PgPool,
     migrate::Migrator,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
@@ -18,6 +18,9 @@ use crate::{config::DatabaseConfig, error::ApiError};
 
 /// The migrations in `migrations/`, embedded in the binary; `sqlx migrate run` applies the same files.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// A pooled connection idle for this long is checked with a round trip before it is handed out.
+const RECHECK_IDLE_AFTER: Duration = Duration::from_secs(10);
 
 /// A pool that connects lazily, so the server starts (and answers `/healthz`) while the database is down.
 ///
@@ -34,6 +37,17 @@ pub fn pool(
     Ok(PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
+        // sqlx checks every connection on its way back to the pool with a round trip; checking it again on the
+        // way out doubles that on every query. Only a connection that sat idle for a while is checked again.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= RECHECK_IDLE_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options))
 }
 

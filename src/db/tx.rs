@@ -25,14 +25,16 @@ impl TxSlot {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
-    fn put(&self, tx: Transaction<'static, Postgres>) {
+    /// Hands the handler a transaction that is already open, to be taken by its [`Tx`].
+    pub fn put(&self, tx: Transaction<'static, Postgres>) {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
     }
 }
 
-/// The request's database transaction, for handlers that write; begun on first use.
+/// The request's database transaction, for handlers that write; begun on first use, unless a layer opened it.
 ///
-/// Beginning lazily keeps a slow request body from holding a pooled connection while it arrives.
+/// Beginning lazily keeps a slow request body from holding a pooled connection while it arrives. The exactly-once
+/// layer opens it before the handler runs, to look its key up on the connection the write then uses.
 pub struct Tx {
     pool: PgPool,
     tx: Option<Transaction<'static, Postgres>>,
@@ -65,7 +67,7 @@ where
             .ok_or_else(|| ApiError::internal("route has no transaction layer"))?;
         Ok(Self {
             pool: PgPool::from_ref(state),
-            tx: None,
+            tx: slot.take(),
             slot,
         })
     }

@@ -3,9 +3,10 @@
 //! For a request with `Idempotency-Key`:
 //! 1. The key (400), the body (400, 413, 415) and its fingerprint are read; nothing is stored for a rejection.
 //! 2. Requests with the same key wait for each other in this server ([`KeyLocks`]; 409 after the wait timeout).
-//! 3. A live key row answers at once: its response again, or 422 when the fingerprint differs.
-//! 4. Otherwise the endpoint runs in a transaction, and a success is stored with its key row in that same
-//!    transaction: both commit or neither does. A failure (4xx or 500) rolls back and is stored on its own.
+//! 3. The key row is read in the transaction the endpoint will write in. A live row answers at once: its response
+//!    again, or 422 when the fingerprint differs.
+//! 4. Otherwise the endpoint runs in that transaction, and a success is stored with its key row in it too: both
+//!    commit or neither does. A failure (4xx or 500) rolls back and is stored on its own.
 //! 5. When another server committed the key first, the unique row makes this transaction wait for it, then roll
 //!    back and answer with the stored outcome: the operation never happens twice.
 //!
@@ -21,7 +22,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::FutureExt;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{PgConnection, PgExecutor, Postgres, Transaction};
 
 use super::{
     fingerprint::Fingerprint,
@@ -114,13 +115,17 @@ impl Keyed<'_> {
                 self.count(Outcome::Conflicted);
                 ApiError::IdempotencyKeyInUse
             })?;
-        let takes_over = match self.key_row().await? {
+        // The key is looked up in the transaction the endpoint then writes in: one pooled connection for both.
+        let mut tx = self.state.pool.begin().await?;
+        let takes_over = match self.key_row(&mut *tx).await? {
+            // Dropping the transaction rolls back the nothing it did, on the connection's way back to the pool.
             KeyRow::Answers(answer) => return Ok(answer),
             KeyRow::Expired => true,
             KeyRow::Absent => false,
         };
 
         let slot = TxSlot::default();
+        slot.put(tx);
         let mut request = request;
         request.extensions_mut().insert(slot.clone());
         let response = AssertUnwindSafe(next.run(request))
@@ -156,11 +161,9 @@ impl Keyed<'_> {
     }
 
     /// Reads the key row: a live one answers with its response, or 422 when it was stored for another request.
-    async fn key_row(&self) -> Result<KeyRow, ApiError> {
+    async fn key_row(&self, db: impl PgExecutor<'_>) -> Result<KeyRow, ApiError> {
         let ttl = self.state.config.idempotency.key_ttl;
-        let found =
-            db::idempotency_keys::find(&self.state.pool, self.account.id, self.key.as_str(), ttl)
-                .await?;
+        let found = db::idempotency_keys::find(db, self.account.id, self.key.as_str(), ttl).await?;
         match found {
             Some(row) if !row.expired => {
                 if row.fingerprint != self.fingerprint.0 {
@@ -252,7 +255,7 @@ impl Keyed<'_> {
     /// Another server committed the key while this request ran: answer as that request did.
     async fn answer_for_taken_key(&self) -> Result<Response, ApiError> {
         tracing::debug!("another request stored this key first; rolled back");
-        match self.key_row().await? {
+        match self.key_row(&self.state.pool).await? {
             KeyRow::Answers(answer) => Ok(answer),
             KeyRow::Expired | KeyRow::Absent => {
                 Err(ApiError::internal("the key row vanished after a conflict"))
