@@ -1,4 +1,4 @@
--- POST /v1/orders with a new Idempotency-Key on every request.
+-- POST /v1/orders with a new Idempotency-Key on every request: KEY_PREFIX (new for every run) plus thread and counter.
 package.path = "bench/?.lua;" .. package.path
 local common = require("common")
 
@@ -11,7 +11,7 @@ end
 local counter = 0
 local prefix
 function init(args)
-  prefix = string.format("%s-%d-", os.getenv("RUN_ID") or "run", thread_id or 0)
+  prefix = string.format("%s-%d-", assert(os.getenv("KEY_PREFIX"), "KEY_PREFIX is not set"), thread_id or 0)
 end
 
 local headers = common.headers()

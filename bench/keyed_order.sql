@@ -1,10 +1,10 @@
--- The statements the server sends for a keyed POST /v1/orders whose key is new, in the same order:
--- authenticate, look the key up, then one transaction with the template lock, the order and the key row.
+-- The statements the server sends for a keyed POST /v1/orders whose key is new, in the same order: authenticate,
+-- then one transaction that looks the key up and writes the template lock, the order and the key row.
 \set n random(1, 1000000000000)
 SELECT account_id FROM api_keys WHERE key_hash = decode(:key_hash, 'hex');
+BEGIN;
 SELECT fingerprint, response_status, response_headers, response_body, created_at <= now() - make_interval(secs => 86400) AS expired
   FROM idempotency_keys WHERE account_id = :account_id AND key = 'pgbench-' || :client_id || '-' || :n;
-BEGIN;
 SELECT version, merge_fields FROM templates WHERE account_id = :account_id AND id = :template_id FOR SHARE;
 INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables, send_date)
   VALUES (gen_random_uuid(), :account_id, :template_id, 1,

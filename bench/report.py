@@ -54,6 +54,10 @@ def normalise(entry):
         "non_2xx": wrk["non_2xx"],
         "socket_errors": wrk["socket_errors"],
         "peak_rss_mib": round(entry.pop("peak_rss_kib") / 1024, 1),
+        # CPU per answered request: the server's own, and the whole machine's (server, PostgreSQL, wrk).
+        "server_cpu_us_per_request": round(entry["server_cpu_s"] * 1e6 / max(wrk["requests"], 1)),
+        "machine_cpu_us_per_request": round(entry["machine_cpu_s"] * 1e6 / max(wrk["requests"], 1)),
+        "machine_busy_percent": round(100 * entry["machine_cpu_s"] / seconds / os.cpu_count()),
     })
     return entry
 
@@ -88,12 +92,27 @@ def report(raw_path, results_dir):
         return runs[(scenario, connections)]["requests_per_second"]
 
     print()
-    print(f"{'scenario':<22}{'conns':>6}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'peak RSS MiB':>14}{'non-2xx':>9}")
+    print(f"{'scenario':<30}{'conns':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'peak RSS MiB':>14}{'non-2xx':>9}"
+          f"{'ran':>9}{'replayed':>9}{'srv CPU us/req':>16}{'all CPU us/req':>16}{'busy %':>8}")
     for e in entries:
         if "requests_per_second" not in e:
             continue
-        print(f"{e['scenario']:<22}{e['connections']:>6}{e['requests_per_second']:>11.0f}{e['p50_ms']:>9.2f}"
-              f"{e['p99_ms']:>9.2f}{e.get('peak_rss_mib', '-'):>14}{e.get('non_2xx', '-'):>9}")
+        print(f"{e['scenario']:<30}{e['connections']:>6}{e['requests_per_second']:>9.0f}{e['p50_ms']:>9.2f}"
+              f"{e['p99_ms']:>9.2f}{e.get('peak_rss_mib', '-'):>14}{e.get('non_2xx', '-'):>9}"
+              f"{e.get('executed', '-'):>9}{e.get('replayed', '-'):>9}"
+              f"{e.get('server_cpu_us_per_request', '-'):>16}{e.get('machine_cpu_us_per_request', '-'):>16}"
+              f"{e.get('machine_busy_percent', '-'):>8}")
+    # What the server counted must match what each scenario claims to measure.
+    mislabelled = [
+        f"{e['scenario']} at {e['connections']}: {e['executed']} ran, {e['replayed']} replayed"
+        for e in entries
+        if e.get("tool") == "wrk" and (
+            (e["scenario"].startswith("keyed") and e["replayed"] > 0)
+            or (e["scenario"] == "replay" and e["executed"] > 0)
+            or (e["scenario"] in ("unkeyed", "get") and e["executed"] + e["replayed"] > 0)
+            or e["non_2xx"] > 0
+        )
+    ]
     sweep = next((e for e in entries if e["scenario"] == "sweep"), None)
     if sweep:
         print(f"\nsweep: {sweep['deleted']} expired keys deleted in {sweep['seconds']} s")
@@ -130,6 +149,14 @@ def report(raw_path, results_dir):
         met[name] = ok
         print(f"  {name:<38}{value:>6.1f}   ({op} {target}) {'met' if ok else 'MISSED'}")
 
+    # Not targets: what the database alone pays for a key row, and how much of its ceiling is the WAL flush.
+    floor = rps("pgbench_keyed_order") / rps("pgbench_unkeyed_order")
+    flush = rps("pgbench_keyed_order") / rps("pgbench_keyed_order_no_flush")
+    ratios["pgbench keyed/unkeyed (the database's own floor)"] = floor
+    ratios["pgbench keyed: with/without WAL flush wait"] = flush
+    print(f"  {'pgbench keyed/unkeyed (database floor)':<38}{floor:>6.2f}")
+    print(f"  {'pgbench keyed, flush/no flush':<38}{flush:>6.2f}")
+
     os.makedirs(results_dir, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     path = os.path.join(results_dir, f"{stamp}.json")
@@ -142,6 +169,8 @@ def report(raw_path, results_dir):
             "targets_met": met,
         }, out, indent=2)
     print(f"\nwritten: {path}")
+    if mislabelled:
+        sys.exit("scenarios that did not measure what they claim:\n  " + "\n  ".join(mislabelled))
 
 
 if __name__ == "__main__":
