@@ -45,7 +45,7 @@ impl Client {
         }
     }
 
-    /// A request to `base` (a server's URL), with or without an idempotency key; `Err` when no answer came.
+    /// A request to `url`, with or without an idempotency key and a JSON body; `Err` when no answer came.
     pub async fn send(
         &self,
         method: Method,

@@ -39,19 +39,8 @@ pub struct Account {
 }
 
 pub fn create_account(database_url: &str, name: &str) -> Account {
-    let output = Command::new(BIN)
-        .args(["accounts", "create", "--name", name])
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run accounts create");
-    assert!(
-        output.status.success(),
-        "accounts create: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let created: Value =
-        serde_json::from_slice(&output.stdout).expect("accounts create prints JSON");
+    let stdout = run(database_url, &["accounts", "create", "--name", name]);
+    let created: Value = serde_json::from_slice(&stdout).expect("accounts create prints JSON");
     Account {
         id: created["id"]
             .as_str()
@@ -63,17 +52,24 @@ pub fn create_account(database_url: &str, name: &str) -> Account {
 
 /// Applies the migrations with the binary.
 pub fn migrate(database_url: &str) {
+    run(database_url, &["migrate"]);
+}
+
+/// Runs one command of the binary against the database and returns what it printed; it must succeed.
+fn run(database_url: &str, args: &[&str]) -> Vec<u8> {
     let output = Command::new(BIN)
-        .arg("migrate")
+        .args(args)
         .env("DATABASE_URL", database_url)
         .env("RUST_LOG", "warn")
         .output()
-        .expect("run migrate");
+        .expect("run order-intake");
     assert!(
         output.status.success(),
-        "migrate: {}",
+        "order-intake {}: {}",
+        args.join(" "),
         String::from_utf8_lossy(&output.stderr)
     );
+    output.stdout
 }
 
 /// One server process; killed when dropped, so a failing test leaves nothing running.
