@@ -7,12 +7,12 @@ use axum::{
     response::Response,
 };
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
     db,
     error::{ApiError, Credentials, Rejection},
+    server::AppState,
 };
 
 /// What every API key starts with, so that a leaked one is easy to recognise.
@@ -49,7 +49,7 @@ pub struct Account {
 
 /// Rejects requests without a valid API key (401) and makes the [`Account`] available to the handler.
 pub async fn require_account(
-    State(pool): State<PgPool>,
+    State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -57,9 +57,13 @@ pub async fn require_account(
     if !is_well_formed(secret) {
         return Err(ApiError::Unauthorized(Credentials::Invalid));
     }
-    let id = db::accounts::find_by_key_hash(&pool, &hash(secret))
-        .await?
-        .ok_or(ApiError::Unauthorized(Credentials::Invalid))?;
+    let id = {
+        // The connection goes back to the pool before the request goes on.
+        let mut conn = state.metrics.waiting_for(state.pool.acquire()).await?;
+        db::accounts::find_by_key_hash(&mut *conn, &hash(secret))
+            .await?
+            .ok_or(ApiError::Unauthorized(Credentials::Invalid))?
+    };
     tracing::Span::current().record("account_id", tracing::field::display(id));
     request.extensions_mut().insert(Account { id });
     Ok(next.run(request).await)

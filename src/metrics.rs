@@ -1,12 +1,17 @@
 //! Prometheus metrics: the registry of one server, the handles that count into it, and its text for a scrape.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::http::{Method, StatusCode};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, prometheus_text},
-    metrics::{counter::Counter, family::Family, gauge::ConstGauge, histogram::Histogram},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::Histogram,
+    },
     registry::{Registry, Unit},
 };
 use sqlx::PgPool;
@@ -100,6 +105,7 @@ struct Inner {
     idempotency_requests: Family<OutcomeLabels, Counter>,
     sweeper_runs: Family<SweepLabels, Counter>,
     sweeper_deleted_keys: Counter,
+    pool_waiters: Gauge,
 }
 
 impl Metrics {
@@ -138,6 +144,12 @@ impl Metrics {
             "Expired idempotency keys the sweeper deleted",
             sweeper_deleted_keys.clone(),
         );
+        let pool_waiters = Gauge::default();
+        registry.register(
+            "db_pool_waiters",
+            "Requests waiting for a pooled connection: to authenticate, to look up a key, or to begin a transaction",
+            pool_waiters.clone(),
+        );
         registry.register_collector(Box::new(PoolGauges(pool.clone())));
         // Series with a few known labels start at 0, so that a scraper sees them before their first event
         // and `rate()` has a start; HTTP series appear with their first request.
@@ -156,6 +168,7 @@ impl Metrics {
             idempotency_requests,
             sweeper_runs,
             sweeper_deleted_keys,
+            pool_waiters,
         }))
     }
 
@@ -184,6 +197,14 @@ impl Metrics {
                 status: status.as_u16(),
             })
             .inc();
+    }
+
+    /// Awaits `checkout` (taking a connection from the pool), counted in `db_pool_waiters` until it has one.
+    ///
+    /// sqlx does not count the tasks waiting for a connection; the request paths that take one count themselves.
+    pub async fn waiting_for<T>(&self, checkout: impl Future<Output = T>) -> T {
+        let _waiting = Waiting::new(&self.0.pool_waiters);
+        checkout.await
     }
 
     /// Counts one outcome of the exactly-once layer.
@@ -234,6 +255,22 @@ fn method_label(method: &Method) -> &'static str {
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
         _ => "other",
+    }
+}
+
+/// One task in `db_pool_waiters`, for as long as it lives: a request that gives up waiting leaves the count too.
+struct Waiting<'a>(&'a Gauge);
+
+impl<'a> Waiting<'a> {
+    fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

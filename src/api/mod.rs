@@ -39,7 +39,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
             idempotency::layer::exactly_once,
         ))
         .route_layer(middleware::from_fn_with_state(
-            state.pool.clone(),
+            state.clone(),
             auth::require_account,
         ))
         .route_layer(middleware::from_fn(detached::run_to_completion));

@@ -13,7 +13,10 @@ use axum::{
 };
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use crate::error::{ApiError, Rejection};
+use crate::{
+    error::{ApiError, Rejection},
+    metrics::Metrics,
+};
 
 /// Where a handler's transaction goes back to when the handler is done with it.
 #[derive(Clone, Default)]
@@ -37,6 +40,7 @@ impl TxSlot {
 /// layer opens it before the handler runs, to look its key up on the connection the write then uses.
 pub struct Tx {
     pool: PgPool,
+    metrics: Metrics,
     tx: Option<Transaction<'static, Postgres>>,
     slot: TxSlot,
 }
@@ -46,7 +50,7 @@ impl Tx {
     pub async fn conn(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
         let tx = match self.tx.take() {
             Some(tx) => tx,
-            None => self.pool.begin().await?,
+            None => self.metrics.waiting_for(self.pool.begin()).await?,
         };
         Ok(&mut **self.tx.insert(tx))
     }
@@ -55,6 +59,7 @@ impl Tx {
 impl<S> FromRequestParts<S> for Tx
 where
     PgPool: FromRef<S>,
+    Metrics: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = Rejection;
@@ -67,6 +72,7 @@ where
             .ok_or_else(|| ApiError::internal("route has no transaction layer"))?;
         Ok(Self {
             pool: PgPool::from_ref(state),
+            metrics: Metrics::from_ref(state),
             tx: slot.take(),
             slot,
         })

@@ -116,7 +116,7 @@ impl Keyed<'_> {
                 ApiError::IdempotencyKeyInUse
             })?;
         // The key is looked up in the transaction the endpoint then writes in: one pooled connection for both.
-        let mut tx = self.state.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let takes_over = match self.key_row(&mut *tx).await? {
             // Dropping the transaction rolls back the nothing it did, on the connection's way back to the pool.
             KeyRow::Answers(answer) => return Ok(answer),
@@ -190,7 +190,7 @@ impl Keyed<'_> {
     ) -> Result<bool, ApiError> {
         let mut tx = match tx {
             Some(tx) => tx,
-            None => self.state.pool.begin().await?,
+            None => self.begin().await?,
         };
         if !self.insert(&mut tx, stored).await? {
             tx.rollback().await?;
@@ -207,7 +207,7 @@ impl Keyed<'_> {
         response: Response,
         takes_over: bool,
     ) -> Result<Response, ApiError> {
-        let mut tx = self.state.pool.begin().await?;
+        let mut tx = self.begin().await?;
         match self.insert(&mut tx, stored).await {
             Ok(true) => {
                 tx.commit().await?;
@@ -261,6 +261,12 @@ impl Keyed<'_> {
                 Err(ApiError::internal("the key row vanished after a conflict"))
             }
         }
+    }
+
+    /// A transaction on a pooled connection, counted among the pool's waiters until it has one.
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let pool = &self.state.pool;
+        self.state.metrics.waiting_for(pool.begin()).await
     }
 
     fn count(&self, outcome: Outcome) {

@@ -53,6 +53,7 @@ async fn metrics_are_prometheus_text_and_need_no_key(pool: PgPool) {
         "# TYPE db_pool_connections gauge",
         "# TYPE db_pool_idle_connections gauge",
         "# TYPE db_pool_max_connections gauge",
+        "# TYPE db_pool_waiters gauge",
     ] {
         assert!(text.contains(declared), "{declared} in:\n{text}");
     }
@@ -289,5 +290,38 @@ async fn sweeper_passes_and_deleted_keys_are_counted(pool: PgPool) {
         sample_of(&app, "idempotency_sweeper_deleted_keys_total").await,
         0.0,
         "each server counts in its own registry"
+    );
+}
+
+#[sqlx::test]
+async fn requests_waiting_for_a_connection_are_counted_until_they_get_one(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    assert_eq!(sample_of(&app, "db_pool_waiters").await, 0.0);
+
+    // Every connection of the pool taken: the next request waits at authentication.
+    let mut held = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        held.push(pool.acquire().await.expect("a connection"));
+    }
+    let waiting = tokio::spawn(send(app.request(Method::GET, "/v1/orders")));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sample_of(&app, "db_pool_waiters").await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiting request was never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sample_of(&app, "db_pool_idle_connections").await, 0.0);
+
+    drop(held);
+    waiting
+        .await
+        .expect("the request")
+        .assert_status(StatusCode::OK);
+    assert_eq!(
+        sample_of(&app, "db_pool_waiters").await,
+        0.0,
+        "it left the count when it got one"
     );
 }

@@ -123,6 +123,28 @@ async fn insert_expired(pool: &PgPool, account: uuid::Uuid, prefix: &str, n: i64
     .expect("expired keys");
 }
 
+/// Scrapes until the servers' deleted-keys counters add up to `expected`: a pass counts itself after its last
+/// batch commits, so the rows can be gone a moment before the count moves. Fails on any other sum.
+async fn wait_for_deleted(servers: &[Server], expected: f64) -> Vec<Metrics> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = scrape(servers).await;
+        let deleted = sum(&metrics, "idempotency_sweeper_deleted_keys_total", &[]);
+        if deleted == expected {
+            return metrics;
+        }
+        assert!(
+            deleted < expected,
+            "{deleted} keys counted as deleted, expected {expected}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{deleted} keys counted as deleted, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_until_swept(pool: &PgPool, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
@@ -162,12 +184,8 @@ async fn one_server_sweeps_at_a_time_and_another_takes_over_when_it_dies(pool: P
 
     let mut servers = start_three(&url).await;
     wait_until_swept(&pool, Duration::from_secs(60)).await;
-    let metrics = scrape(&servers).await;
-    let deleted = sum(&metrics, "idempotency_sweeper_deleted_keys_total", &[]);
-    assert_eq!(
-        deleted, EXPIRED as f64,
-        "every expired key deleted once, by whichever server held the lock"
-    );
+    // Every expired key counted once, by whichever server held the lock.
+    let metrics = wait_for_deleted(&servers, EXPIRED as f64).await;
     assert!(
         sum(
             &metrics,
@@ -197,14 +215,5 @@ async fn one_server_sweeps_at_a_time_and_another_takes_over_when_it_dies(pool: P
     );
     insert_expired(&pool, account.id, "later-", 5_000).await;
     wait_until_swept(&pool, Duration::from_secs(15)).await;
-    let after = sum(
-        &scrape(&survivors).await,
-        "idempotency_sweeper_deleted_keys_total",
-        &[],
-    );
-    assert_eq!(
-        after - before,
-        5_000.0,
-        "the surviving servers took over the sweeping"
-    );
+    wait_for_deleted(&survivors, before + 5_000.0).await;
 }
