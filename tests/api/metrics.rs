@@ -46,6 +46,10 @@ async fn metrics_are_prometheus_text_and_need_no_key(pool: PgPool) {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let text = String::from_utf8(response.body).unwrap();
+    assert!(
+        text.ends_with('\n'),
+        "every line ends with a line feed, the last one too"
+    );
     for declared in [
         "# TYPE idempotency_requests_total counter",
         "# TYPE idempotency_sweeper_runs_total counter",
