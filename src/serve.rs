@@ -4,7 +4,7 @@
 //! half a request head and goes quiet (slowloris) holds its connection forever, and the request timeout only
 //! starts once the head is complete. This loop is `axum::serve` with that timer set.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, io::ErrorKind, time::Duration};
 
 use axum::{Router, body::Body, extract::Request};
 use hyper::{body::Incoming, server::conn::http1};
@@ -18,7 +18,8 @@ use tower::ServiceExt;
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets open connections finish their requests.
 ///
-/// A connection that has not delivered a whole request head within `header_read_timeout` is closed.
+/// A connection that has not delivered a whole request head within `header_read_timeout` is closed; hyper starts
+/// that timer whenever it waits for a head, so it is also how long an idle keep-alive connection stays open.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -35,6 +36,8 @@ pub async fn serve(
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
+                // The client gave up before the connection was accepted: nothing to wait for.
+                Err(error) if is_connection_error(&error) => continue,
                 Err(error) => {
                     // Out of file descriptors, usually: wait for connections to close rather than spin.
                     tracing::error!(%error, "cannot accept a connection");
@@ -59,4 +62,11 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+fn is_connection_error(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    )
 }

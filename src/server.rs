@@ -11,7 +11,7 @@ use axum::{
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceBuilder;
 use tower_http::{
     LatencyUnit,
@@ -43,6 +43,8 @@ pub struct AppState {
     pub key_locks: Arc<KeyLocks>,
     /// This server's Prometheus metrics, served at `/metrics`.
     pub metrics: Metrics,
+    /// The requests running in tasks of their own; shutdown waits for them.
+    pub tasks: TaskTracker,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
             pool,
             config: Arc::new(config),
             key_locks: Arc::default(),
+            tasks: TaskTracker::new(),
         }
     }
 }
@@ -204,7 +207,11 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         state.metrics.clone(),
     );
     let header_read_timeout = state.config.request_timeout;
+    let tasks = state.tasks.clone();
     serve::serve(listener, app(state), header_read_timeout, shutdown_signal()).await;
+    // Requests whose clients hung up still run; their outcomes are stored before the pool closes.
+    tasks.close();
+    tasks.wait().await;
     stop.cancel();
     if let Err(error) = sweeper.await {
         tracing::error!(%error, "the sweeper task failed");

@@ -3,23 +3,42 @@
 //! A client that hangs up, or the request timeout, drops the request's future. Dropped halfway through a database
 //! round trip, a write would leave its outcome unknown to the retry, and sqlx 0.9.0 cannot even tell whether the
 //! connection is still inside a transaction when the drop lands on `BEGIN` (transact-rs/sqlx#4393): the pool would
-//! hand out a connection that sits in a stale transaction, holding its locks. So every `/v1` request runs in a task
-//! of its own: it commits or rolls back, and stores its key's outcome, whoever is still listening. A retry with the
-//! same key then gets that outcome.
+//! hand out a connection that sits in a stale transaction, holding its locks. So once its body has arrived, every
+//! `/v1` request runs in a task of its own: it commits or rolls back, and stores its key's outcome, whoever is still
+//! listening. A retry with the same key then gets that outcome.
+//!
+//! The body is read first, within the request timeout: a request whose body is late never runs.
 
-use axum::{extract::Request, middleware::Next, response::Response};
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use tracing::Instrument;
 
-use crate::error::ApiError;
+use crate::{api::extract::read_body, error::ApiError, server::AppState};
 
-/// Runs the rest of the request in its own task and answers with its response, if anyone is still there to read it.
-pub async fn run_to_completion(request: Request, next: Next) -> Response {
-    match tokio::spawn(next.run(request)).await {
+/// Reads the body, then runs the rest of the request in a task the server waits for when it shuts down.
+pub async fn run_to_completion(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match read_body(Request::from_parts(parts.clone(), body), &state).await {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    let request = Request::from_parts(parts, Body::from(body));
+    let task = state
+        .tasks
+        .spawn(next.run(request).instrument(tracing::Span::current()));
+    match task.await {
         Ok(response) => response,
         Err(error) => {
             tracing::error!(%error, "the request's task failed");
-            axum::response::IntoResponse::into_response(ApiError::internal(
-                "the request's task failed",
-            ))
+            ApiError::internal("the request's task failed").into_response()
         }
     }
 }

@@ -29,9 +29,9 @@ use crate::{
     server::AppState,
 };
 
-/// Every route and the OpenAPI document that describes it. A `/v1` request runs to completion in a task of its own,
-/// behind authentication, then the exactly-once layer, which runs keyed POST and PATCH once and gives every request
-/// its transaction.
+/// Every route and the OpenAPI document that describes it. A `/v1` request is authenticated, then, once its body
+/// has arrived, runs to completion in a task of its own through the exactly-once layer, which runs keyed POST and
+/// PATCH once and gives every request its transaction.
 pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
     let v1 = v1_routes()
         .route_layer(middleware::from_fn_with_state(
@@ -40,9 +40,12 @@ pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
         ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::require_account,
+            detached::run_to_completion,
         ))
-        .route_layer(middleware::from_fn(detached::run_to_completion));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_account,
+        ));
     assemble(v1)
 }
 
