@@ -39,7 +39,7 @@ use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MA
     tags(
         (name = "templates", description = "HTML templates with `{{field}}` merge placeholders."),
         (name = "orders", description = "Mail pieces to print from a template for one recipient."),
-        (name = "operations", description = "Health checks for operators and orchestrators."),
+        (name = "operations", description = "Health checks and metrics for operators and orchestrators."),
         (name = "problems", description = "What the `type` of an error response means."),
     )
 )]
