@@ -132,10 +132,13 @@ impl Keyed<'_> {
             .catch_unwind()
             .await
             .unwrap_or_else(|_| ApiError::internal("the handler panicked").into_response());
-        let tx = slot.take();
+        // The handler's `Tx` puts the transaction back when it is dropped, panics included.
+        let tx = slot
+            .take()
+            .ok_or_else(|| ApiError::internal("the request's transaction was not given back"))?;
         if response.extensions().get::<NotExecuted>().is_some() {
             // Rejected before the endpoint ran, or stopped by a passing condition: a retry may run it.
-            return Ok(tx::finish(tx, response).await);
+            return Ok(tx::finish(Some(tx), response).await);
         }
         let (stored, response) = capture(response).await?;
 
@@ -154,9 +157,7 @@ impl Keyed<'_> {
                 }
             };
         }
-        if let Some(tx) = tx {
-            tx.rollback().await?;
-        }
+        tx.rollback().await?;
         self.store_alone(&stored, response, takes_over).await
     }
 
@@ -185,13 +186,9 @@ impl Keyed<'_> {
     /// Writes the key row into the endpoint's transaction and commits both; `Ok(false)` when a live row holds the key.
     async fn commit_with_key(
         &self,
-        tx: Option<Transaction<'static, Postgres>>,
+        mut tx: Transaction<'static, Postgres>,
         stored: &StoredResponse,
     ) -> Result<bool, ApiError> {
-        let mut tx = match tx {
-            Some(tx) => tx,
-            None => self.begin().await?,
-        };
         if !self.insert(&mut tx, stored).await? {
             tx.rollback().await?;
             return Ok(false);
