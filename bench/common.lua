@@ -15,6 +15,13 @@ function M.headers()
   }
 end
 
+-- Numbers the threads 1, 2, …, as `thread_id` in each thread's own state, so that their keys differ.
+local threads = 0
+function M.setup(thread)
+  threads = threads + 1
+  thread:set("thread_id", threads)
+end
+
 -- One line of JSON that bench/report.py reads: requests, errors and latency percentiles in microseconds.
 function M.done(summary, latency, requests)
   local errors = summary.errors

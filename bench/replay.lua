@@ -3,11 +3,7 @@ package.path = "bench/?.lua;" .. package.path
 local common = require("common")
 
 local keys = tonumber(os.getenv("REPLAY_KEYS") or "256")
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("thread_id", threads)
-end
+setup = common.setup
 
 local counter = 0
 function init(args)
