@@ -1,6 +1,6 @@
 //! A request whose client hangs up, or that runs past the request timeout, still finishes: its key replays it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -10,7 +10,7 @@ use tokio::{
 };
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, count, order_for, send};
+use crate::helpers::{TestApp, count, eventually, order_for, send};
 
 /// Locks the template FOR UPDATE, so that an order for it waits inside its transaction until this commits.
 async fn hold_template(
@@ -28,23 +28,19 @@ async fn hold_template(
 }
 
 async fn wait_for_key(pool: &PgPool, key: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), || async move {
         let stored: i64 =
             sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = $1")
                 .bind(key)
                 .fetch_one(pool)
                 .await
                 .unwrap();
-        if stored == 1 {
-            return;
+        match stored {
+            1 => Ok(()),
+            _ => Err("the abandoned request never finished".to_owned()),
         }
-        assert!(
-            Instant::now() < deadline,
-            "the abandoned request never finished"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 /// Asserts that no session of this database stays inside a transaction with nobody running a statement.
@@ -52,8 +48,7 @@ async fn wait_for_key(pool: &PgPool, key: &str) {
 /// A replay drops its read-only transaction and the rollback travels with the connection's way back to the pool,
 /// so a session may show as idle in transaction for an instant; one that stays so was leaked.
 async fn assert_no_transaction_left_open(pool: &PgPool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    eventually(Duration::from_secs(5), || async move {
         let open: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
              WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()",
@@ -61,15 +56,12 @@ async fn assert_no_transaction_left_open(pool: &PgPool) {
         .fetch_one(pool)
         .await
         .unwrap();
-        if open == 0 {
-            return;
+        match open {
+            0 => Ok(()),
+            _ => Err(format!("{open} connection(s) left inside a transaction")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{open} connection(s) left inside a transaction"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 #[sqlx::test]

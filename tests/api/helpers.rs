@@ -1,6 +1,10 @@
 //! A running server on a free port, an account with its API key, and requests that read like the contract.
 
-use std::net::SocketAddr;
+use std::{
+    future::Future,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use order_intake::{
     AppState, app,
@@ -241,4 +245,20 @@ pub async fn count(pool: &PgPool, table: &str) -> i64 {
         .fetch_one(pool)
         .await
         .expect("count")
+}
+
+/// Polls `check` until it gives `Ok`; fails with its last reason once `within` has passed.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(reason) => assert!(Instant::now() < deadline, "after {within:?}: {reason}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, order_for, send};
+use crate::helpers::{TestApp, eventually, order_for, send};
 use order_intake::{db::idempotency_keys::SWEEPER_LOCK, idempotency::sweeper, metrics::Metrics};
 
 const TTL: Duration = Duration::from_secs(86_400);
@@ -210,18 +210,15 @@ async fn a_duplicate_that_waits_too_long_counts_as_conflicted(pool: PgPool) {
 
 /// Waits up to 5 seconds for `series` in `metrics` to reach `at_least`.
 async fn until(metrics: &Metrics, series: &str, at_least: f64) {
-    let started = std::time::Instant::now();
-    loop {
+    eventually(Duration::from_secs(5), || async move {
         let text = metrics.encode().unwrap();
         if sample(&text, series) >= at_least {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{series} did not reach {at_least}:\n{text}"))
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{series} did not reach {at_least}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 #[sqlx::test]
@@ -308,14 +305,15 @@ async fn requests_waiting_for_a_connection_are_counted_until_they_get_one(pool: 
         held.push(pool.acquire().await.expect("a connection"));
     }
     let waiting = tokio::spawn(send(app.request(Method::GET, "/v1/orders")));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while sample_of(&app, "db_pool_waiters").await < 1.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the waiting request was never counted"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let app_ref = &app;
+    eventually(Duration::from_secs(5), || async move {
+        if sample_of(app_ref, "db_pool_waiters").await >= 1.0 {
+            Ok(())
+        } else {
+            Err("the waiting request was never counted".to_owned())
+        }
+    })
+    .await;
     assert_eq!(sample_of(&app, "db_pool_idle_connections").await, 0.0);
 
     drop(held);
