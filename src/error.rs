@@ -7,7 +7,7 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::validation::FieldError;
+use crate::domain::validation::{FieldError, ValidationError};
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -401,6 +401,15 @@ impl ApiError {
             status: kind.status().as_u16(),
             detail: self.to_string(),
             errors: self.field_errors(),
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        match error {
+            ValidationError::Fields(errors) => Self::Validation(errors),
+            ValidationError::Incomplete => Self::internal(error),
         }
     }
 }

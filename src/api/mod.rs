@@ -7,7 +7,6 @@ pub mod health;
 pub mod metrics;
 pub mod orders;
 pub mod problems;
-pub mod schemas;
 pub mod templates;
 
 use axum::{
@@ -159,7 +158,7 @@ impl extract::Validate for ListQuery {
     fn validate(self) -> Result<PageRequest, ApiError> {
         let mut v = Validator::new();
         let page = self.validate_in(&mut v);
-        v.finish(|| page)
+        Ok(v.finish(|| page)?)
     }
 }
 
@@ -209,6 +208,6 @@ impl extract::Validate for ListOrdersQuery {
                 })
                 .transpose(),
         );
-        v.finish(|| Some((status?, page?)))
+        Ok(v.finish(|| Some((status?, page?)))?)
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{
     Created, List, ListOrdersQuery,
     extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
-    problems, schemas,
+    problems,
 };
 use crate::{
     auth::Account,
@@ -23,6 +23,7 @@ use crate::{
             parse_merge_variables, parse_send_date, today,
         },
         patch::Patch,
+        schemas,
         validation::Validator,
     },
     error::ApiError,
@@ -87,7 +88,7 @@ impl Validate for CreateOrder {
                 .map(|d| parse_send_date(&d, today()))
                 .transpose(),
         );
-        v.finish(|| {
+        Ok(v.finish(|| {
             Some(NewOrder {
                 template_id: template_id?,
                 recipient: recipient?,
@@ -95,7 +96,7 @@ impl Validate for CreateOrder {
                 merge_variables: merge_variables?,
                 send_date: send_date?,
             })
-        })
+        })?)
     }
 }
 
@@ -149,14 +150,14 @@ impl Validate for UpdateOrder {
                 .check("send_date", parse_send_date(&date, today()))
                 .map(Patch::Set),
         };
-        v.finish(|| {
+        Ok(v.finish(|| {
             Some(OrderChanges {
                 recipient: recipient?,
                 sender: sender?,
                 merge_variables: merge_variables?,
                 send_date: send_date?,
             })
-        })
+        })?)
     }
 }
 

@@ -2,10 +2,12 @@
 
 use axum::{Json, extract::Path};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToResponse, ToSchema};
+use utoipa::{
+    IntoParams, ToResponse, ToSchema,
+    openapi::{Object, ObjectBuilder, Type},
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::schemas;
 use crate::{
     error::{ApiError, Problem, ProblemType},
     server::AppState,
@@ -115,7 +117,7 @@ pub struct ProblemDescription {
 #[into_params(parameter_in = Path)]
 pub struct ProblemPath {
     /// The last segment of a problem `type`, e.g. `template-in-use`.
-    #[param(schema_with = schemas::problem_slug)]
+    #[param(schema_with = problem_slug)]
     slug: String,
 }
 
@@ -146,4 +148,13 @@ pub async fn describe(
         status: kind.status().as_u16(),
         description: kind.description(),
     }))
+}
+
+/// The slug of a problem type.
+fn problem_slug() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ProblemType::ALL.iter().map(|kind| kind.slug())))
+        .examples([serde_json::json!("template-in-use")])
+        .build()
 }

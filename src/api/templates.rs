@@ -9,13 +9,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     Created, List, ListQuery,
     extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
-    problems, schemas,
+    problems,
 };
 use crate::{
     auth::Account,
     db::{self, templates::Deletion, tx::Tx},
     domain::{
         patch::Patch,
+        schemas,
         template::{
             NewTemplate, Template, TemplateChanges, TemplateContent, TemplateFormat, parse_name,
         },
@@ -59,13 +60,13 @@ impl Validate for CreateTemplate {
         let mut v = Validator::new();
         let name = v.check("name", parse_name(self.name));
         let content = v.check("content", TemplateContent::parse(self.content));
-        v.finish(|| {
+        Ok(v.finish(|| {
             Some(NewTemplate {
                 name: name?,
                 format: self.format,
                 content: content?,
             })
-        })
+        })?)
     }
 }
 
@@ -103,13 +104,13 @@ impl Validate for UpdateTemplate {
                 .required()
                 .and_then(|c| c.map(TemplateContent::parse).transpose()),
         );
-        v.finish(|| {
+        Ok(v.finish(|| {
             Some(TemplateChanges {
                 name: name?,
                 format: format?,
                 content: content?,
             })
-        })
+        })?)
     }
 }
 

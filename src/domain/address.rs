@@ -5,10 +5,9 @@ use utoipa::ToSchema;
 
 use super::{
     country::CountryCode,
+    schemas,
     validation::{Validator, text},
 };
-use crate::api::schemas;
-
 /// A postal address as a client sends it.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -5,5 +5,6 @@ pub mod country;
 pub mod id;
 pub mod order;
 pub mod patch;
+pub mod schemas;
 pub mod template;
 pub mod validation;

@@ -7,11 +7,10 @@ use time::{Date, OffsetDateTime, macros::format_description};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::schemas;
-
 use super::{
     address::Address,
     patch::Patch,
+    schemas,
     template::{MAX_MERGE_FIELD_LENGTH, parse_merge_field_name},
 };
 

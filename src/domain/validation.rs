@@ -3,8 +3,6 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
-
 /// One broken rule, named by the dotted path of its field in the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(example = json!({"field": "recipient.postal_code", "message": "must be 1 to 20 characters"}))]
@@ -22,6 +20,17 @@ impl FieldError {
             message: message.into(),
         }
     }
+}
+
+/// Why a value could not be built from a request; the HTTP edge turns it into a problem document.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// Every rule the request broke (a 422 at the edge).
+    #[error("The request has {} invalid field(s).", .0.len())]
+    Fields(Vec<FieldError>),
+    /// No rule was broken, yet a checked value was missing: a bug in the validation (a 500 at the edge).
+    #[error("a validated value was missing")]
+    Incomplete,
 }
 
 /// Collects the errors of several fields so that a client learns of all of them at once.
@@ -60,14 +69,14 @@ impl Validator {
         value
     }
 
-    /// The built value when no rule was broken, else a 422 listing every broken rule.
+    /// The built value when no rule was broken, else every broken rule.
     ///
     /// `build` sees the checked values as `Option`s, all `Some` when nothing was recorded.
-    pub fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
+    pub fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ValidationError> {
         if !self.errors.is_empty() {
-            return Err(ApiError::Validation(self.errors));
+            return Err(ValidationError::Fields(self.errors));
         }
-        build().ok_or_else(|| ApiError::internal("a validated value was missing"))
+        build().ok_or(ValidationError::Incomplete)
     }
 
     fn path_to(&self, field: &str) -> String {
@@ -119,7 +128,7 @@ mod tests {
             v.check::<()>("postal_code", Err("bad".to_owned()))
         });
         v.check::<()>("send_date", Err("bad".to_owned()));
-        let Err(ApiError::Validation(errors)) = v.finish(|| Some(())) else {
+        let Err(ValidationError::Fields(errors)) = v.finish(|| Some(())) else {
             panic!("expected a validation error");
         };
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();

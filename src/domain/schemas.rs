@@ -6,13 +6,10 @@ use utoipa::openapi::{
     schema::{AdditionalProperties, KnownFormat, SchemaFormat, SchemaType},
 };
 
-use crate::{
-    domain::{
-        country::ASSIGNED,
-        order::{MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES},
-        template::{MAX_CONTENT_BYTES, MAX_MERGE_FIELD_LENGTH},
-    },
-    error::ProblemType,
+use super::{
+    country::ASSIGNED,
+    order::{MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES},
+    template::{MAX_CONTENT_BYTES, MAX_MERGE_FIELD_LENGTH},
 };
 
 /// Control characters (Unicode Cc), never allowed in text.
@@ -123,14 +120,5 @@ pub fn id() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
-        .build()
-}
-
-/// The slug of a problem type.
-pub fn problem_slug() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(ProblemType::ALL.iter().map(|kind| kind.slug())))
-        .examples([serde_json::json!("template-in-use")])
         .build()
 }
