@@ -414,20 +414,83 @@ impl From<ValidationError> for ApiError {
     }
 }
 
+/// The one place where database errors become problems: by SQLSTATE, then by the name of a violated constraint.
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        if crate::db::is_unavailable(&error) {
+        if is_unavailable(&error) {
             return Self::DatabaseUnavailable(error);
         }
-        if crate::db::is_lock_timeout(&error) {
+        let Some(db) = error.as_database_error() else {
+            return Self::Internal(Box::new(error));
+        };
+        if db.code().as_deref() == Some(LOCK_NOT_AVAILABLE) {
             return Self::ResourceBusy;
         }
-        if let Some(violation) = crate::db::constraint_violation(&error) {
-            return violation;
+        if let Some(&(_, field, message)) = db
+            .constraint()
+            .and_then(|name| CHECKS.iter().find(|(constraint, ..)| *constraint == name))
+        {
+            return Self::invalid_field(field, message);
         }
         Self::Internal(Box::new(error))
     }
 }
+
+/// SQLSTATE 55P03 `lock_not_available`: a statement gave up waiting for a lock (`lock_timeout`), because another
+/// request held the row too long.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// True when the error says the database cannot be reached, rather than that a statement failed.
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Class 08: connection exception; 57P01-57P03: shutdown, crash, not accepting connections yet.
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
+/// The CHECK constraints of `migrations/`, each with the field and rule it backs: the database is the last line of
+/// validation, and a violation is the client's 422 like the handler's own check.
+const CHECKS: &[(&str, &str, &str)] = &[
+    (
+        "templates_name_length",
+        "name",
+        "must be 1 to 200 characters",
+    ),
+    ("templates_format_known", "format", "is not a known format"),
+    (
+        "templates_content_size",
+        "content",
+        "must be 1 to 524288 bytes",
+    ),
+    (
+        "orders_recipient_is_address",
+        "recipient",
+        "is not a valid address",
+    ),
+    (
+        "orders_sender_is_address",
+        "sender",
+        "is not a valid address",
+    ),
+    (
+        "orders_merge_variables_is_string_map",
+        "merge_variables",
+        "must map names to strings",
+    ),
+    (
+        "orders_send_date_not_before_creation",
+        "send_date",
+        "must not be in the past",
+    ),
+];
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

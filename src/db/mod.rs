@@ -1,4 +1,7 @@
 //! The database: the pool, the migrations, and SQL in one module per table family.
+//!
+//! Functions here speak SQL and return `sqlx::Error`; what an error means to a client is decided at the HTTP edge
+//! (`crate::error`).
 
 pub mod accounts;
 pub mod idempotency_keys;
@@ -14,7 +17,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use crate::{config::DatabaseConfig, error::ApiError};
+use crate::config::DatabaseConfig;
 
 /// The migrations in `migrations/`, embedded in the binary; `sqlx migrate run` applies the same files.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
@@ -49,46 +52,6 @@ pub fn pool(
             })
         })
         .connect_lazy_with(options))
-}
-
-/// True when the error says the database cannot be reached, rather than that a statement failed.
-pub fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // Class 08: connection exception; 57P01-57P03: shutdown, crash, not accepting connections yet.
-            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
-        }),
-        _ => false,
-    }
-}
-
-/// True when a statement gave up waiting for a lock (`lock_timeout`): another request held the row too long.
-pub fn is_lock_timeout(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "55P03")
-}
-
-/// The client error a violated CHECK constraint stands for; the database is the last line of validation.
-pub fn constraint_violation(error: &sqlx::Error) -> Option<ApiError> {
-    let constraint = error.as_database_error()?.constraint()?;
-    let (field, message) = match constraint {
-        "templates_name_length" => ("name", "must be 1 to 200 characters"),
-        "templates_format_known" => ("format", "is not a known format"),
-        "templates_content_size" => ("content", "must be 1 to 524288 bytes"),
-        "orders_recipient_is_address" => ("recipient", "is not a valid address"),
-        "orders_sender_is_address" => ("sender", "is not a valid address"),
-        "orders_merge_variables_is_string_map" => ("merge_variables", "must map names to strings"),
-        "orders_send_date_not_before_creation" => ("send_date", "must not be in the past"),
-        _ => return None,
-    };
-    Some(ApiError::invalid_field(field, message))
 }
 
 /// One page of a list, newest first.

@@ -239,13 +239,13 @@ impl Keyed<'_> {
             ttl,
         )
         .await
-        .map_err(|error| {
-            if db::is_lock_timeout(&error) {
+        .map_err(|error| match ApiError::from(error) {
+            // The lock is the key row of a concurrent request with the same key.
+            ApiError::ResourceBusy => {
                 self.count(Outcome::Conflicted);
                 ApiError::IdempotencyKeyInUse
-            } else {
-                error.into()
             }
+            error => error,
         })
     }
 
