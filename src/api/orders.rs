@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     auth::Account,
-    db::{self, tx::Tx},
+    db,
     domain::{
         address::AddressInput,
         id::parse_id,
@@ -27,6 +27,7 @@ use crate::{
         validation::Validator,
     },
     error::ApiError,
+    idempotency::tx::Tx,
     server::AppState,
 };
 

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     auth::Account,
-    db::{self, templates::Deletion, tx::Tx},
+    db::{self, templates::Deletion},
     domain::{
         patch::Patch,
         schemas,
@@ -23,6 +23,7 @@ use crate::{
         validation::Validator,
     },
     error::ApiError,
+    idempotency::tx::Tx,
     server::AppState,
 };
 

@@ -7,7 +7,6 @@ pub mod accounts;
 pub mod idempotency_keys;
 pub mod orders;
 pub mod templates;
-pub mod tx;
 
 use std::time::Duration;
 

@@ -28,15 +28,12 @@ use super::{
     fingerprint::Fingerprint,
     key::IdempotencyKey,
     replay::{capture, replay},
+    tx::{self, TxSlot},
 };
 use crate::{
-    api::extract::{JsonBody, parse_json, read_body},
     auth::Account,
-    db::{
-        self,
-        idempotency_keys::StoredResponse,
-        tx::{self, TxSlot},
-    },
+    body::{JsonBody, parse_json, read_body},
+    db::{self, idempotency_keys::StoredResponse},
     error::{ApiError, NotExecuted},
     metrics::Outcome,
     server::AppState,
