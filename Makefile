@@ -13,7 +13,7 @@ SQLX_CLI_VERSION := 0.9.0
 BIN := target/release/order-intake
 DEV_ACCOUNT := .dev-account.json
 
-.PHONY: help db db-stop migrate run test chaos lint prepare openapi contract docs-check bench sqlx-cli
+.PHONY: help db db-stop migrate run test chaos lint layers prepare openapi contract docs-check bench sqlx-cli
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,9 +43,12 @@ test: db sqlx-cli ## Run the whole test suite against a real PostgreSQL
 chaos: db ## Only the fault tests (make test runs them too): storms, three instances, kill -9, PostgreSQL restarts
 	cargo test --locked --test chaos
 
-lint: ## Formatting and clippy, as CI checks them
+lint: layers ## Formatting, clippy and the direction of use, as CI checks them
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
+
+layers: ## The one direction of use: domain <- db <- idempotency <- api (README, Layout)
+	@.ci/layers
 
 prepare: db sqlx-cli ## Regenerate .sqlx/ after changing a query or a migration
 	sqlx migrate run
