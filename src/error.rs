@@ -235,10 +235,15 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
-/// Marks a response that is not an outcome of its endpoint: the request was rejected before the endpoint ran, or
-/// the endpoint was stopped by a passing condition and rolled back. An idempotency key does not store it.
+/// Marks the response to a request that was rejected before its endpoint ran (a bad body, query or id): it is no
+/// outcome of the endpoint, so an idempotency key does not store it, and the corrected request may use the same key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotExecuted;
+pub struct NotRun;
+
+/// Marks the response to a passing failure (see [`ApiError::is_stored`]): the request was stopped by a condition
+/// that a retry can get past, and everything it did rolled back. An idempotency key does not store it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassingFailure;
 
 /// An error found while reading the request, before its endpoint runs: the rejection of every extractor.
 #[derive(Debug)]
@@ -253,7 +258,7 @@ impl From<ApiError> for Rejection {
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let mut response = self.0.into_response();
-        response.extensions_mut().insert(NotExecuted);
+        response.extensions_mut().insert(NotRun);
         response
     }
 }
@@ -364,12 +369,26 @@ impl ApiError {
         self.problem_type().status()
     }
 
-    /// Whether the failure is a passing condition that a retry of the same request can get past.
-    pub fn is_transient(&self) -> bool {
-        matches!(
+    /// Whether an idempotency key stores this failure as the outcome of its request, to replay it for every retry.
+    ///
+    /// A passing failure is not stored: the database out of reach, or the key or a row held too long by another
+    /// request. Everything the request did rolled back, so a retry with the same key may run it.
+    pub fn is_stored(&self) -> bool {
+        !matches!(
             self,
             Self::DatabaseUnavailable(_) | Self::IdempotencyKeyInUse | Self::ResourceBusy
         )
+    }
+
+    /// The seconds a client should wait before it sends the same request again, for a failure that waiting gets
+    /// past: the `Retry-After` header (RFC 9110, section 10.2.3).
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Self::DatabaseUnavailable(_) | Self::IdempotencyKeyInUse | Self::ResourceBusy => {
+                Some(1)
+            }
+            _ => None,
+        }
     }
 
     fn field_errors(&self) -> Vec<FieldError> {
@@ -417,14 +436,17 @@ impl From<ValidationError> for ApiError {
 /// The one place where database errors become problems: by SQLSTATE, then by the name of a violated constraint.
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        if is_unavailable(&error) {
+        if is_unreachable(&error) {
             return Self::DatabaseUnavailable(error);
         }
         let Some(db) = error.as_database_error() else {
             return Self::Internal(Box::new(error));
         };
-        if db.code().as_deref() == Some(LOCK_NOT_AVAILABLE) {
-            return Self::ResourceBusy;
+        let passing = db.code().as_deref().and_then(passing_failure);
+        match passing {
+            Some(Passing::Unavailable) => return Self::DatabaseUnavailable(error),
+            Some(Passing::Busy) => return Self::ResourceBusy,
+            None => {}
         }
         if let Some(&(_, field, message)) = db
             .constraint()
@@ -436,24 +458,39 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// SQLSTATE 55P03 `lock_not_available`: a statement gave up waiting for a lock (`lock_timeout`), because another
-/// request held the row too long.
-const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// A database failure after which nothing was written and the same request may simply be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Passing {
+    /// The database cannot serve the request now (503).
+    Unavailable,
+    /// Another request held a row longer than `lock_timeout` (409).
+    Busy,
+}
 
-/// True when the error says the database cannot be reached, rather than that a statement failed.
-fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // Class 08: connection exception; 57P01-57P03: shutdown, crash, not accepting connections yet.
-            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
-        }),
-        _ => false,
+/// The passing failure a SQLSTATE (PostgreSQL, Appendix A) stands for; `None` for a failure that is the request's
+/// outcome.
+fn passing_failure(code: &str) -> Option<Passing> {
+    match code {
+        // Class 08: connection exception.
+        _ if code.starts_with("08") => Some(Passing::Unavailable),
+        // admin_shutdown, crash_shutdown, cannot_connect_now.
+        "57P01" | "57P02" | "57P03" => Some(Passing::Unavailable),
+        // lock_not_available: `lock_timeout` ran out.
+        "55P03" => Some(Passing::Busy),
+        _ => None,
     }
+}
+
+/// True when the database could not be reached at all, before any statement ran.
+fn is_unreachable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+    )
 }
 
 /// The CHECK constraints of `migrations/`, each with the field and rule it backs: the database is the last line of
@@ -504,8 +541,8 @@ impl IntoResponse for ApiError {
         }
         let body = serde_json::to_vec(&self.to_problem()).unwrap_or_default();
         let mut response = (status, body).into_response();
-        if self.is_transient() {
-            response.extensions_mut().insert(NotExecuted);
+        if !self.is_stored() {
+            response.extensions_mut().insert(PassingFailure);
         }
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
@@ -519,11 +556,36 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static(r#"Bearer error="invalid_token""#),
                 );
             }
-            Self::DatabaseUnavailable(_) | Self::IdempotencyKeyInUse | Self::ResourceBusy => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
             _ => {}
         }
+        if let Some(seconds) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_of_passing_failures() {
+        assert_eq!(passing_failure("08006"), Some(Passing::Unavailable));
+        assert_eq!(passing_failure("57P01"), Some(Passing::Unavailable));
+        assert_eq!(passing_failure("55P03"), Some(Passing::Busy));
+        // check_violation and unique_violation are outcomes of the request.
+        assert_eq!(passing_failure("23514"), None);
+        assert_eq!(passing_failure("23505"), None);
+    }
+
+    #[test]
+    fn passing_failures_are_not_stored() {
+        let unavailable = ApiError::from(sqlx::Error::PoolTimedOut);
+        assert!(!unavailable.is_stored());
+        assert_eq!(unavailable.retry_after(), Some(1));
+        let bug = ApiError::internal("a bug");
+        assert!(bug.is_stored());
+        assert_eq!(bug.retry_after(), None);
     }
 }

@@ -34,7 +34,7 @@ use crate::{
     auth::Account,
     body::{JsonBody, parse_json, read_body},
     db::{self, idempotency_keys::StoredResponse},
-    error::{ApiError, NotExecuted},
+    error::{ApiError, NotRun, PassingFailure},
     metrics::Outcome,
     server::AppState,
 };
@@ -79,6 +79,13 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         .run(request, next)
         .await
         .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Whether `response` is an outcome of the endpoint, which its key stores: neither the rejection of a request the
+/// endpoint never ran nor a passing failure.
+fn is_outcome(response: &Response) -> bool {
+    let extensions = response.extensions();
+    extensions.get::<NotRun>().is_none() && extensions.get::<PassingFailure>().is_none()
 }
 
 /// What the key row says about a request.
@@ -133,7 +140,7 @@ impl Keyed<'_> {
         let tx = slot
             .take()
             .ok_or_else(|| ApiError::internal("the request's transaction was not given back"))?;
-        if response.extensions().get::<NotExecuted>().is_some() {
+        if !is_outcome(&response) {
             // Rejected before the endpoint ran, or stopped by a passing condition: a retry may run it.
             return Ok(tx::finish(Some(tx), response).await);
         }
@@ -147,7 +154,7 @@ impl Keyed<'_> {
                 }
                 Ok(false) => self.answer_for_taken_key().await,
                 // Nothing committed, or the commit's fate is unknown: a retry finds the row or runs anew.
-                Err(error) if error.is_transient() => Err(error),
+                Err(error) if !error.is_stored() => Err(error),
                 Err(error) => {
                     let (stored, response) = capture(error.into_response()).await?;
                     self.store_alone(&stored, response, takes_over).await
@@ -212,7 +219,7 @@ impl Keyed<'_> {
                 tx.rollback().await?;
                 self.answer_for_taken_key().await
             }
-            Err(error) if error.is_transient() => Err(error),
+            Err(error) if !error.is_stored() => Err(error),
             Err(error) => {
                 tracing::error!(%error, "the failure could not be stored for its key");
                 Ok(response)
