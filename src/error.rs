@@ -12,194 +12,182 @@ use crate::domain::validation::{FieldError, ValidationError};
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// The kinds of problem the API reports; each has a stable `type` URI under `/problems/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProblemType {
-    MalformedJson,
-    UnreadableBody,
-    Unauthorized,
-    NotFound,
-    MethodNotAllowed,
-    RequestTimeout,
-    TemplateInUse,
-    OrderNotModifiable,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    ValidationFailed,
-    TemplateNotFound,
-    MissingMergeVariables,
-    InternalError,
-    ServiceUnavailable,
-    InvalidIdempotencyKey,
-    IdempotencyKeyRequired,
-    IdempotencyKeyReused,
-    IdempotencyKeyInUse,
-    ResourceBusy,
+/// Declares the problem types, one row each, and everything derived from the rows: the enum, `ALL`, and the
+/// accessors of each column.
+macro_rules! problem_types {
+    ($(
+        $variant:ident {
+            slug: $slug:literal,
+            status: $status:ident,
+            title: $title:literal,
+            description: $description:literal $(,)?
+        }
+    ),* $(,)?) => {
+        /// The kinds of problem the API reports; each has a stable `type` URI under `/problems/`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ProblemType {
+            $($variant),*
+        }
+
+        impl ProblemType {
+            /// Every problem type, for the documentation.
+            pub const ALL: &'static [ProblemType] = &[$(Self::$variant),*];
+
+            /// The last segment of the `type` URI.
+            pub fn slug(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $slug),*
+                }
+            }
+
+            /// The HTTP status of every problem of this type.
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(Self::$variant => StatusCode::$status),*
+                }
+            }
+
+            /// A short summary, the same for every occurrence (RFC 9457, section 3.1.3).
+            pub fn title(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $title),*
+                }
+            }
+
+            /// What the problem means and what a client should do about it, served at its `type` URI.
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $description),*
+                }
+            }
+        }
+    };
+}
+
+problem_types! {
+    MalformedJson {
+        slug: "malformed-json",
+        status: BAD_REQUEST,
+        title: "Malformed JSON",
+        description: "The request body is not valid JSON (or is empty). Fix the syntax and send it again.",
+    },
+    UnreadableBody {
+        slug: "unreadable-body",
+        status: BAD_REQUEST,
+        title: "Unreadable body",
+        description: "The request body could not be read to its end (the connection broke or the body was malformed). Send it again.",
+    },
+    Unauthorized {
+        slug: "unauthorized",
+        status: UNAUTHORIZED,
+        title: "Unauthorized",
+        description: "The Authorization header is missing or does not carry a valid API key. Send `Authorization: Bearer <api_key>`.",
+    },
+    NotFound {
+        slug: "not-found",
+        status: NOT_FOUND,
+        title: "Not found",
+        description: "There is no such resource in your account, or no such route. Objects of other accounts are reported as not found.",
+    },
+    MethodNotAllowed {
+        slug: "method-not-allowed",
+        status: METHOD_NOT_ALLOWED,
+        title: "Method not allowed",
+        description: "The route exists but does not accept this HTTP method.",
+    },
+    RequestTimeout {
+        slug: "request-timeout",
+        status: REQUEST_TIMEOUT,
+        title: "Request timeout",
+        description: "The request was not received and answered within the server's request timeout. It was not applied; send it again.",
+    },
+    TemplateInUse {
+        slug: "template-in-use",
+        status: CONFLICT,
+        title: "Template in use",
+        description: "The template cannot be deleted because orders refer to it. Orders keep their template for their whole life.",
+    },
+    OrderNotModifiable {
+        slug: "order-not-modifiable",
+        status: CONFLICT,
+        title: "Order can no longer be changed",
+        description: "The order has left the `received` status (it is being processed, was sent or was cancelled), so it cannot be changed.",
+    },
+    PayloadTooLarge {
+        slug: "payload-too-large",
+        status: PAYLOAD_TOO_LARGE,
+        title: "Payload too large",
+        description: "The request body is larger than the server accepts.",
+    },
+    UnsupportedMediaType {
+        slug: "unsupported-media-type",
+        status: UNSUPPORTED_MEDIA_TYPE,
+        title: "Unsupported media type",
+        description: "A request with a body must send it as JSON, with `Content-Type: application/json`.",
+    },
+    ValidationFailed {
+        slug: "validation-failed",
+        status: UNPROCESSABLE_ENTITY,
+        title: "Validation failed",
+        description: "The body or query is well-formed JSON but breaks the rules of the API: `errors` lists each field and what is wrong with it. Nothing was written.",
+    },
+    TemplateNotFound {
+        slug: "template-not-found",
+        status: UNPROCESSABLE_ENTITY,
+        title: "Template not found",
+        description: "The order names a template that does not exist in your account. Create the template first or fix `template_id`.",
+    },
+    MissingMergeVariables {
+        slug: "missing-merge-variables",
+        status: UNPROCESSABLE_ENTITY,
+        title: "Missing merge variables",
+        description: "The template has merge fields that `merge_variables` does not supply: `errors` lists each of them.",
+    },
+    InternalError {
+        slug: "internal-error",
+        status: INTERNAL_SERVER_ERROR,
+        title: "Internal server error",
+        description: "The server failed to handle the request. Nothing was written. When the request carried an Idempotency-Key, this answer is stored and replayed for that key.",
+    },
+    ServiceUnavailable {
+        slug: "service-unavailable",
+        status: SERVICE_UNAVAILABLE,
+        title: "Service unavailable",
+        description: "The service cannot reach its database right now. Nothing was written; retry later, with the same Idempotency-Key if you sent one.",
+    },
+    InvalidIdempotencyKey {
+        slug: "invalid-idempotency-key",
+        status: BAD_REQUEST,
+        title: "Invalid idempotency key",
+        description: "The Idempotency-Key header must be sent once, with 1 to 255 printable ASCII characters (a double-quoted value is read as an RFC 8941 string). Nothing was stored.",
+    },
+    IdempotencyKeyRequired {
+        slug: "idempotency-key-required",
+        status: BAD_REQUEST,
+        title: "Idempotency key required",
+        description: "This server requires an Idempotency-Key header on every POST and PATCH.",
+    },
+    IdempotencyKeyReused {
+        slug: "idempotency-key-reused",
+        status: UNPROCESSABLE_ENTITY,
+        title: "Idempotency key reused",
+        description: "The Idempotency-Key was first used for a different request (another method, path or body) within the last 24 hours. Nothing ran; use a new key for a new request.",
+    },
+    IdempotencyKeyInUse {
+        slug: "idempotency-key-in-use",
+        status: CONFLICT,
+        title: "Idempotency key in use",
+        description: "Another request with the same Idempotency-Key is still running. Nothing ran; retry after `Retry-After` seconds with the same key to get its answer.",
+    },
+    ResourceBusy {
+        slug: "resource-busy",
+        status: CONFLICT,
+        title: "Resource busy",
+        description: "Another request held the object for longer than the server waits. Nothing was written; retry after `Retry-After` seconds.",
+    },
 }
 
 impl ProblemType {
-    /// Every problem type, for the documentation.
-    pub const ALL: &'static [ProblemType] = &[
-        Self::MalformedJson,
-        Self::UnreadableBody,
-        Self::Unauthorized,
-        Self::NotFound,
-        Self::MethodNotAllowed,
-        Self::RequestTimeout,
-        Self::TemplateInUse,
-        Self::OrderNotModifiable,
-        Self::PayloadTooLarge,
-        Self::UnsupportedMediaType,
-        Self::ValidationFailed,
-        Self::TemplateNotFound,
-        Self::MissingMergeVariables,
-        Self::InternalError,
-        Self::ServiceUnavailable,
-        Self::InvalidIdempotencyKey,
-        Self::IdempotencyKeyRequired,
-        Self::IdempotencyKeyReused,
-        Self::IdempotencyKeyInUse,
-        Self::ResourceBusy,
-    ];
-
-    /// The last segment of the `type` URI.
-    pub fn slug(self) -> &'static str {
-        match self {
-            Self::MalformedJson => "malformed-json",
-            Self::UnreadableBody => "unreadable-body",
-            Self::Unauthorized => "unauthorized",
-            Self::NotFound => "not-found",
-            Self::MethodNotAllowed => "method-not-allowed",
-            Self::RequestTimeout => "request-timeout",
-            Self::TemplateInUse => "template-in-use",
-            Self::OrderNotModifiable => "order-not-modifiable",
-            Self::PayloadTooLarge => "payload-too-large",
-            Self::UnsupportedMediaType => "unsupported-media-type",
-            Self::ValidationFailed => "validation-failed",
-            Self::TemplateNotFound => "template-not-found",
-            Self::MissingMergeVariables => "missing-merge-variables",
-            Self::InternalError => "internal-error",
-            Self::ServiceUnavailable => "service-unavailable",
-            Self::InvalidIdempotencyKey => "invalid-idempotency-key",
-            Self::IdempotencyKeyRequired => "idempotency-key-required",
-            Self::IdempotencyKeyReused => "idempotency-key-reused",
-            Self::IdempotencyKeyInUse => "idempotency-key-in-use",
-            Self::ResourceBusy => "resource-busy",
-        }
-    }
-
-    pub fn status(self) -> StatusCode {
-        match self {
-            Self::MalformedJson
-            | Self::UnreadableBody
-            | Self::InvalidIdempotencyKey
-            | Self::IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::TemplateInUse
-            | Self::OrderNotModifiable
-            | Self::IdempotencyKeyInUse
-            | Self::ResourceBusy => StatusCode::CONFLICT,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::ValidationFailed
-            | Self::TemplateNotFound
-            | Self::MissingMergeVariables
-            | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Self::MalformedJson => "Malformed JSON",
-            Self::UnreadableBody => "Unreadable body",
-            Self::Unauthorized => "Unauthorized",
-            Self::NotFound => "Not found",
-            Self::MethodNotAllowed => "Method not allowed",
-            Self::RequestTimeout => "Request timeout",
-            Self::TemplateInUse => "Template in use",
-            Self::OrderNotModifiable => "Order can no longer be changed",
-            Self::PayloadTooLarge => "Payload too large",
-            Self::UnsupportedMediaType => "Unsupported media type",
-            Self::ValidationFailed => "Validation failed",
-            Self::TemplateNotFound => "Template not found",
-            Self::MissingMergeVariables => "Missing merge variables",
-            Self::InternalError => "Internal server error",
-            Self::ServiceUnavailable => "Service unavailable",
-            Self::InvalidIdempotencyKey => "Invalid idempotency key",
-            Self::IdempotencyKeyRequired => "Idempotency key required",
-            Self::IdempotencyKeyReused => "Idempotency key reused",
-            Self::IdempotencyKeyInUse => "Idempotency key in use",
-            Self::ResourceBusy => "Resource busy",
-        }
-    }
-
-    /// What the problem means and what a client should do about it.
-    pub fn description(self) -> &'static str {
-        match self {
-            Self::MalformedJson => {
-                "The request body is not valid JSON (or is empty). Fix the syntax and send it again."
-            }
-            Self::UnreadableBody => {
-                "The request body could not be read to its end (the connection broke or the body was malformed). Send it again."
-            }
-            Self::Unauthorized => {
-                "The Authorization header is missing or does not carry a valid API key. Send `Authorization: Bearer <api_key>`."
-            }
-            Self::NotFound => {
-                "There is no such resource in your account, or no such route. Objects of other accounts are reported as not found."
-            }
-            Self::MethodNotAllowed => "The route exists but does not accept this HTTP method.",
-            Self::RequestTimeout => {
-                "The request was not received and answered within the server's request timeout. It was not applied; send it again."
-            }
-            Self::TemplateInUse => {
-                "The template cannot be deleted because orders refer to it. Orders keep their template for their whole life."
-            }
-            Self::OrderNotModifiable => {
-                "The order has left the `received` status (it is being processed, was sent or was cancelled), so it cannot be changed."
-            }
-            Self::PayloadTooLarge => "The request body is larger than the server accepts.",
-            Self::UnsupportedMediaType => {
-                "A request with a body must send it as JSON, with `Content-Type: application/json`."
-            }
-            Self::ValidationFailed => {
-                "The body or query is well-formed JSON but breaks the rules of the API: `errors` lists each field and what is wrong with it. Nothing was written."
-            }
-            Self::TemplateNotFound => {
-                "The order names a template that does not exist in your account. Create the template first or fix `template_id`."
-            }
-            Self::MissingMergeVariables => {
-                "The template has merge fields that `merge_variables` does not supply: `errors` lists each of them."
-            }
-            Self::InternalError => {
-                "The server failed to handle the request. Nothing was written. When the request carried an Idempotency-Key, this answer is stored and replayed for that key."
-            }
-            Self::ServiceUnavailable => {
-                "The service cannot reach its database right now. Nothing was written; retry later, with the same Idempotency-Key if you sent one."
-            }
-            Self::InvalidIdempotencyKey => {
-                "The Idempotency-Key header must be sent once, with 1 to 255 printable ASCII characters (a double-quoted value is read as an RFC 8941 string). Nothing was stored."
-            }
-            Self::IdempotencyKeyRequired => {
-                "This server requires an Idempotency-Key header on every POST and PATCH."
-            }
-            Self::IdempotencyKeyReused => {
-                "The Idempotency-Key was first used for a different request (another method, path or body) within the last 24 hours. Nothing ran; use a new key for a new request."
-            }
-            Self::IdempotencyKeyInUse => {
-                "Another request with the same Idempotency-Key is still running. Nothing ran; retry after `Retry-After` seconds with the same key to get its answer."
-            }
-            Self::ResourceBusy => {
-                "Another request held the object for longer than the server waits. Nothing was written; retry after `Retry-After` seconds."
-            }
-        }
-    }
-
     /// The `type` member of a problem of this kind: a reference resolved against the API's own origin.
     pub fn uri(self) -> String {
         format!("/problems/{}", self.slug())
