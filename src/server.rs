@@ -15,7 +15,6 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceBuilder;
 use tower_http::{
     LatencyUnit,
-    catch_panic::CatchPanicLayer,
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
@@ -99,9 +98,6 @@ pub fn app(state: AppState) -> Router {
             state.metrics.clone(),
             record_request,
         ))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::internal("the handler panicked").into_response()
-        }))
         .layer(middleware::map_response_with_state(
             state.clone(),
             problem_for_layer_errors,
@@ -141,7 +137,7 @@ fn request_span(request: &Request) -> Span {
 }
 
 /// Counts and times every response, `/metrics` included, by its route template rather than its path, so that ids
-/// do not make a series each. Outside the panic, timeout and body-limit layers, it sees the status the client gets.
+/// do not make a series each. Outside the timeout and body-limit layers, it sees the status the client gets.
 async fn record_request(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let route = request

@@ -36,9 +36,12 @@ pub async fn run_to_completion(
         .spawn(next.run(request).instrument(tracing::Span::current()));
     match task.await {
         Ok(response) => response,
-        Err(error) => {
-            tracing::error!(%error, "the request's task failed");
-            ApiError::internal("the request's task failed").into_response()
-        }
+        // Handlers answer their own panics; a panic here is a bug in a layer, and goes on unwinding as it would
+        // without the task.
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only a runtime shutting down cancels the task.
+            Err(cancelled) => ApiError::internal(cancelled).into_response(),
+        },
     }
 }

@@ -9,6 +9,8 @@ pub mod orders;
 pub mod problems;
 pub mod templates;
 
+use std::any::Any;
+
 use axum::{
     Json, Router,
     http::{Method, StatusCode, Uri, header},
@@ -16,6 +18,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
+use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::{IntoParams, ToSchema, openapi::OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -30,7 +33,9 @@ use crate::{
 
 /// Every route and the OpenAPI document that describes it. A `/v1` request is authenticated, then, once its body
 /// has arrived, runs to completion in a task of its own through the exactly-once layer, which runs keyed POST and
-/// PATCH once and gives every request its transaction.
+/// PATCH once and gives every request its transaction. A handler that panics answers 500 like any failing handler
+/// ([`answer_panics`]), so the layers around it see an ordinary response: its transaction rolls back and a key
+/// stores the 500.
 pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
     let v1 = v1_routes()
         .route_layer(middleware::from_fn_with_state(
@@ -54,18 +59,28 @@ pub fn openapi() -> OpenApi {
 }
 
 fn v1_routes() -> OpenApiRouter<AppState> {
-    templates::router().merge(orders::router())
+    templates::router()
+        .merge(orders::router())
+        .layer(answer_panics())
 }
 
 fn assemble(v1: OpenApiRouter<AppState>) -> (Router<AppState>, OpenApi) {
-    let (router, mut openapi) = OpenApiRouter::with_openapi(docs::openapi())
-        .merge(v1)
-        .merge(health::router())
+    let public = health::router()
         .merge(metrics::router())
         .merge(problems::router())
+        .layer(answer_panics());
+    let (router, mut openapi) = OpenApiRouter::with_openapi(docs::openapi())
+        .merge(v1)
+        .merge(public)
         .split_for_parts();
     docs::document_idempotency(&mut openapi);
     (router, openapi)
+}
+
+/// The one panic net: right around every handler, so that a panic is the handler's 500 and nothing else unwinds.
+/// Layers hold no code that panics; a panic there is a bug that closes the connection.
+fn answer_panics() -> CatchPanicLayer<fn(Box<dyn Any + Send>) -> Response> {
+    CatchPanicLayer::custom(|_| ApiError::internal("the handler panicked").into_response())
 }
 
 /// For any path no route matches.

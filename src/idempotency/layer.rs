@@ -12,8 +12,6 @@
 //!
 //! How each keyed request ends is counted as an [`Outcome`] for `/metrics`.
 
-use std::panic::AssertUnwindSafe;
-
 use axum::{
     body::Body,
     extract::{Request, State},
@@ -21,7 +19,6 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use futures_util::FutureExt;
 use sqlx::{PgConnection, PgExecutor, Postgres, Transaction};
 
 use super::{
@@ -132,11 +129,8 @@ impl Keyed<'_> {
         slot.put(tx);
         let mut request = request;
         request.extensions_mut().insert(slot.clone());
-        let response = AssertUnwindSafe(next.run(request))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| ApiError::internal("the handler panicked").into_response());
-        // The handler's `Tx` puts the transaction back when it is dropped, panics included.
+        // A handler that panics answers 500 (`api::router`), after its `Tx` put the transaction back.
+        let response = next.run(request).await;
         let tx = slot
             .take()
             .ok_or_else(|| ApiError::internal("the request's transaction was not given back"))?;
