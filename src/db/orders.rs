@@ -24,6 +24,23 @@ struct OrderRow {
     updated_at: OffsetDateTime,
 }
 
+/// `sqlx::query_as!` into an [`OrderRow`], with the order's columns between `$before` and `$after`: the one place
+/// they are listed.
+macro_rules! query_order {
+    ($before:literal, $after:literal, $($arguments:tt)*) => {
+        sqlx::query_as!(
+            OrderRow,
+            $before
+                + r#" id, template_id, template_version,
+                      recipient AS "recipient: Json<Address>", sender AS "sender: Json<Address>",
+                      merge_variables AS "merge_variables: Json<MergeVariables>", send_date,
+                      status AS "status: OrderStatus", created_at, updated_at "#
+                + $after,
+            $($arguments)*
+        )
+    };
+}
+
 impl From<OrderRow> for Order {
     fn from(row: OrderRow) -> Self {
         Self {
@@ -48,14 +65,11 @@ pub async fn insert(
     template_version: i32,
     new: &NewOrder,
 ) -> Result<Order, sqlx::Error> {
-    let row = sqlx::query_as!(
-        OrderRow,
+    let row = query_order!(
         r#"INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables, send_date)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-           RETURNING id, template_id, template_version,
-                     recipient AS "recipient: Json<Address>", sender AS "sender: Json<Address>",
-                     merge_variables AS "merge_variables: Json<MergeVariables>", send_date,
-                     status AS "status: OrderStatus", created_at, updated_at"#,
+           RETURNING"#,
+        "",
         Uuid::now_v7(),
         account_id,
         new.template_id,
@@ -75,13 +89,9 @@ pub async fn find(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Order>, sqlx::Error> {
-    let row = sqlx::query_as!(
-        OrderRow,
-        r#"SELECT id, template_id, template_version,
-                  recipient AS "recipient: Json<Address>", sender AS "sender: Json<Address>",
-                  merge_variables AS "merge_variables: Json<MergeVariables>", send_date,
-                  status AS "status: OrderStatus", created_at, updated_at
-           FROM orders WHERE account_id = $1 AND id = $2"#,
+    let row = query_order!(
+        "SELECT",
+        "FROM orders WHERE account_id = $1 AND id = $2",
         account_id,
         id,
     )
@@ -96,13 +106,9 @@ pub async fn find_for_update(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Order>, sqlx::Error> {
-    let row = sqlx::query_as!(
-        OrderRow,
-        r#"SELECT id, template_id, template_version,
-                  recipient AS "recipient: Json<Address>", sender AS "sender: Json<Address>",
-                  merge_variables AS "merge_variables: Json<MergeVariables>", send_date,
-                  status AS "status: OrderStatus", created_at, updated_at
-           FROM orders WHERE account_id = $1 AND id = $2 FOR UPDATE"#,
+    let row = query_order!(
+        "SELECT",
+        "FROM orders WHERE account_id = $1 AND id = $2 FOR UPDATE",
         account_id,
         id,
     )
@@ -117,13 +123,9 @@ pub async fn list(
     status: Option<OrderStatus>,
     page: PageRequest,
 ) -> Result<Page<Order>, sqlx::Error> {
-    let rows = sqlx::query_as!(
-        OrderRow,
-        r#"SELECT id, template_id, template_version,
-                  recipient AS "recipient: Json<Address>", sender AS "sender: Json<Address>",
-                  merge_variables AS "merge_variables: Json<MergeVariables>", send_date,
-                  status AS "status: OrderStatus", created_at, updated_at
-           FROM orders
+    let rows = query_order!(
+        "SELECT",
+        r#"FROM orders
            WHERE account_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id < $3)
            ORDER BY id DESC
            LIMIT $4"#,
@@ -147,15 +149,12 @@ pub async fn update(
     id: Uuid,
     next: &OrderDetails,
 ) -> Result<Order, sqlx::Error> {
-    let row = sqlx::query_as!(
-        OrderRow,
+    let row = query_order!(
         r#"UPDATE orders
            SET recipient = $3, sender = $4, merge_variables = $5, send_date = $6, updated_at = now()
            WHERE account_id = $1 AND id = $2
-           RETURNING id, template_id, template_version,
-                     recipient AS "recipient: Json<Address>", sender AS "sender: Json<Address>",
-                     merge_variables AS "merge_variables: Json<MergeVariables>", send_date,
-                     status AS "status: OrderStatus", created_at, updated_at"#,
+           RETURNING"#,
+        "",
         account_id,
         id,
         Json(&next.recipient) as _,
@@ -175,14 +174,11 @@ pub async fn set_status(
     id: Uuid,
     status: OrderStatus,
 ) -> Result<Order, sqlx::Error> {
-    let row = sqlx::query_as!(
-        OrderRow,
+    let row = query_order!(
         r#"UPDATE orders SET status = $3, updated_at = now()
            WHERE account_id = $1 AND id = $2
-           RETURNING id, template_id, template_version,
-                     recipient AS "recipient: Json<Address>", sender AS "sender: Json<Address>",
-                     merge_variables AS "merge_variables: Json<MergeVariables>", send_date,
-                     status AS "status: OrderStatus", created_at, updated_at"#,
+           RETURNING"#,
+        "",
         account_id,
         id,
         status as OrderStatus,

@@ -6,17 +6,32 @@ use uuid::Uuid;
 use super::{Page, PageRequest};
 use crate::domain::template::{NewTemplate, Template, TemplateFormat};
 
+/// `sqlx::query_as!` into a [`Template`], with the template's columns between `$before` and `$after`: the one
+/// place they are listed.
+macro_rules! query_template {
+    ($before:literal, $after:literal, $($arguments:tt)*) => {
+        sqlx::query_as!(
+            Template,
+            $before
+                + r#" id, name, format AS "format: TemplateFormat", content, merge_fields, version, created_at,
+                      updated_at "#
+                + $after,
+            $($arguments)*
+        )
+    };
+}
+
 #[tracing::instrument(skip_all, fields(%account_id))]
 pub async fn insert(
     db: impl PgExecutor<'_>,
     account_id: Uuid,
     new: &NewTemplate,
 ) -> Result<Template, sqlx::Error> {
-    sqlx::query_as!(
-        Template,
+    query_template!(
         r#"INSERT INTO templates (id, account_id, name, format, content, merge_fields)
            VALUES ($1, $2, $3, $4, $5, $6)
-           RETURNING id, name, format AS "format: TemplateFormat", content, merge_fields, version, created_at, updated_at"#,
+           RETURNING"#,
+        "",
         Uuid::now_v7(),
         account_id,
         new.name,
@@ -33,10 +48,9 @@ pub async fn find(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Template>, sqlx::Error> {
-    sqlx::query_as!(
-        Template,
-        r#"SELECT id, name, format AS "format: TemplateFormat", content, merge_fields, version, created_at, updated_at
-           FROM templates WHERE account_id = $1 AND id = $2"#,
+    query_template!(
+        "SELECT",
+        "FROM templates WHERE account_id = $1 AND id = $2",
         account_id,
         id,
     )
@@ -50,10 +64,9 @@ pub async fn find_for_update(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Template>, sqlx::Error> {
-    sqlx::query_as!(
-        Template,
-        r#"SELECT id, name, format AS "format: TemplateFormat", content, merge_fields, version, created_at, updated_at
-           FROM templates WHERE account_id = $1 AND id = $2 FOR UPDATE"#,
+    query_template!(
+        "SELECT",
+        "FROM templates WHERE account_id = $1 AND id = $2 FOR UPDATE",
         account_id,
         id,
     )
@@ -89,10 +102,9 @@ pub async fn list(
     account_id: Uuid,
     page: PageRequest,
 ) -> Result<Page<Template>, sqlx::Error> {
-    let rows = sqlx::query_as!(
-        Template,
-        r#"SELECT id, name, format AS "format: TemplateFormat", content, merge_fields, version, created_at, updated_at
-           FROM templates
+    let rows = query_template!(
+        "SELECT",
+        r#"FROM templates
            WHERE account_id = $1 AND ($2::uuid IS NULL OR id < $2)
            ORDER BY id DESC
            LIMIT $3"#,
@@ -113,12 +125,12 @@ pub async fn update(
     id: Uuid,
     next: &NewTemplate,
 ) -> Result<Template, sqlx::Error> {
-    sqlx::query_as!(
-        Template,
+    query_template!(
         r#"UPDATE templates
            SET name = $3, format = $4, content = $5, merge_fields = $6, version = version + 1, updated_at = now()
            WHERE account_id = $1 AND id = $2
-           RETURNING id, name, format AS "format: TemplateFormat", content, merge_fields, version, created_at, updated_at"#,
+           RETURNING"#,
+        "",
         account_id,
         id,
         next.name,
