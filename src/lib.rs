@@ -12,6 +12,8 @@ pub mod idempotency;
 pub mod metrics;
 pub mod serve;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 
-pub use server::{AppState, app};
+pub use server::app;
+pub use state::AppState;

@@ -1,17 +1,16 @@
-//! The HTTP server: shared state, the middleware stack, and serving until a shutdown signal.
+//! The HTTP server: the middleware stack, background tasks, and serving until a shutdown signal.
 
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State},
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
     http::{HeaderName, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
-use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::{
     LatencyUnit,
@@ -28,47 +27,11 @@ use crate::{
     config::Config,
     db,
     error::{ApiError, PROBLEM_JSON},
-    idempotency::{locks::KeyLocks, sweeper},
+    idempotency::sweeper,
     metrics::Metrics,
     serve,
+    state::AppState,
 };
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    pub config: Arc<Config>,
-    /// Lines up requests with the same idempotency key in this server.
-    pub key_locks: Arc<KeyLocks>,
-    /// This server's Prometheus metrics, served at `/metrics`.
-    pub metrics: Metrics,
-    /// The requests running in tasks of their own; shutdown waits for them.
-    pub tasks: TaskTracker,
-}
-
-impl AppState {
-    pub fn new(pool: PgPool, config: Config) -> Self {
-        Self {
-            metrics: Metrics::new(&pool),
-            pool,
-            config: Arc::new(config),
-            key_locks: Arc::default(),
-            tasks: TaskTracker::new(),
-        }
-    }
-}
-
-impl FromRef<AppState> for PgPool {
-    fn from_ref(state: &AppState) -> Self {
-        state.pool.clone()
-    }
-}
-
-impl FromRef<AppState> for Metrics {
-    fn from_ref(state: &AppState) -> Self {
-        state.metrics.clone()
-    }
-}
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

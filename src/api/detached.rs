@@ -17,7 +17,7 @@ use axum::{
 };
 use tracing::Instrument;
 
-use crate::{body::read_body, error::ApiError, server::AppState};
+use crate::{body::read_body, error::ApiError, state::AppState};
 
 /// Reads the body, then runs the rest of the request in a task the server waits for when it shuts down.
 pub async fn run_to_completion(

@@ -14,7 +14,7 @@ use crate::{
     body::{JsonBody, parse_json, read_body},
     domain::{id::parse_id, validation::FieldError},
     error::{ApiError, Rejection},
-    server::AppState,
+    state::AppState,
 };
 
 /// A request body or query that still has to be checked against the API's rules.

@@ -6,7 +6,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     error::ApiError,
     metrics::{CONTENT_TYPE, Metrics},
-    server::AppState,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

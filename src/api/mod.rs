@@ -28,7 +28,7 @@ use crate::{
     domain::{id::parse_id, order::OrderStatus, validation::Validator},
     error::ApiError,
     idempotency,
-    server::AppState,
+    state::AppState,
 };
 
 /// Every route and the OpenAPI document that describes it. A `/v1` request is authenticated, then, once its body

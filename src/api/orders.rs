@@ -28,7 +28,7 @@ use crate::{
     },
     error::ApiError,
     idempotency::tx::Tx,
-    server::AppState,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

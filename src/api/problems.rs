@@ -10,7 +10,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     error::{ApiError, Problem, ProblemType},
-    server::AppState,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

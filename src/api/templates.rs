@@ -24,7 +24,7 @@ use crate::{
     },
     error::ApiError,
     idempotency::tx::Tx,
-    server::AppState,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

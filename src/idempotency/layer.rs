@@ -33,7 +33,7 @@ use crate::{
     db::{self, idempotency_keys::StoredResponse},
     error::{ApiError, NotRun, PassingFailure},
     metrics::Outcome,
-    server::AppState,
+    state::AppState,
 };
 
 /// Every request under `/v1` passes here; POST and PATCH with a key run exactly once, the rest run as they are.
