@@ -11,13 +11,10 @@ use super::{
     address::Address,
     patch::Patch,
     schemas,
-    template::{MAX_MERGE_FIELD_LENGTH, parse_merge_field_name},
+    template::{
+        MAX_MERGE_FIELD_LENGTH, MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES, parse_merge_field_name,
+    },
 };
-
-/// The most merge variables an order may carry.
-pub const MAX_MERGE_VARIABLES: usize = 500;
-/// The longest merge variable value, in characters.
-pub const MAX_MERGE_VALUE_LENGTH: usize = 10_000;
 
 /// Where an order is in its life. Orders are taken as `received`; `processing` and `sent` are reserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]

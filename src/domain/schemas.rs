@@ -8,8 +8,9 @@ use utoipa::openapi::{
 
 use super::{
     country::ASSIGNED,
-    order::{MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES},
-    template::{MAX_CONTENT_BYTES, MAX_MERGE_FIELD_LENGTH},
+    template::{
+        MAX_CONTENT_BYTES, MAX_MERGE_FIELD_LENGTH, MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES,
+    },
 };
 
 /// Control characters (Unicode Cc), never allowed in text.

@@ -6,7 +6,10 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{db::idempotency_keys, metrics::Metrics};
+use crate::{
+    db::idempotency_keys,
+    metrics::{Metrics, SweeperRun},
+};
 
 /// Rows deleted by one statement at most, so that no statement holds locks for long.
 pub const MAX_BATCH: i64 = 10_000;
@@ -74,7 +77,11 @@ pub fn spawn(
                 _ = ticks.tick() => {}
             }
             let pass = sweep_once(&pool, ttl, MAX_BATCH, &stop).await;
-            metrics.sweeper_run(&pass);
+            metrics.sweeper_run(match pass {
+                Ok(Sweep::Done { deleted, .. }) => SweeperRun::Swept { deleted },
+                Ok(Sweep::Skipped) => SweeperRun::Skipped,
+                Err(_) => SweeperRun::Failed,
+            });
             match pass {
                 Ok(Sweep::Done { deleted, batches }) if deleted > 0 => {
                     tracing::info!(deleted, batches, "swept expired idempotency keys");
