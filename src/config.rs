@@ -92,6 +92,37 @@ pub struct Config {
     pub request_timeout: Duration,
     pub run_migrations: bool,
     pub idempotency: IdempotencyConfig,
+    pub batches: BatchConfig,
+}
+
+/// The limits of one order batch (`POST /v1/order_batches`).
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// Most rows in one batch; more is a 422 and nothing is written.
+    pub max_rows: usize,
+    /// Largest batch body in bytes, instead of `REQUEST_BODY_LIMIT_BYTES`; more is a 413 and nothing is written.
+    /// 20 MiB holds 10 000 rows of about 2 KiB each.
+    pub body_limit_bytes: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 10_000,
+            body_limit_bytes: 20 * 1024 * 1024,
+        }
+    }
+}
+
+impl BatchConfig {
+    /// Reads the batch limits from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        Ok(Self {
+            max_rows: positive("BATCH_MAX_ROWS", defaults.max_rows)?,
+            body_limit_bytes: positive("BATCH_BODY_LIMIT_BYTES", defaults.body_limit_bytes)?,
+        })
+    }
 }
 
 impl Config {
@@ -104,6 +135,7 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             run_migrations: false,
             idempotency: IdempotencyConfig::default(),
+            batches: BatchConfig::default(),
         }
     }
 
@@ -119,6 +151,7 @@ impl Config {
             request_timeout: seconds("REQUEST_TIMEOUT_SECONDS", defaults.request_timeout)?,
             run_migrations: optional("RUN_MIGRATIONS", defaults.run_migrations)?,
             idempotency: IdempotencyConfig::from_env()?,
+            batches: BatchConfig::from_env()?,
             ..defaults
         })
     }

@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::{
     LatencyUnit,
-    limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
@@ -69,7 +68,6 @@ pub fn app(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
         ))
-        .layer(RequestBodyLimitLayer::new(config.request_body_limit_bytes))
         .layer(DefaultBodyLimit::max(config.request_body_limit_bytes));
     router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
@@ -100,7 +98,7 @@ fn request_span(request: &Request) -> Span {
 }
 
 /// Counts and times every response, `/metrics` included, by its route template rather than its path, so that ids
-/// do not make a series each. Outside the timeout and body-limit layers, it sees the status the client gets.
+/// do not make a series each. Outside the timeout layer, it sees the status the client gets.
 async fn record_request(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let route = request
@@ -118,7 +116,8 @@ async fn record_request(State(metrics): State<Metrics>, request: Request, next: 
     response
 }
 
-/// The timeout and body-limit layers answer with bare status codes; give them problem bodies like every error.
+/// The timeout layer answers with a bare status code; give it a problem body like every error. Body limits are
+/// applied where the body is read (`body::read_body`), with the limit of the route, and answer problems already.
 async fn problem_for_layer_errors<B>(
     State(state): State<AppState>,
     response: Response<B>,
@@ -137,10 +136,6 @@ where
     match response.status() {
         StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout {
             seconds: state.config.request_timeout.as_secs(),
-        }
-        .into_response(),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
-            limit: state.config.request_body_limit_bytes,
         }
         .into_response(),
         _ => response.map(axum::body::Body::new),

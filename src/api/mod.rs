@@ -5,6 +5,7 @@ pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod order_batches;
 pub mod orders;
 pub mod problems;
 pub mod templates;
@@ -12,7 +13,7 @@ pub mod templates;
 use std::any::Any;
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     http::{Method, StatusCode, Uri, header},
     middleware,
     response::{IntoResponse, Response},
@@ -24,6 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
     auth,
+    body::BodyLimit,
     db::{Page, PageRequest},
     domain::{id::parse_id, order::OrderStatus, validation::Validator},
     error::ApiError,
@@ -37,7 +39,20 @@ use crate::{
 /// ([`answer_panics`]), so the layers around it see an ordinary response: its transaction rolls back and a key
 /// stores the 500.
 pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
-    let v1 = v1_routes()
+    let batches = request_path(batch_resources(), state)
+        .route_layer(Extension(BodyLimit(state.config.batches.body_limit_bytes)));
+    assemble(request_path(resources(), state).merge(batches))
+}
+
+/// The OpenAPI document alone, with no database or server behind it.
+pub fn openapi() -> OpenApi {
+    assemble(resources().merge(batch_resources())).1
+}
+
+/// What every `/v1` route passes through, outermost last: authentication, the detached task that reads the body,
+/// the exactly-once layer.
+fn request_path(routes: OpenApiRouter<AppState>, state: &AppState) -> OpenApiRouter<AppState> {
+    routes
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer::exactly_once,
@@ -49,19 +64,18 @@ pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_account,
-        ));
-    assemble(v1)
+        ))
 }
 
-/// The OpenAPI document alone, with no database or server behind it.
-pub fn openapi() -> OpenApi {
-    assemble(v1_routes()).1
-}
-
-fn v1_routes() -> OpenApiRouter<AppState> {
+fn resources() -> OpenApiRouter<AppState> {
     templates::router()
         .merge(orders::router())
         .layer(answer_panics())
+}
+
+/// Order batches take bodies up to `BATCH_BODY_LIMIT_BYTES`, set before anything reads the body.
+fn batch_resources() -> OpenApiRouter<AppState> {
+    order_batches::router().layer(answer_panics())
 }
 
 fn assemble(v1: OpenApiRouter<AppState>) -> (Router<AppState>, OpenApi) {

@@ -50,6 +50,90 @@ pub async fn find(
     }))
 }
 
+/// The key rows of many keys of one account, by key; keys without a row are left out.
+pub async fn find_many(
+    db: impl PgExecutor<'_>,
+    account_id: Uuid,
+    keys: &[String],
+    ttl: Duration,
+) -> Result<Vec<(String, StoredKey)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT key, fingerprint, response_status,
+                  response_headers AS "response_headers: Json<Vec<(String, String)>>",
+                  response_body, created_at <= now() - make_interval(secs => $3) AS "expired!"
+           FROM idempotency_keys WHERE account_id = $1 AND key = ANY($2)"#,
+        account_id,
+        keys,
+        ttl.as_secs_f64(),
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let stored = StoredKey {
+                fingerprint: row.fingerprint,
+                expired: row.expired,
+                response: StoredResponse {
+                    status: u16::try_from(row.response_status).unwrap_or(500),
+                    headers: row.response_headers.0,
+                    body: row.response_body,
+                },
+            };
+            (row.key, stored)
+        })
+        .collect())
+}
+
+/// An outcome to store for a key, with others.
+pub struct NewKey<'a> {
+    pub key: &'a str,
+    pub fingerprint: &'a [u8],
+    pub response: &'a StoredResponse,
+}
+
+/// Stores many outcomes in one statement, as [`insert`] does each, taking over expired rows; gives back the keys
+/// it stored. A key missing from the answer is held by a live row, perhaps one a concurrent transaction committed
+/// while this one waited for it. The rows are written in key order, so that two such statements never deadlock.
+#[tracing::instrument(skip_all, fields(%account_id, keys = keys.len()))]
+pub async fn insert_many(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    keys: &[NewKey<'_>],
+    ttl: Duration,
+) -> Result<Vec<String>, sqlx::Error> {
+    let names: Vec<&str> = keys.iter().map(|k| k.key).collect();
+    let fingerprints: Vec<&[u8]> = keys.iter().map(|k| k.fingerprint).collect();
+    let statuses: Vec<i16> = keys
+        .iter()
+        .map(|k| i16::try_from(k.response.status).unwrap_or(500))
+        .collect();
+    let headers: Vec<Json<&Vec<(String, String)>>> =
+        keys.iter().map(|k| Json(&k.response.headers)).collect();
+    let bodies: Vec<&[u8]> = keys.iter().map(|k| k.response.body.as_slice()).collect();
+    sqlx::query_scalar!(
+        r#"INSERT INTO idempotency_keys (account_id, key, fingerprint, response_status, response_headers, response_body)
+           SELECT $1, key, fingerprint, response_status, response_headers, response_body
+           FROM unnest($2::text[], $3::bytea[], $4::int2[], $5::jsonb[], $6::bytea[])
+                AS new (key, fingerprint, response_status, response_headers, response_body)
+           ORDER BY key
+           ON CONFLICT (account_id, key) DO UPDATE
+               SET fingerprint = EXCLUDED.fingerprint, created_at = now(), response_status = EXCLUDED.response_status,
+                   response_headers = EXCLUDED.response_headers, response_body = EXCLUDED.response_body
+               WHERE idempotency_keys.created_at <= now() - make_interval(secs => $7)
+           RETURNING key"#,
+        account_id,
+        &names as _,
+        &fingerprints as _,
+        &statuses,
+        headers as _,
+        &bodies as _,
+        ttl.as_secs_f64(),
+    )
+    .fetch_all(conn)
+    .await
+}
+
 /// Stores the outcome for a key, taking over an expired row; `false` when a live row holds the key.
 ///
 /// Inside the request's transaction this waits for a concurrent transaction that holds the key (bounded by

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod idempotency_keys;
+pub mod order_batches;
 pub mod orders;
 pub mod templates;
 

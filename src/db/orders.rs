@@ -84,6 +84,59 @@ pub async fn insert(
     Ok(row.into())
 }
 
+/// A new order to insert with others: its id, the template version it pins, and its details.
+pub struct NewOrderRow<'a> {
+    pub id: Uuid,
+    pub template_version: i32,
+    pub order: &'a NewOrder,
+}
+
+/// Inserts many orders in one statement (`INSERT ... SELECT FROM unnest(...)`), in the order given.
+#[tracing::instrument(skip_all, fields(%account_id, orders = rows.len()))]
+pub async fn insert_many(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    rows: &[NewOrderRow<'_>],
+) -> Result<Vec<Order>, sqlx::Error> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let template_ids: Vec<Uuid> = rows.iter().map(|r| r.order.template_id).collect();
+    let versions: Vec<i32> = rows.iter().map(|r| r.template_version).collect();
+    let recipients: Vec<Json<&Address>> = rows.iter().map(|r| Json(&r.order.recipient)).collect();
+    let senders: Vec<Option<Json<&Address>>> = rows
+        .iter()
+        .map(|r| r.order.sender.as_ref().map(Json))
+        .collect();
+    let merge_variables: Vec<Json<&MergeVariables>> = rows
+        .iter()
+        .map(|r| Json(&r.order.merge_variables))
+        .collect();
+    let send_dates: Vec<Option<Date>> = rows.iter().map(|r| r.order.send_date).collect();
+    let inserted = query_order!(
+        r#"INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables, send_date)
+           SELECT id, $1, template_id, template_version, recipient, sender, merge_variables, send_date
+           FROM unnest($2::uuid[], $3::uuid[], $4::int4[], $5::jsonb[], $6::jsonb[], $7::jsonb[], $8::date[])
+                AS new (id, template_id, template_version, recipient, sender, merge_variables, send_date)
+           ORDER BY id
+           RETURNING"#,
+        "",
+        account_id,
+        &ids,
+        &template_ids,
+        &versions,
+        recipients as _,
+        senders as _,
+        merge_variables as _,
+        send_dates as _,
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut by_id: std::collections::HashMap<Uuid, Order> = inserted
+        .into_iter()
+        .map(|row| (row.id, Order::from(row)))
+        .collect();
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
 pub async fn find(
     db: impl PgExecutor<'_>,
     account_id: Uuid,

@@ -97,6 +97,35 @@ pub async fn find_for_order(
     .await
 }
 
+/// The version and merge fields of each of `ids` that is a template of the account, locked against changes and
+/// deletion until the transaction ends; ids of no such template are left out.
+pub async fn find_many_for_order(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, TemplateForOrder)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT id, version, merge_fields FROM templates
+         WHERE account_id = $1 AND id = ANY($2) ORDER BY id FOR SHARE",
+        account_id,
+        ids,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            (
+                row.id,
+                TemplateForOrder {
+                    version: row.version,
+                    merge_fields: row.merge_fields,
+                },
+            )
+        })
+        .collect())
+}
+
 pub async fn list(
     db: impl PgExecutor<'_>,
     account_id: Uuid,

@@ -1,6 +1,7 @@
 //! Domain types: values that satisfy the API's rules once they are built.
 
 pub mod address;
+pub mod batch;
 pub mod country;
 pub mod id;
 pub mod order;

@@ -1,8 +1,13 @@
 //! Fingerprint: what identifies a request, so that a key reused for another request is caught.
 
-use axum::http::Method;
+use axum::http::{Method, request::Parts};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use crate::{
+    body::{is_csv, parse_json},
+    error::ApiError,
+};
 
 /// SHA-256 of the method, the path and the body as canonical JSON: object members sorted by name, no
 /// insignificant whitespace. Whitespace and member order do not change it; any value does.
@@ -21,6 +26,31 @@ impl Fingerprint {
         hasher.update(&canonical);
         Self(hasher.finalize().into())
     }
+}
+
+/// The fingerprint of a keyed request from its head and its whole body, and the body as JSON when it is JSON.
+///
+/// A JSON body is read as canonical JSON ([`Fingerprint::of`]). A `text/csv` body (an order batch) is taken byte
+/// for byte, with the query string, which carries a CSV batch's settings: another file or other settings are another
+/// request. Any other body is a 415, and a malformed JSON body a 400.
+pub fn of_request(parts: &Parts, body: &[u8]) -> Result<(Fingerprint, Option<Value>), ApiError> {
+    if is_csv(&parts.headers) {
+        let mut hasher = Sha256::new();
+        hasher.update(parts.method.as_str().as_bytes());
+        hasher.update(b"\n");
+        hasher.update(parts.uri.path().as_bytes());
+        hasher.update(b"?");
+        hasher.update(parts.uri.query().unwrap_or_default().as_bytes());
+        hasher.update(b"\ntext/csv\n");
+        hasher.update(body);
+        return Ok((Fingerprint(hasher.finalize().into()), None));
+    }
+    let json = parse_json(&parts.headers, body)?;
+    let path = match parts.uri.query() {
+        Some(query) => format!("{}?{query}", parts.uri.path()),
+        None => parts.uri.path().to_owned(),
+    };
+    Ok((Fingerprint::of(&parts.method, &path, &json), Some(json)))
 }
 
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {

@@ -22,14 +22,14 @@ use axum::{
 use sqlx::{PgConnection, PgExecutor, Postgres, Transaction};
 
 use super::{
-    fingerprint::Fingerprint,
+    fingerprint::{self, Fingerprint},
     key::IdempotencyKey,
     replay::{capture, replay},
     tx::{self, TxSlot},
 };
 use crate::{
     auth::Account,
-    body::{JsonBody, parse_json, read_body},
+    body::{JsonBody, read_body},
     db::{self, idempotency_keys::StoredResponse},
     error::{ApiError, NotRun, PassingFailure},
     metrics::Outcome,
@@ -58,13 +58,14 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
     };
-    let json = match parse_json(&parts.headers, &bytes) {
-        Ok(json) => json,
+    let (fingerprint, json) = match fingerprint::of_request(&parts, &bytes) {
+        Ok(read) => read,
         Err(error) => return error.into_response(),
     };
-    let fingerprint = Fingerprint::of(&parts.method, parts.uri.path(), &json);
     let mut request = Request::from_parts(parts, Body::from(bytes));
-    request.extensions_mut().insert(JsonBody(json));
+    if let Some(json) = json {
+        request.extensions_mut().insert(JsonBody(json));
+    }
 
     let keyed = Keyed {
         state: &state,
@@ -80,7 +81,7 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
 
 /// Whether `response` is an outcome of the endpoint, which its key stores: neither the rejection of a request the
 /// endpoint never ran nor a passing failure.
-fn is_outcome(response: &Response) -> bool {
+pub fn is_outcome(response: &Response) -> bool {
     let extensions = response.extensions();
     extensions.get::<NotRun>().is_none() && extensions.get::<PassingFailure>().is_none()
 }

@@ -78,7 +78,10 @@ fn every_post_and_patch_documents_the_idempotency_contract() {
             }
         }
     }
-    assert_eq!(keyed, 4, "create and update, for orders and templates");
+    assert_eq!(
+        keyed, 5,
+        "create and update, for orders and templates, and create for order batches"
+    );
     assert_eq!(
         spec["components"]["securitySchemes"]["api_key"]["scheme"],
         "bearer"

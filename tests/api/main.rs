@@ -11,6 +11,7 @@ mod hostile;
 mod idempotency;
 mod metrics;
 mod operations;
+mod order_batches;
 mod orders;
 mod pagination;
 mod postgres_bringup;
