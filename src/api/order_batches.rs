@@ -29,7 +29,7 @@ use super::{
 use crate::{
     auth::Account,
     body::{JsonBody, is_csv, is_json, read_body},
-    db::{self, orders::NewOrderRow},
+    db::{self, orders::NewOrderRow, template_versions::VersionForOrder},
     domain::{
         batch::{BatchCounts, BatchRow, KeyFrom, OrderBatch, RowResult, json_rows, parse_csv},
         id::parse_id,
@@ -515,11 +515,7 @@ async fn create_orders(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let templates: HashMap<_, _> =
-        db::templates::find_many_for_order(conn, account.id, &template_ids)
-            .await?
-            .into_iter()
-            .collect();
+    let templates = latest_versions(conn, account, &template_ids).await?;
     let mut new_orders = Vec::new();
     for (index, order) in &valid {
         match templates.get(&order.template_id) {
@@ -564,6 +560,22 @@ async fn create_orders(
         .into_iter()
         .map(|answer| answer.ok_or_else(|| ApiError::internal("a row has no answer")))
         .collect()
+}
+
+/// The latest version of each template, by template id; the templates stay locked against changes and deletion
+/// until the transaction ends, so every order of the chunk is taken against the version read here.
+async fn latest_versions(
+    conn: &mut PgConnection,
+    account: Account,
+    template_ids: &[Uuid],
+) -> Result<HashMap<Uuid, VersionForOrder>, ApiError> {
+    db::templates::lock_many(&mut *conn, account.id, template_ids).await?;
+    Ok(
+        db::template_versions::find_many_for_order(conn, account.id, template_ids)
+            .await?
+            .into_iter()
+            .collect(),
+    )
 }
 
 /// The order id of a stored 2xx answer, or the problem document of a failure.
@@ -717,11 +729,7 @@ async fn check_orders(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let templates: HashMap<_, _> =
-        db::templates::find_many_for_order(conn, account.id, &template_ids)
-            .await?
-            .into_iter()
-            .collect();
+    let templates = latest_versions(conn, account, &template_ids).await?;
     Ok(checked
         .into_iter()
         .map(|order| {

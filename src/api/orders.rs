@@ -1,6 +1,6 @@
 //! `/v1/orders`: take, list, read, change and cancel orders.
 
-use axum::{Json, extract::State};
+use axum::{Json, extract::State, response::Html};
 use serde::Deserialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
@@ -18,9 +18,10 @@ use crate::{
     domain::{
         address::AddressInput,
         id::parse_id,
+        metadata::{Metadata, MetadataChanges, parse_metadata, parse_metadata_changes},
         order::{
             MergeVariables, NewOrder, Order, OrderChanges, OrderStatus, missing_merge_variables,
-            parse_merge_variables, parse_send_date, today,
+            parse_merge_variables, parse_send_date, parse_template_version, today,
         },
         patch::Patch,
         schemas,
@@ -35,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create, list))
         .routes(routes!(get, update, cancel))
+        .routes(routes!(render))
 }
 
 impl Resource for Order {
@@ -49,7 +51,8 @@ impl Resource for Order {
     "recipient": {"name": "Anna de Vries", "street": "Keizersgracht", "house_number": "123A",
                   "postal_code": "1015 CJ", "city": "Amsterdam", "country": "NL"},
     "merge_variables": {"first_name": "Anna", "city": "Amsterdam"},
-    "send_date": "2026-12-01"
+    "send_date": "2026-12-01",
+    "metadata": {"customer_id": "4711"}
 }))]
 pub struct CreateOrder {
     /// A template of your account.
@@ -66,6 +69,9 @@ pub struct CreateOrder {
     #[serde(default)]
     #[schema(schema_with = schemas::optional_date)]
     send_date: Option<String>,
+    #[serde(default)]
+    #[schema(schema_with = schemas::metadata)]
+    metadata: Metadata,
 }
 
 impl Validate for CreateOrder {
@@ -89,6 +95,7 @@ impl Validate for CreateOrder {
                 .map(|d| parse_send_date(&d, today()))
                 .transpose(),
         );
+        let metadata = parse_metadata(&mut v, self.metadata);
         Ok(v.finish(|| {
             Some(NewOrder {
                 template_id: template_id?,
@@ -96,6 +103,7 @@ impl Validate for CreateOrder {
                 sender: sender?,
                 merge_variables: merge_variables?,
                 send_date: send_date?,
+                metadata: metadata?,
             })
         })?)
     }
@@ -106,6 +114,11 @@ impl Validate for CreateOrder {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"send_date": "2026-12-24", "sender": null}))]
 pub struct UpdateOrder {
+    /// Another existing version of the order's template to print; the merge variables must cover its merge
+    /// fields.
+    #[serde(default)]
+    #[schema(value_type = i32, minimum = 1)]
+    template_version: Patch<i64>,
     #[serde(default)]
     #[schema(value_type = AddressInput)]
     recipient: Patch<AddressInput>,
@@ -121,6 +134,9 @@ pub struct UpdateOrder {
     #[serde(default)]
     #[schema(schema_with = schemas::optional_date)]
     send_date: Patch<String>,
+    #[serde(default)]
+    #[schema(schema_with = schemas::metadata_changes)]
+    metadata: Patch<MetadataChanges>,
 }
 
 impl Validate for UpdateOrder {
@@ -128,6 +144,12 @@ impl Validate for UpdateOrder {
 
     fn validate(self) -> Result<OrderChanges, ApiError> {
         let mut v = Validator::new();
+        let template_version = v.check(
+            "template_version",
+            self.template_version
+                .required()
+                .and_then(|version| version.map(parse_template_version).transpose()),
+        );
         let recipient = match self.recipient {
             Patch::Unchanged => Some(None),
             Patch::Clear => v.check("recipient", Err("must not be null".to_owned())),
@@ -151,12 +173,15 @@ impl Validate for UpdateOrder {
                 .check("send_date", parse_send_date(&date, today()))
                 .map(Patch::Set),
         };
+        let metadata = parse_metadata_changes(&mut v, self.metadata);
         Ok(v.finish(|| {
             Some(OrderChanges {
+                template_version: template_version?,
                 recipient: recipient?,
                 sender: sender?,
                 merge_variables: merge_variables?,
                 send_date: send_date?,
+                metadata: metadata?,
             })
         })?)
     }
@@ -165,7 +190,8 @@ impl Validate for UpdateOrder {
 /// Create an order
 ///
 /// The template must belong to your account and `merge_variables` must supply each of its `merge_fields`.
-/// The order records the template's current `version`.
+/// The order is taken against the template's latest version, which it records as `template_version` and prints,
+/// whatever changes the template later.
 #[utoipa::path(
     post,
     path = "/v1/orders",
@@ -191,22 +217,27 @@ pub async fn create(
     ValidJson(new): ValidJson<CreateOrder>,
 ) -> Result<Created<Order>, ApiError> {
     let conn = tx.conn().await?;
-    let template = db::templates::find_for_order(conn, account.id, new.template_id)
-        .await?
-        .ok_or(ApiError::TemplateNotFound {
-            id: new.template_id,
-        })?;
-    let missing = missing_merge_variables(&template.merge_fields, &new.merge_variables);
+    let template_not_found = || ApiError::TemplateNotFound {
+        id: new.template_id,
+    };
+    let version =
+        db::template_versions::find_for_order(&mut *conn, account.id, new.template_id, None)
+            .await?
+            .ok_or_else(template_not_found)?;
+    let missing = missing_merge_variables(&version.merge_fields, &new.merge_variables);
     if !missing.is_empty() {
         return Err(ApiError::MissingMergeVariables { missing });
     }
-    let order = db::orders::insert(conn, account.id, template.version, &new).await?;
+    let order = db::orders::insert(conn, account.id, version.version, &new)
+        .await?
+        .ok_or_else(template_not_found)?;
     Ok(Created::at(order.location(), order))
 }
 
 /// List orders
 ///
-/// Newest first, a page at a time: pass the last `id` of a page as `starting_after` to get the next.
+/// Newest first, a page at a time: pass the last `id` of a page as `starting_after` to get the next. Filter by
+/// `status`, and by metadata with `metadata[key]=value` (several pairs must all match).
 #[utoipa::path(
     get,
     path = "/v1/orders",
@@ -225,9 +256,9 @@ pub async fn create(
 pub async fn list(
     State(pool): State<PgPool>,
     account: Account,
-    ValidQuery((status, page)): ValidQuery<ListOrdersQuery>,
+    ValidQuery((filter, page)): ValidQuery<ListOrdersQuery>,
 ) -> Result<Json<List<Order>>, ApiError> {
-    let page = db::orders::list(&pool, account.id, status, page).await?;
+    let page = db::orders::list(&pool, account.id, &filter, page).await?;
     Ok(Json(page.into()))
 }
 
@@ -260,7 +291,9 @@ pub async fn get(
 
 /// Update an order
 ///
-/// Only while the order is `received`. Replaced `merge_variables` must cover the template's merge fields.
+/// Only while the order is `received`. `template_version` re-pins the order to another version of its template;
+/// the merge variables (replaced or not) must cover the merge fields of the version the order then prints.
+/// `metadata` is merged in (a `null` value removes its key, `"metadata": null` removes all).
 #[utoipa::path(
     patch,
     path = "/v1/orders/{id}",
@@ -298,14 +331,24 @@ pub async fn update(
             status: current.status.as_str().to_owned(),
         });
     }
-    let Some(next) = changes.apply_to(&current) else {
+    let Some(next) = changes.apply_to(&current)? else {
         return Ok(Json(current));
     };
-    if next.merge_variables != current.merge_variables {
-        let template = db::templates::find_for_order(conn, account.id, current.template_id)
-            .await?
-            .ok_or_else(|| ApiError::internal("an order's template is missing"))?;
-        let missing = missing_merge_variables(&template.merge_fields, &next.merge_variables);
+    if next.changes_merge_of(&current) {
+        let version = db::template_versions::find_for_order(
+            &mut *conn,
+            account.id,
+            current.template_id,
+            Some(next.template_version),
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "template_version",
+                "is not a version of the order's template",
+            )
+        })?;
+        let missing = missing_merge_variables(&version.merge_fields, &next.merge_variables);
         if !missing.is_empty() {
             return Err(ApiError::MissingMergeVariables { missing });
         }
@@ -353,6 +396,48 @@ pub async fn cancel(
             })
         }
     }
+}
+
+/// Render an order
+///
+/// What the order prints: its `template_version` with every `{{field}}` replaced by its merge variable,
+/// HTML-escaped, so that a variable prints as text and never as markup. Works in every status, a cancelled order
+/// too. Gives 422 `missing-merge-variables` only for an order taken before versions were kept whose version's
+/// content was recreated from a later one (README, "Template versions").
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}/render",
+    operation_id = "renderOrder",
+    tag = "orders",
+    params(("id" = Uuid, Path, description = "The order's id.")),
+    responses(
+        (status = 200, description = "The filled HTML, as `text/html; charset=utf-8`.",
+         content_type = "text/html", body = String),
+        (status = 401, response = problems::Unauthorized),
+        (status = 404, response = problems::NotFound),
+        (status = 422, response = problems::UnprocessableEntity),
+        (status = 500, response = problems::InternalError),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn render(
+    State(pool): State<PgPool>,
+    account: Account,
+    PathId(id, ..): PathId<Order>,
+) -> Result<Html<String>, ApiError> {
+    let order = db::orders::find(&pool, account.id, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let version = db::template_versions::find(
+        &pool,
+        account.id,
+        order.template_id,
+        Some(order.template_version),
+    )
+    .await?
+    .ok_or_else(|| ApiError::internal("an order's template version is missing"))?;
+    Ok(Html(version.render(&order.merge_variables)?))
 }
 
 fn not_found(id: Uuid) -> ApiError {

@@ -15,6 +15,7 @@ use crate::{
     auth::Account,
     db::{self, templates::Deletion},
     domain::{
+        metadata::{Metadata, MetadataChanges, parse_metadata, parse_metadata_changes},
         patch::Patch,
         schemas,
         template::{
@@ -43,7 +44,8 @@ impl Resource for Template {
 #[schema(example = json!({
     "name": "Welcome postcard",
     "format": "postcard_a6",
-    "content": "<p>Hello {{first_name}}, welcome to {{city}}!</p>"
+    "content": "<p>Hello {{first_name}}, welcome to {{city}}!</p>",
+    "metadata": {"campaign": "winter-2026"}
 }))]
 pub struct CreateTemplate {
     #[schema(schema_with = schemas::text_200)]
@@ -52,21 +54,28 @@ pub struct CreateTemplate {
     /// `{{name}}` placeholders are filled from each order's `merge_variables`.
     #[schema(schema_with = schemas::template_content)]
     content: String,
+    #[serde(default)]
+    #[schema(schema_with = schemas::metadata)]
+    metadata: Metadata,
 }
 
 impl Validate for CreateTemplate {
-    type Valid = NewTemplate;
+    type Valid = (NewTemplate, Metadata);
 
-    fn validate(self) -> Result<NewTemplate, ApiError> {
+    fn validate(self) -> Result<Self::Valid, ApiError> {
         let mut v = Validator::new();
         let name = v.check("name", parse_name(self.name));
         let content = v.check("content", TemplateContent::parse(self.content));
+        let metadata = parse_metadata(&mut v, self.metadata);
         Ok(v.finish(|| {
-            Some(NewTemplate {
-                name: name?,
-                format: self.format,
-                content: content?,
-            })
+            Some((
+                NewTemplate {
+                    name: name?,
+                    format: self.format,
+                    content: content?,
+                },
+                metadata?,
+            ))
         })?)
     }
 }
@@ -85,6 +94,9 @@ pub struct UpdateTemplate {
     #[serde(default)]
     #[schema(schema_with = schemas::template_content)]
     content: Patch<String>,
+    #[serde(default)]
+    #[schema(schema_with = schemas::metadata_changes)]
+    metadata: Patch<MetadataChanges>,
 }
 
 impl Validate for UpdateTemplate {
@@ -105,11 +117,13 @@ impl Validate for UpdateTemplate {
                 .required()
                 .and_then(|c| c.map(TemplateContent::parse).transpose()),
         );
+        let metadata = parse_metadata_changes(&mut v, self.metadata);
         Ok(v.finish(|| {
             Some(TemplateChanges {
                 name: name?,
                 format: format?,
                 content: content?,
+                metadata: metadata?,
             })
         })?)
     }
@@ -117,7 +131,7 @@ impl Validate for UpdateTemplate {
 
 /// Create a template
 ///
-/// Its `merge_fields` are read from the `{{name}}` placeholders in `content`; its `version` starts at 1.
+/// Its `merge_fields` are read from the `{{name}}` placeholders in `content`; it is written as its version 1.
 #[utoipa::path(
     post,
     path = "/v1/templates",
@@ -140,9 +154,9 @@ impl Validate for UpdateTemplate {
 pub async fn create(
     account: Account,
     mut tx: Tx,
-    ValidJson(new): ValidJson<CreateTemplate>,
+    ValidJson((new, metadata)): ValidJson<CreateTemplate>,
 ) -> Result<Created<Template>, ApiError> {
-    let template = db::templates::insert(tx.conn().await?, account.id, &new).await?;
+    let template = db::templates::insert(tx.conn().await?, account.id, &new, &metadata).await?;
     Ok(Created::at(template.location(), template))
 }
 
@@ -202,7 +216,10 @@ pub async fn get(
 
 /// Update a template
 ///
-/// A change to any member counts a new `version`; a PATCH that changes nothing leaves the template as it is.
+/// A change of `name`, `format` or `content` writes the next version, which new orders are taken against; the
+/// earlier versions stay as they were, for the orders taken against them. `metadata` is merged in (a `null`
+/// value removes its key, `"metadata": null` removes all) without a new version. A PATCH that changes nothing
+/// leaves the template as it is.
 #[utoipa::path(
     patch,
     path = "/v1/templates/{id}",
@@ -233,17 +250,17 @@ pub async fn update(
     let current = db::templates::find_for_update(conn, account.id, id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    match changes.apply_to(&current) {
+    match changes.apply_to(&current)? {
         None => Ok(Json(current)),
-        Some(next) => Ok(Json(
-            db::templates::update(conn, account.id, id, &next).await?,
+        Some(update) => Ok(Json(
+            db::templates::update(conn, account.id, &current, &update).await?,
         )),
     }
 }
 
 /// Delete a template
 ///
-/// Only a template that no order refers to can be deleted.
+/// Only a template none of whose versions an order refers to can be deleted; its versions go with it.
 #[utoipa::path(
     delete,
     path = "/v1/templates/{id}",
@@ -272,7 +289,7 @@ pub async fn delete(
     }
 }
 
-fn not_found(id: uuid::Uuid) -> ApiError {
+pub(super) fn not_found(id: uuid::Uuid) -> ApiError {
     ApiError::NotFound {
         resource: Template::NAME,
         id: id.to_string(),

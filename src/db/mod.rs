@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod idempotency_keys;
 pub mod order_batches;
 pub mod orders;
+pub mod template_versions;
 pub mod templates;
 
 use std::time::Duration;
@@ -79,4 +80,11 @@ impl<T> Page<T> {
 pub struct PageRequest {
     pub limit: i64,
     pub starting_after: Option<uuid::Uuid>,
+}
+
+/// Whether a statement broke a foreign key.
+fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
 }

@@ -8,6 +8,7 @@ use utoipa::openapi::{
 
 use super::{
     country::ASSIGNED,
+    metadata::{MAX_METADATA_KEY_LENGTH, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH},
     template::{
         MAX_CONTENT_BYTES, MAX_MERGE_FIELD_LENGTH, MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES,
     },
@@ -105,6 +106,68 @@ fn merge_variables_builder() -> ObjectBuilder {
 pub fn merge_variables() -> Object {
     merge_variables_builder()
         .description(Some("The values of the template's merge fields, by name."))
+        .build()
+}
+
+/// A metadata key: 1 to 40 characters, without `[`, `]` or NUL.
+fn metadata_key() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_METADATA_KEY_LENGTH))
+        .pattern(Some(r"^[^\[\]\x00]*$"))
+}
+
+/// A metadata value: at most 500 characters, without NUL.
+fn metadata_value() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(MAX_METADATA_VALUE_LENGTH))
+        .pattern(Some(r"^[^\x00]*$"))
+}
+
+/// Metadata: at most 20 string values by key.
+pub fn metadata() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "Your own key/value pairs, e.g. a customer id or a campaign: at most 20 keys of 1 to 40 characters \
+             (without `[` and `]`), values of at most 500 characters.",
+        ))
+        .property_names(Some(metadata_key()))
+        .additional_properties(Some(AdditionalProperties::RefOr(metadata_value().into())))
+        .max_properties(Some(MAX_METADATA_KEYS))
+        .examples([serde_json::json!({"customer_id": "4711"})])
+        .build()
+}
+
+/// The metadata of a PATCH: merged into the current metadata, a `null` value removes its key; `null` clears all.
+pub fn metadata_changes() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::Object, Type::Null]))
+        .description(Some(
+            "Merged into the metadata: a value sets its key, `null` removes it; `null` for the whole member \
+             removes every key. At most 20 keys remain.",
+        ))
+        .property_names(Some(metadata_key()))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            metadata_value()
+                .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
+                .into(),
+        )))
+        .max_properties(Some(MAX_METADATA_KEYS))
+        .examples([serde_json::json!({"campaign": "winter-2026", "source": null})])
+        .build()
+}
+
+/// The metadata filter of a list: key/value pairs that must all match.
+pub fn metadata_filter() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(metadata_key()))
+        .additional_properties(Some(AdditionalProperties::RefOr(metadata_value().into())))
+        .max_properties(Some(MAX_METADATA_KEYS))
+        .examples([serde_json::json!({"customer_id": "4711"})])
         .build()
 }
 

@@ -79,14 +79,32 @@ fn every_post_and_patch_documents_the_idempotency_contract() {
         }
     }
     assert_eq!(
-        keyed, 5,
-        "create and update, for orders and templates, and create for order batches"
+        keyed, 6,
+        "create and update, for orders and templates, the template preview, and create for order batches"
     );
     assert_eq!(
         spec["components"]["securitySchemes"]["api_key"]["scheme"],
         "bearer"
     );
     assert_eq!(spec["openapi"], "3.1.0");
+}
+
+#[test]
+fn renders_are_documented_as_html() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    for (path, method) in [
+        ("/v1/orders/{id}/render", "get"),
+        ("/v1/templates/{id}/render", "post"),
+    ] {
+        let content = spec["paths"][path][method]["responses"]["200"]["content"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} documents its 200"));
+        assert_eq!(
+            content.keys().collect::<Vec<_>>(),
+            ["text/html"],
+            "{method} {path}"
+        );
+    }
 }
 
 #[test]

@@ -239,6 +239,23 @@ pub fn order_for(template: &Value) -> Value {
     json!({"template_id": template["id"], "recipient": address()})
 }
 
+/// Holds a row lock on the template's versions until the transaction ends, so that an order for the template waits
+/// inside its own transaction: the foreign key check of the order's insert locks its version row `FOR KEY SHARE`,
+/// which `FOR UPDATE` holds off.
+pub async fn hold_orders_for(
+    pool: &PgPool,
+    template: &Value,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let id: Uuid = template["id"].as_str().unwrap().parse().unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM template_versions WHERE template_id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
 /// Counts the rows of a table.
 pub async fn count(pool: &PgPool, table: &str) -> i64 {
     sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))

@@ -11,7 +11,7 @@ use sqlx::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, TestResponse, count, order_for, send};
+use crate::helpers::{TestApp, TestResponse, count, hold_orders_for, order_for, send};
 use order_intake::{
     idempotency::sweeper::{self, Sweep},
     metrics::Metrics,
@@ -539,26 +539,6 @@ async fn duplicates_on_several_servers_run_once(options: PgPoolOptions, connect:
     assert_eq!(count(&pool, "orders").await, 5);
 }
 
-/// Holds the template's row lock so that orders for it wait.
-async fn lock_template(
-    pool: &PgPool,
-    template: &Value,
-) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM templates WHERE id = $1 FOR UPDATE")
-        .bind(
-            template["id"]
-                .as_str()
-                .unwrap()
-                .parse::<uuid::Uuid>()
-                .unwrap(),
-        )
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx
-}
-
 #[sqlx::test]
 async fn a_duplicate_that_waits_too_long_gets_409_and_nothing_is_stored_for_it(pool: PgPool) {
     let app = Arc::new(
@@ -568,7 +548,7 @@ async fn a_duplicate_that_waits_too_long_gets_409_and_nothing_is_stored_for_it(p
         .await,
     );
     let template = app.create_template("<p>Hi</p>").await;
-    let lock = lock_template(&app.pool, &template).await;
+    let lock = hold_orders_for(&app.pool, &template).await;
     let slow = tokio::spawn({
         let (app, body) = (Arc::clone(&app), order_for(&template));
         async move { app.keyed(Method::POST, "/v1/orders", "slow", &body).await }
@@ -602,7 +582,7 @@ async fn a_waiter_runs_the_request_when_the_first_rolled_back_without_an_outcome
         .unwrap();
     let app = Arc::new(TestApp::spawn(pool).await);
     let template = app.create_template("<p>Hi</p>").await;
-    let lock = lock_template(&app.pool, &template).await;
+    let lock = hold_orders_for(&app.pool, &template).await;
     let first = tokio::spawn({
         let (app, body) = (Arc::clone(&app), order_for(&template));
         async move {
@@ -644,7 +624,7 @@ async fn a_storm_on_one_key_does_not_starve_other_keys(
     let app = Arc::new(TestApp::spawn(pool.clone()).await);
     let template = app.create_template("<p>Hi</p>").await;
     let other_template = app.create_template("<p>Other</p>").await;
-    let lock = lock_template(&pool, &template).await;
+    let lock = hold_orders_for(&pool, &template).await;
     let storm: Vec<_> = (0..100)
         .map(|_| {
             let (app, body) = (Arc::clone(&app), order_for(&template));

@@ -7,7 +7,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, eventually, order_for, send};
+use crate::helpers::{TestApp, eventually, hold_orders_for, order_for, send};
 use order_intake::{db::idempotency_keys::SWEEPER_LOCK, idempotency::sweeper, metrics::Metrics};
 
 const TTL: Duration = Duration::from_secs(86_400);
@@ -186,13 +186,8 @@ async fn a_duplicate_that_waits_too_long_counts_as_conflicted(pool: PgPool) {
         .await,
     );
     let template = app.create_template("<p>Hi</p>").await;
-    // Orders for a locked template wait, so the first request holds its key.
-    let mut lock = app.pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM templates WHERE id = $1::uuid FOR UPDATE")
-        .bind(template["id"].as_str().unwrap())
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    // Orders for a held template wait, so the first request holds its key.
+    let lock = hold_orders_for(&app.pool, &template).await;
     let slow = tokio::spawn({
         let (app, body) = (Arc::clone(&app), order_for(&template));
         async move { app.keyed(Method::POST, "/v1/orders", "busy", &body).await }

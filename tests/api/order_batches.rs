@@ -633,3 +633,42 @@ async fn rows_page_in_file_order_and_batches_are_private(pool: PgPool) {
     fields.sort();
     assert_eq!(fields, ["starting_after", "status"]);
 }
+
+#[sqlx::test]
+async fn metadata_columns_reach_the_order_and_can_key_it(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, query) = template(&app).await;
+    let file = "metadata.customer_id,metadata.campaign,recipient.name,recipient.street,recipient.house_number,\
+                recipient.postal_code,recipient.city,recipient.country,merge_variables.first_name\n\
+                4711,winter,Anna,Keizersgracht,123A,1015 CJ,Amsterdam,NL,Anna\n\
+                4711,winter,Anna,Damrak,1,1012 LG,Amsterdam,NL,Anna\n\
+                4712,winter,Bob,Damrak,1,1012 LG,Amsterdam,NL,Bob\n";
+    let response = post_csv(
+        &app,
+        &format!("{query}&key_from=metadata.customer_id"),
+        None,
+        file.to_owned(),
+    )
+    .await;
+    response.assert_status(StatusCode::CREATED);
+    let batch = response.json();
+    assert_eq!(counts(&batch), (3, 2, 0, 1));
+    let results = batch["results"]["data"].as_array().unwrap();
+    assert_eq!(results[0]["idempotency_key"], "metadata.customer_id:4711");
+    assert_eq!(
+        results[1]["error"]["type"],
+        "/problems/idempotency-key-reused"
+    );
+    let order = app
+        .get(&format!(
+            "/v1/orders/{}",
+            results[0]["order_id"].as_str().unwrap()
+        ))
+        .await
+        .json();
+    assert_eq!(
+        order["metadata"],
+        json!({"customer_id": "4711", "campaign": "winter"})
+    );
+    assert_eq!(order["template_version"], 1);
+}
