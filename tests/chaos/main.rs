@@ -5,6 +5,7 @@ mod client;
 mod consistency;
 mod process;
 
+mod batch;
 mod instances;
 mod kill;
 mod postgres_restart;
