@@ -103,6 +103,8 @@ pub struct BatchConfig {
     /// Largest batch body in bytes, instead of `REQUEST_BODY_LIMIT_BYTES`; more is a 413 and nothing is written.
     /// 20 MiB holds 10 000 rows of about 2 KiB each.
     pub body_limit_bytes: usize,
+    /// Rows taken per transaction (see `api::order_batches`); `bench/batch` compares sizes.
+    pub chunk_rows: usize,
 }
 
 impl Default for BatchConfig {
@@ -110,6 +112,7 @@ impl Default for BatchConfig {
         Self {
             max_rows: 10_000,
             body_limit_bytes: 20 * 1024 * 1024,
+            chunk_rows: 500,
         }
     }
 }
@@ -121,6 +124,7 @@ impl BatchConfig {
         Ok(Self {
             max_rows: positive("BATCH_MAX_ROWS", defaults.max_rows)?,
             body_limit_bytes: positive("BATCH_BODY_LIMIT_BYTES", defaults.body_limit_bytes)?,
+            chunk_rows: positive("BATCH_CHUNK_ROWS", defaults.chunk_rows)?,
         })
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A batch row is exactly a `POST /v1/orders` with the row's `Idempotency-Key` and the row as its body: the same
 //! validation, the same fingerprint, the same stored response in the same key table, the same replay. Rows are
-//! taken [`CHUNK_ROWS`] per transaction (`idempotency::batch`).
+//! taken `BATCH_CHUNK_ROWS` per transaction (`idempotency::batch`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -45,10 +45,6 @@ use crate::{
     },
     state::AppState,
 };
-
-/// Rows per transaction. Each chunk costs about five round trips whatever its size; larger chunks hold their key
-/// rows locked longer, making a concurrent request with one of their keys wait, and lose more work to a crash.
-pub const CHUNK_ROWS: usize = 500;
 
 /// Row results in the answer to `POST` and `GET` of a batch; the rest are at `/v1/order_batches/{id}/rows`.
 const FIRST_PAGE: usize = 20;
@@ -366,9 +362,12 @@ fn prepare_row(row: BatchRow, key_from: Option<&KeyFrom>, batch_key: Option<&str
     }
 }
 
-/// The chunks of a batch in file order: at most [`CHUNK_ROWS`] rows that run, with distinct keys. A key seen again
+/// The chunks of a batch in file order: at most `chunk_rows` rows that run, with distinct keys. A key seen again
 /// starts the next chunk, so that the later row finds the earlier one's outcome stored, as a retry would.
-fn chunks(rows: &[PreparedRow]) -> Vec<std::ops::Range<usize>> {
+///
+/// Each chunk costs about six round trips whatever its size; larger chunks hold their key rows and templates
+/// locked longer, making a concurrent request with one of their keys wait, and lose more work to a crash.
+fn chunks(rows: &[PreparedRow], chunk_rows: usize) -> Vec<std::ops::Range<usize>> {
     let mut chunks = Vec::new();
     let mut start = 0;
     let mut keys = HashSet::new();
@@ -377,7 +376,7 @@ fn chunks(rows: &[PreparedRow]) -> Vec<std::ops::Range<usize>> {
             continue;
         }
         let key = row.idempotency_key.as_deref().unwrap_or_default();
-        if keys.len() == CHUNK_ROWS || keys.contains(key) {
+        if keys.len() == chunk_rows || keys.contains(key) {
             chunks.push(start..index);
             start = index;
             keys.clear();
@@ -410,7 +409,7 @@ async fn take(
         batch
     };
     let mut first_page = Vec::with_capacity(FIRST_PAGE + 1);
-    for range in chunks(&prepared.rows) {
+    for range in chunks(&prepared.rows, state.config.batches.chunk_rows) {
         let chunk = &prepared.rows[range];
         let runnable: Vec<&PreparedRow> = chunk.iter().filter(|row| row.run.is_ok()).collect();
         let keyed: Vec<KeyedRow> = runnable
@@ -955,15 +954,13 @@ mod tests {
             row(4, "a", false),
             row(5, "c", true),
         ];
-        assert_eq!(chunks(&rows), vec![0..2, 2..5]);
+        assert_eq!(chunks(&rows, 10), vec![0..2, 2..5]);
     }
 
     #[test]
     fn chunks_hold_at_most_chunk_rows_keys() {
-        let rows: Vec<_> = (0..CHUNK_ROWS * 2 + 1)
-            .map(|i| row(i as i32 + 1, &i.to_string(), true))
-            .collect();
-        let sizes: Vec<_> = chunks(&rows).into_iter().map(|r| r.len()).collect();
-        assert_eq!(sizes, [CHUNK_ROWS, CHUNK_ROWS, 1]);
+        let rows: Vec<_> = (0..7).map(|i| row(i + 1, &i.to_string(), true)).collect();
+        let sizes: Vec<_> = chunks(&rows, 3).into_iter().map(|r| r.len()).collect();
+        assert_eq!(sizes, [3, 3, 1]);
     }
 }
