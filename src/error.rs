@@ -144,7 +144,7 @@ problem_types! {
         slug: "missing-merge-variables",
         status: UNPROCESSABLE_ENTITY,
         title: "Missing merge variables",
-        description: "The template has merge fields that `merge_variables` does not supply: `errors` lists each of them.",
+        description: "The template version the order prints (or the preview renders) has merge fields that `merge_variables` does not supply: `errors` lists each of them.",
     },
     InternalError {
         slug: "internal-error",

@@ -214,10 +214,22 @@ pub struct ListOrdersQuery {
     /// Only orders with this status.
     #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
-    /// Only orders whose metadata has every one of these key/value pairs, as `metadata[customer_id]=4711`.
-    #[param(style = DeepObject, explode, schema_with = schemas::metadata_filter, required = false)]
+    /// Documented in the operation as [`MetadataFilter`]: `IntoParams` drops a parameter's style when it takes
+    /// its schema from a function.
+    #[param(ignore)]
     metadata: Metadata,
 }
+
+/// The metadata filter of `GET /v1/orders`: `metadata[key]=value` pairs that must all match.
+pub struct MetadataFilter;
+
+impl utoipa::PartialSchema for MetadataFilter {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        schemas::metadata_filter().into()
+    }
+}
+
+impl ToSchema for MetadataFilter {}
 
 const LIST_ORDERS_PARAMETERS: &[&str] = &["limit", "starting_after", "status", "metadata[<key>]"];
 

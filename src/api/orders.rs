@@ -8,7 +8,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    Created, List, ListOrdersQuery,
+    Created, List, ListOrdersQuery, MetadataFilter,
     extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
     problems,
 };
@@ -243,7 +243,12 @@ pub async fn create(
     path = "/v1/orders",
     operation_id = "listOrders",
     tag = "orders",
-    params(ListOrdersQuery),
+    params(
+        ListOrdersQuery,
+        ("metadata" = inline(Option<MetadataFilter>), Query, style = DeepObject, explode,
+         description = "Only orders whose metadata has every one of these key/value pairs, as \
+                        `metadata[customer_id]=4711`."),
+    ),
     responses(
         (status = 200, description = "A page of orders.", body = List<Order>),
         (status = 401, response = problems::Unauthorized),

@@ -108,6 +108,23 @@ fn renders_are_documented_as_html() {
 }
 
 #[test]
+fn the_metadata_filter_is_a_deep_object() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    let parameters = spec["paths"]["/v1/orders"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let metadata = parameters
+        .iter()
+        .find(|p| p["name"] == "metadata")
+        .expect("the metadata filter is documented");
+    assert_eq!(metadata["in"], "query");
+    assert_eq!(metadata["style"], "deepObject");
+    assert_eq!(metadata["explode"], true);
+    assert_eq!(metadata["schema"]["maxProperties"], 20);
+    assert_eq!(metadata["schema"]["propertyNames"]["maxLength"], 40);
+}
+
+#[test]
 fn error_responses_are_problem_documents() {
     let spec: Value = serde_json::from_str(&generated()).unwrap();
     for (name, response) in spec["components"]["responses"].as_object().unwrap() {
