@@ -65,7 +65,7 @@ contract: db ## Schemathesis over openapi/openapi.json against a fresh database,
 docs-check: ## Load /docs in headless Chromium and check that every operation renders
 	.ci/docs-check
 
-bench: ## Benchmarks: keyed vs unkeyed vs replay vs pgbench, printed as ratios and saved in bench/results/
+bench: ## Benchmarks: keyed, unkeyed, replay and GET against the pgbench ceilings, as ratios; saved in bench/results/
 	bench/run
 
 sqlx-cli:

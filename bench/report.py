@@ -118,44 +118,55 @@ def report(raw_path, results_dir):
         print(f"\nsweep: {sweep['deleted']} expired keys deleted in {sweep['seconds']} s")
 
     keyed = runs[("keyed", 32)]
-    ratios = {
-        "keyed/unkeyed": rps("keyed") / rps("unkeyed"),
-        "keyed/pgbench ceiling": rps("keyed") / rps("pgbench_keyed_order"),
-        "replay/keyed": rps("replay") / rps("keyed"),
-        "keyed with grown table/empty table": rps("keyed_grown_table") / rps("keyed_empty_table"),
-        "p99 during sweep/before sweep": runs[("keyed_during_sweep", 32)]["p99_ms"]
-        / runs[("keyed_before_sweep", 32)]["p99_ms"],
-    }
-    targets = {
-        "keyed/unkeyed": (">=", 0.85),
-        "keyed/pgbench ceiling": (">=", 0.6),
-        "replay/keyed": (">=", 1.5),
-        "keyed with grown table/empty table": (">=", 0.85),
-        "p99 during sweep/before sweep": ("<=", 2.0),
-    }
-    absolute = {
-        "keyed p99 ms at 32": (keyed["p99_ms"], "<=", 25),
-        "peak RSS MiB": (max(e.get("peak_rss_mib", 0) for e in entries), "<=", 100),
-    }
-    print("\nratios at 32 connections (target):")
+    peak_rss = max(e.get("peak_rss_mib", 0) for e in entries)
+    # (name, value, comparison, target): the targets are reported as met or missed and never fail the run;
+    # a target of None is reported without one.
+    targets = [
+        # Within reach of the database's limit: the service against the least the database can do for the same
+        # work (pgbench on standalone tables of the same shape; bench/ceiling_*.sql).
+        ("keyed / ceiling (c) BEGIN; key; order; COMMIT", rps("keyed") / rps("ceiling_key_order_tx"), ">=", 0.6),
+        ("keyed / ceiling (b) key + order, one statement", rps("keyed") / rps("ceiling_key_order_cte"), None, None),
+        ("unkeyed / ceiling (a) order INSERT alone", rps("unkeyed") / rps("ceiling_order"), ">=", 0.4),
+        ("replay / get", rps("replay") / rps("get"), ">=", 0.9),
+        ("keyed p99 ms", keyed["p99_ms"], "<=", 25),
+        ("peak RSS MiB", peak_rss, "<=", 100),
+    ]
+    earlier_targets = [
+        ("keyed / unkeyed", rps("keyed") / rps("unkeyed"), ">=", 0.85),
+        ("keyed / pgbench same statements", rps("keyed") / rps("pgbench_keyed_order"), ">=", 0.6),
+        ("replay / keyed", rps("replay") / rps("keyed"), ">=", 1.5),
+        ("keyed with grown table / empty table", rps("keyed_grown_table") / rps("keyed_empty_table"), ">=", 0.85),
+        ("p99 during sweep / before sweep",
+         runs[("keyed_during_sweep", 32)]["p99_ms"] / runs[("keyed_before_sweep", 32)]["p99_ms"], "<=", 2.0),
+    ]
+    # Not targets: where the gap between the service and the ceilings lies, in the database alone.
+    attribution = [
+        ("pgbench same statements / ceiling (c)", rps("pgbench_keyed_order") / rps("ceiling_key_order_tx")),
+        ("ceiling (c) / ceiling (b)", rps("ceiling_key_order_tx") / rps("ceiling_key_order_cte")),
+        ("ceiling (b) / ceiling (a)", rps("ceiling_key_order_cte") / rps("ceiling_order")),
+        ("ceiling (a) with / without CHECK constraints", rps("ceiling_order_checked") / rps("ceiling_order")),
+        ("ceiling (c) with / without CHECK constraints",
+         rps("ceiling_key_order_tx_checked") / rps("ceiling_key_order_tx")),
+        ("pgbench keyed / unkeyed (database floor)", rps("pgbench_keyed_order") / rps("pgbench_unkeyed_order")),
+        ("pgbench keyed, flush / no flush", rps("pgbench_keyed_order") / rps("pgbench_keyed_order_no_flush")),
+    ]
+    ratios = {}
     met = {}
-    for name, value in ratios.items():
-        op, target = targets[name]
-        ok = value >= target if op == ">=" else value <= target
-        met[name] = ok
-        print(f"  {name:<38}{value:>6.2f}   ({op} {target}) {'met' if ok else 'MISSED'}")
-    for name, (value, op, target) in absolute.items():
-        ok = value <= target
-        met[name] = ok
-        print(f"  {name:<38}{value:>6.1f}   ({op} {target}) {'met' if ok else 'MISSED'}")
-
-    # Not targets: what the database alone pays for a key row, and how much of its ceiling is the WAL flush.
-    floor = rps("pgbench_keyed_order") / rps("pgbench_unkeyed_order")
-    flush = rps("pgbench_keyed_order") / rps("pgbench_keyed_order_no_flush")
-    ratios["pgbench keyed/unkeyed (the database's own floor)"] = floor
-    ratios["pgbench keyed: with/without WAL flush wait"] = flush
-    print(f"  {'pgbench keyed/unkeyed (database floor)':<38}{floor:>6.2f}")
-    print(f"  {'pgbench keyed, flush/no flush':<38}{flush:>6.2f}")
+    for title, group in (("targets at 32 connections", targets),
+                         ("earlier targets at 32 connections", earlier_targets)):
+        print(f"\n{title} (never fail the run):")
+        for name, value, op, target in group:
+            ratios[name] = value
+            if target is None:
+                print(f"  {name:<48}{value:>8.2f}   (no target)")
+                continue
+            ok = value >= target if op == ">=" else value <= target
+            met[name] = ok
+            print(f"  {name:<48}{value:>8.2f}   ({op} {target}) {'met' if ok else 'MISSED'}")
+    print("\nthe database alone, at 32 connections (not targets):")
+    for name, value in attribution:
+        ratios[name] = value
+        print(f"  {name:<48}{value:>8.2f}")
 
     os.makedirs(results_dir, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
