@@ -3,8 +3,8 @@
 use axum::{Json, extract::Path};
 use serde::{Deserialize, Serialize};
 use utoipa::{
-    IntoParams, ToResponse, ToSchema,
-    openapi::{Object, ObjectBuilder, Type},
+    IntoParams, PartialSchema, ToResponse, ToSchema,
+    openapi::{Object, ObjectBuilder, RefOr, Schema, Type},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -117,9 +117,22 @@ pub struct ProblemDescription {
 #[into_params(parameter_in = Path)]
 pub struct ProblemPath {
     /// The last segment of a problem `type`, e.g. `template-in-use`.
-    #[param(schema_with = problem_slug)]
+    // A `value_type` rather than `schema_with`: utoipa drops a parameter's `required` and description when
+    // `schema_with` gives its schema, and OpenAPI requires every path parameter to be required.
+    #[param(value_type = ProblemSlug, inline)]
     slug: String,
 }
+
+/// The slug of a problem type: one of the slugs the service defines.
+pub struct ProblemSlug;
+
+impl PartialSchema for ProblemSlug {
+    fn schema() -> RefOr<Schema> {
+        problem_slug().into()
+    }
+}
+
+impl ToSchema for ProblemSlug {}
 
 /// Describe a problem type
 ///

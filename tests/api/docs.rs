@@ -103,6 +103,55 @@ fn error_responses_are_problem_documents() {
     }
 }
 
+/// Every operation of the document, as (path, method, operation).
+fn operations(spec: &Value) -> Vec<(String, String, Value)> {
+    let mut operations = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            operations.push((path.clone(), method.clone(), operation.clone()));
+        }
+    }
+    operations
+}
+
+#[test]
+fn every_parameter_is_described_and_path_parameters_are_required() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    let mut in_path = 0;
+    for (path, method, operation) in operations(&spec) {
+        for parameter in operation["parameters"].as_array().into_iter().flatten() {
+            let name = &parameter["name"];
+            assert!(
+                parameter["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+                "{method} {path}: parameter {name} has a description"
+            );
+            assert!(
+                parameter["schema"].is_object(),
+                "{method} {path}: {name} has a schema"
+            );
+            if parameter["in"] == "path" {
+                in_path += 1;
+                // OpenAPI 3.1, Parameter Object: "If the parameter location is "path", this field is REQUIRED and
+                // its value MUST be true."
+                assert_eq!(
+                    parameter["required"], true,
+                    "{method} {path}: path parameter {name}"
+                );
+                assert!(
+                    path.contains(&format!("{{{}}}", name.as_str().unwrap())),
+                    "{method} {path}: {name} is in the path template"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        in_path, 7,
+        "three per resource with an id, and the problem slug"
+    );
+}
+
 #[sqlx::test]
 async fn the_service_serves_its_spec_and_swagger_ui(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
