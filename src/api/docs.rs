@@ -6,7 +6,8 @@ use utoipa::{
     openapi::{
         self, Ref, RefOr, Required,
         header::HeaderBuilder,
-        path::{Operation, ParameterBuilder, ParameterIn},
+        path::{Operation, ParameterBuilder, ParameterIn, PathItem},
+        response::ResponseBuilder,
         schema::{ObjectBuilder, Type},
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
@@ -24,11 +25,17 @@ use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MA
             `Idempotency-Key`: a retried request runs once and gets its first answer back. Errors are \
             `application/problem+json` (RFC 9457); `GET` a problem's `type` for what it means.",
     ),
+    servers(
+        (url = "/", description = "The server that serves this document (`GET /openapi.json`)."),
+        (url = "http://127.0.0.1:8080", description = "A local server on `LISTEN_ADDR`'s default, as `make run` starts it."),
+    ),
     modifiers(&BearerAuth),
     components(schemas(Problem, FieldError), responses(
         problems::BadRequest,
         problems::Unauthorized,
         problems::NotFound,
+        problems::MethodNotAllowed,
+        problems::RequestTimeout,
         problems::Conflict,
         problems::PayloadTooLarge,
         problems::UnsupportedMediaType,
@@ -147,4 +154,72 @@ fn document_key(operation: &mut Operation) {
             .entry(status.to_owned())
             .or_insert_with(|| RefOr::Ref(Ref::from_response_name(component)));
     }
+}
+
+/// The answers any request can get, whatever its operation, from the layers in front of every route: 405 from the
+/// router, 408 from the request timeout, and, from the HTTP/1.1 parser before the service sees the request, 414
+/// for a request target over 65 534 bytes and 431 for a request head with more than 100 fields or too large for
+/// the parser's buffer (hyper's limits).
+const TRANSPORT_ANSWERS: [(&str, &str); 4] = [
+    ("405", "MethodNotAllowed"),
+    ("408", "RequestTimeout"),
+    ("414", "UriTooLong"),
+    ("431", "RequestHeaderFieldsTooLarge"),
+];
+
+/// Adds the answers of [`TRANSPORT_ANSWERS`] to every operation, and the two that are not problem documents to the
+/// reusable responses.
+pub fn document_transport_answers(openapi: &mut openapi::OpenApi) {
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.responses.insert(
+        "UriTooLong".to_owned(),
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(
+                    "The request target is longer than 65 534 bytes. The HTTP parser answers before the service sees \
+                     the request: no body, and the connection is closed.",
+                )
+                .build(),
+        ),
+    );
+    components.responses.insert(
+        "RequestHeaderFieldsTooLarge".to_owned(),
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(
+                    "The request head has more than 100 header fields, or does not fit the HTTP parser's \
+                     buffer (408 KiB; a head that arrives in large reads may be somewhat larger). The parser \
+                     answers before the service sees the request: no body, and the connection is closed.",
+                )
+                .build(),
+        ),
+    );
+    for item in openapi.paths.paths.values_mut() {
+        for operation in operations(item) {
+            for (status, component) in TRANSPORT_ANSWERS {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name(component)));
+            }
+        }
+    }
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.options.as_mut(),
+        item.head.as_mut(),
+        item.patch.as_mut(),
+        item.trace.as_mut(),
+        item.query.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(item.additional_operations.values_mut())
 }

@@ -74,6 +74,7 @@ fn assemble(v1: OpenApiRouter<AppState>) -> (Router<AppState>, OpenApi) {
         .merge(public)
         .split_for_parts();
     docs::document_idempotency(&mut openapi);
+    docs::document_transport_answers(&mut openapi);
     (router, openapi)
 }
 

@@ -232,6 +232,8 @@ pub async fn list(
 }
 
 /// Retrieve an order
+///
+/// The order as it is now, with its status; another account's order is not found.
 #[utoipa::path(
     get,
     path = "/v1/orders/{id}",

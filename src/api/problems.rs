@@ -53,6 +53,26 @@ pub struct NotFound(pub Problem);
 }))]
 pub struct Conflict(pub Problem);
 
+/// The route does not take this method; `Allow` lists the methods it takes.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("Allow" = String, description = "The methods the route takes, e.g. `GET, PATCH, DELETE`.")),
+    example = json!({
+        "type": "/problems/method-not-allowed", "title": "Method not allowed", "status": 405,
+        "detail": "PUT is not allowed on this route."
+    })
+)]
+pub struct MethodNotAllowed(pub Problem);
+
+/// The request was not received and answered within `REQUEST_TIMEOUT_SECONDS`.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json", example = json!({
+    "type": "/problems/request-timeout", "title": "Request timeout", "status": 408,
+    "detail": "The request did not complete within 30 seconds."
+}))]
+pub struct RequestTimeout(pub Problem);
+
 /// The request body is larger than the server accepts.
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json", example = json!({
@@ -146,7 +166,8 @@ impl ToSchema for ProblemSlug {}
     responses(
         (status = 200, description = "The problem type.", body = ProblemDescription),
         (status = 404, response = NotFound),
-    )
+    ),
+    security()
 )]
 pub async fn describe(
     Path(ProblemPath { slug }): Path<ProblemPath>,
