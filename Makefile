@@ -13,7 +13,8 @@ SQLX_CLI_VERSION := 0.9.0
 BIN := target/release/order-intake
 DEV_ACCOUNT := .dev-account.json
 
-.PHONY: help db db-stop migrate run test chaos lint layers prepare openapi contract docs-check bench sqlx-cli
+.PHONY: help db db-stop migrate run test chaos lint layers prepare openapi openapi-lint contract docs-check bench \
+	sqlx-cli
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -58,6 +59,9 @@ openapi: ## Regenerate openapi/openapi.json from the code (no database needed)
 	@mkdir -p openapi
 	cargo run --quiet --locked -- openapi > openapi/openapi.json.tmp
 	mv openapi/openapi.json.tmp openapi/openapi.json
+
+openapi-lint: ## Check openapi/openapi.json is current, valid (openapi-spec-validator) and clean under Spectral's rules
+	.ci/openapi-lint
 
 contract: db ## Schemathesis over openapi/openapi.json against a fresh database, every check on
 	.ci/contract
