@@ -5,7 +5,7 @@ use std::time::Instant;
 use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::{HeaderName, StatusCode, header},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::{
     LatencyUnit,
+    cors::{AllowOrigin, CorsLayer},
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
@@ -24,7 +25,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     api,
-    config::Config,
+    config::{AllowedOrigins, Config},
     db,
     error::{ApiError, PROBLEM_JSON},
     idempotency::sweeper,
@@ -57,6 +58,7 @@ pub fn app(state: AppState) -> Router {
                 ),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .option_layer(cors(&config.cors_allowed_origins))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             record_request,
@@ -78,6 +80,55 @@ pub fn app(state: AppState) -> Router {
         .layer(layers)
         .with_state(state)
 }
+
+/// The headers a client sends that a browser must be allowed to send across origins: the API key, the body's
+/// media type, the exactly-once key and a precondition.
+const CORS_REQUEST_HEADERS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    HeaderName::from_static("idempotency-key"),
+    header::IF_MATCH,
+];
+
+/// The response headers a browser script may read besides the CORS-safelisted ones (Fetch standard): where a new
+/// object lives, whether an answer is a replay, the object's version tag, when to retry, and the request's id.
+const CORS_EXPOSED_HEADERS: [HeaderName; 5] = [
+    header::LOCATION,
+    HeaderName::from_static("idempotent-replayed"),
+    header::ETAG,
+    header::RETRY_AFTER,
+    REQUEST_ID,
+];
+
+/// CORS for the configured origins (tower-http's `CorsLayer` answers preflights and adds the `Access-Control-*`
+/// headers to every answer, errors included), or nothing when no origin is configured. No credentials mode: the
+/// API key travels in `Authorization`, never in a cookie.
+fn cors(origins: &AllowedOrigins) -> Option<CorsLayer> {
+    if origins.as_slice().is_empty() {
+        return None;
+    }
+    let origins = origins
+        .as_slice()
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok());
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers(CORS_REQUEST_HEADERS)
+            .expose_headers(CORS_EXPOSED_HEADERS)
+            .max_age(CORS_MAX_AGE),
+    )
+}
+
+/// How long a browser may reuse a preflight's answer. Browsers cap it (Chromium at 2 hours, Firefox at 24).
+const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 60 * 60);
 
 /// One span per request, with its route and id, so that every log line of the request carries them.
 fn request_span(request: &Request) -> Span {

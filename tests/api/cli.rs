@@ -166,6 +166,7 @@ fn invalid_configuration_stops_with_one_clear_line() {
         ("REQUEST_BODY_LIMIT_BYTES", "lots"),
         ("RUN_MIGRATIONS", "maybe"),
         ("LOG_FORMAT", "xml"),
+        ("CORS_ALLOWED_ORIGINS", "https://app.example.com/"),
     ];
     for (name, value) in cases {
         let output = Command::new(BIN)
