@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod cancellation;
 mod cli;
+mod compression;
 mod cors;
 mod docs;
 mod hostile;
