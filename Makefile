@@ -13,8 +13,8 @@ SQLX_CLI_VERSION := 0.9.0
 BIN := target/release/order-intake
 DEV_ACCOUNT := .dev-account.json
 
-.PHONY: help db db-stop migrate run test chaos lint layers prepare openapi openapi-lint contract docs-check bench \
-	sqlx-cli
+.PHONY: help db db-stop migrate run test chaos lint layers prepare openapi openapi-lint client-check contract \
+	docs-check bench sqlx-cli
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ openapi: ## Regenerate openapi/openapi.json from the code (no database needed)
 
 openapi-lint: ## Check openapi/openapi.json is current, valid (openapi-spec-validator) and clean under Spectral's rules
 	.ci/openapi-lint
+
+client-check: db ## Generate a Python client from openapi/openapi.json and run a scenario through it on a fresh database
+	.ci/client-check
 
 contract: db ## Schemathesis over openapi/openapi.json against a fresh database, every check on
 	.ci/contract
