@@ -132,16 +132,15 @@ fn cors(origins: &AllowedOrigins) -> Option<CorsLayer> {
     )
 }
 
-/// How long a browser may reuse a preflight's answer. Browsers cap it (Chromium at 2 hours, Firefox at 24).
+/// How long a browser may reuse a preflight's answer: 2 hours, Chromium's cap (Firefox allows 24 hours).
 const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 60 * 60);
 
 /// gzip, Brotli and zstd for clients that ask for them with `Accept-Encoding` (tower-http's `CompressionLayer`,
 /// which skips small bodies, images and answers that are already encoded). Outside the exactly-once layer, so keys
 /// store and replay the uncompressed answer and each request gets it in the encoding it asks for. Its 406 for a
 /// request that accepts nothing it can produce would come after the endpoint ran, so such a request loses its
-/// `Accept-Encoding` first (`accept_encoding`). Level 4 for
-/// all three: Brotli's default (11) costs far more CPU than it saves on dynamic JSON, and 4 is near the defaults
-/// of gzip (6) and zstd (3).
+/// `Accept-Encoding` first (`accept_encoding`). Level 4 for all three: Brotli's default (11) costs far more CPU
+/// than it saves on dynamic JSON, and 4 is near the defaults of gzip (6) and zstd (3).
 fn compression() -> CompressionLayer {
     CompressionLayer::new().quality(CompressionLevel::Precise(4))
 }
