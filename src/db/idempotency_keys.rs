@@ -53,7 +53,9 @@ pub async fn find(
 /// Stores the outcome for a key, taking over an expired row; `false` when a live row holds the key.
 ///
 /// Inside the request's transaction this waits for a concurrent transaction that holds the key (bounded by
-/// `lock_timeout`) and then sees its row.
+/// `lock_timeout`) and then sees its row. The new row's `created_at` (its default, `now()`) is the clock of the
+/// takeover: Citus evaluates `now()` once on the coordinator for the inserted row, and allows only immutable
+/// functions in the `DO UPDATE` clauses it sends to the shard.
 #[tracing::instrument(skip_all, fields(%account_id))]
 pub async fn insert(
     conn: &mut PgConnection,
@@ -67,9 +69,10 @@ pub async fn insert(
         r#"INSERT INTO idempotency_keys (account_id, key, fingerprint, response_status, response_headers, response_body)
            VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (account_id, key) DO UPDATE
-               SET fingerprint = EXCLUDED.fingerprint, created_at = now(), response_status = EXCLUDED.response_status,
-                   response_headers = EXCLUDED.response_headers, response_body = EXCLUDED.response_body
-               WHERE idempotency_keys.created_at <= now() - make_interval(secs => $7)
+               SET fingerprint = EXCLUDED.fingerprint, created_at = EXCLUDED.created_at,
+                   response_status = EXCLUDED.response_status, response_headers = EXCLUDED.response_headers,
+                   response_body = EXCLUDED.response_body
+               WHERE EXCLUDED.created_at - idempotency_keys.created_at >= make_interval(secs => $7)
            RETURNING true AS "stored!""#,
         account_id,
         key,
@@ -84,7 +87,12 @@ pub async fn insert(
     Ok(stored.is_some())
 }
 
-/// Deletes at most `limit` expired keys, oldest first, skipping rows a request is taking over right now.
+/// Deletes at most `limit` expired keys, oldest first; a row a request is taking over right now stays.
+///
+/// The statement spans every account, so on Citus it spans every shard: Citus runs the `LIMIT` subquery first,
+/// across the shards, and then the `DELETE` on each shard against its result (a row lock in the subquery,
+/// `FOR UPDATE SKIP LOCKED`, is not supported across shards). A row that a request is taking over is waited for and
+/// then checked again: its `created_at` is new, so it is not deleted.
 pub async fn delete_expired(
     conn: &mut PgConnection,
     ttl: Duration,
@@ -96,8 +104,7 @@ pub async fn delete_expired(
                      SELECT account_id, key FROM idempotency_keys
                      WHERE created_at <= now() - make_interval(secs => $1)
                      ORDER BY created_at
-                     LIMIT $2
-                     FOR UPDATE SKIP LOCKED)
+                     LIMIT $2)
              AND created_at <= now() - make_interval(secs => $1)"#,
         ttl.as_secs_f64(),
         limit,

@@ -15,7 +15,7 @@ use order_intake::{
 };
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 /// The service, served on 127.0.0.1 on a free port, against the test's database.
@@ -119,6 +119,27 @@ impl TestApp {
             .await;
         response.assert_status(StatusCode::CREATED);
         response.json()
+    }
+
+    /// Holds the template's row lock (`FOR UPDATE`) until the transaction ends, so that orders for it wait.
+    ///
+    /// Filtered by account like every statement of the service, so that on Citus it is a single-shard lock.
+    pub async fn lock_template(&self, template: &Value) -> Transaction<'static, Postgres> {
+        let id: Uuid = template["id"]
+            .as_str()
+            .expect("template id")
+            .parse()
+            .expect("uuid");
+        let mut tx = self.pool.begin().await.expect("begin");
+        let locked =
+            sqlx::query("SELECT 1 FROM templates WHERE account_id = $1 AND id = $2 FOR UPDATE")
+                .bind(self.account_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .expect("lock the template");
+        assert_eq!(locked.rows_affected(), 1, "the template is locked");
+        tx
     }
 
     /// Another app handle on the same server, acting for a new account.

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, TestResponse, count, order_for, send};
 use order_intake::{
+    db::idempotency_keys::{self, StoredResponse},
     idempotency::sweeper::{self, Sweep},
     metrics::Metrics,
 };
@@ -424,13 +425,18 @@ async fn a_rejected_request_is_not_stored_and_the_corrected_retry_runs(pool: PgP
 async fn a_500_is_stored_and_replayed_after_the_fault_is_gone(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>Hi</p>").await;
-    sqlx::raw_sql(
-        "CREATE FUNCTION fail_order() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$;
-         CREATE TRIGGER fail_order BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION fail_order();",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    // One statement at a time: Citus sends the text of a statement that changes a distributed table to the workers,
+    // which take one statement only. Citus allows triggers on distributed tables with enable_unsafe_triggers; plain
+    // PostgreSQL keeps the setting as an unused custom one.
+    let mut conn = app.pool.acquire().await.unwrap();
+    for statement in [
+        "SET citus.enable_unsafe_triggers = on",
+        "CREATE FUNCTION fail_order() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$",
+        "CREATE TRIGGER fail_order BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION fail_order()",
+    ] {
+        sqlx::raw_sql(statement).execute(&mut *conn).await.unwrap();
+    }
+    drop(conn);
     let first = app
         .keyed(Method::POST, "/v1/orders", "doomed", &order_for(&template))
         .await;
@@ -539,26 +545,6 @@ async fn duplicates_on_several_servers_run_once(options: PgPoolOptions, connect:
     assert_eq!(count(&pool, "orders").await, 5);
 }
 
-/// Holds the template's row lock so that orders for it wait.
-async fn lock_template(
-    pool: &PgPool,
-    template: &Value,
-) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM templates WHERE id = $1 FOR UPDATE")
-        .bind(
-            template["id"]
-                .as_str()
-                .unwrap()
-                .parse::<uuid::Uuid>()
-                .unwrap(),
-        )
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx
-}
-
 #[sqlx::test]
 async fn a_duplicate_that_waits_too_long_gets_409_and_nothing_is_stored_for_it(pool: PgPool) {
     let app = Arc::new(
@@ -568,7 +554,7 @@ async fn a_duplicate_that_waits_too_long_gets_409_and_nothing_is_stored_for_it(p
         .await,
     );
     let template = app.create_template("<p>Hi</p>").await;
-    let lock = lock_template(&app.pool, &template).await;
+    let lock = app.lock_template(&template).await;
     let slow = tokio::spawn({
         let (app, body) = (Arc::clone(&app), order_for(&template));
         async move { app.keyed(Method::POST, "/v1/orders", "slow", &body).await }
@@ -602,7 +588,7 @@ async fn a_waiter_runs_the_request_when_the_first_rolled_back_without_an_outcome
         .unwrap();
     let app = Arc::new(TestApp::spawn(pool).await);
     let template = app.create_template("<p>Hi</p>").await;
-    let lock = lock_template(&app.pool, &template).await;
+    let lock = app.lock_template(&template).await;
     let first = tokio::spawn({
         let (app, body) = (Arc::clone(&app), order_for(&template));
         async move {
@@ -644,7 +630,7 @@ async fn a_storm_on_one_key_does_not_starve_other_keys(
     let app = Arc::new(TestApp::spawn(pool.clone()).await);
     let template = app.create_template("<p>Hi</p>").await;
     let other_template = app.create_template("<p>Other</p>").await;
-    let lock = lock_template(&pool, &template).await;
+    let lock = app.lock_template(&template).await;
     let storm: Vec<_> = (0..100)
         .map(|_| {
             let (app, body) = (Arc::clone(&app), order_for(&template));
@@ -684,10 +670,12 @@ async fn an_expired_key_runs_as_new_and_is_taken_over(pool: PgPool) {
         .keyed(Method::POST, "/v1/orders", "daily", &order_for(&template))
         .await;
     first.assert_status(StatusCode::CREATED);
-    sqlx::query("UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' WHERE key = 'daily'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'daily'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let mut other_body = order_for(&template);
     other_body["recipient"]["name"] = json!("Someone else");
     let second = app
@@ -721,7 +709,8 @@ async fn retention_follows_the_configured_ttl(pool: PgPool) {
     app.keyed(Method::POST, "/v1/orders", "hourly", &order_for(&template))
         .await
         .assert_status(StatusCode::CREATED);
-    sqlx::query("UPDATE idempotency_keys SET created_at = created_at - interval '59 minutes'")
+    // Ages are set from now(): Citus does not run `created_at - interval` (a stable function of a column) on shards.
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '59 minutes'")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -729,7 +718,7 @@ async fn retention_follows_the_configured_ttl(pool: PgPool) {
         .keyed(Method::POST, "/v1/orders", "hourly", &order_for(&template))
         .await;
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    sqlx::query("UPDATE idempotency_keys SET created_at = created_at - interval '2 minutes'")
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '61 minutes'")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -802,6 +791,54 @@ async fn the_sweeper_deletes_only_expired_keys_in_batches(pool: PgPool) {
             deleted: 0,
             batches: 1
         }
+    );
+}
+
+#[sqlx::test]
+async fn a_key_being_taken_over_is_waited_for_and_not_swept(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    insert_keys(&pool, app.account_id, "old-", 3, "2 days").await;
+    // A request takes over the expired key old-1 and has not committed yet.
+    let mut takeover = pool.begin().await.unwrap();
+    let response = StoredResponse {
+        status: 201,
+        headers: Vec::new(),
+        body: b"{}".to_vec(),
+    };
+    let stored = idempotency_keys::insert(
+        &mut takeover,
+        app.account_id,
+        "old-1",
+        &[7; 32],
+        &response,
+        TTL,
+    )
+    .await
+    .unwrap();
+    assert!(stored, "the expired row is taken over");
+    let sweeping = tokio::spawn({
+        let pool = pool.clone();
+        async move { sweep(&pool).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!sweeping.is_finished(), "the sweeper waits for the row");
+    takeover.commit().await.unwrap();
+    assert_eq!(
+        sweeping.await.unwrap(),
+        Sweep::Done {
+            deleted: 2,
+            batches: 1
+        }
+    );
+    let left: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT key, fingerprint FROM idempotency_keys")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        left,
+        [("old-1".to_owned(), vec![7; 32])],
+        "the taken-over row stays"
     );
 }
 

@@ -187,12 +187,7 @@ async fn a_duplicate_that_waits_too_long_counts_as_conflicted(pool: PgPool) {
     );
     let template = app.create_template("<p>Hi</p>").await;
     // Orders for a locked template wait, so the first request holds its key.
-    let mut lock = app.pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM templates WHERE id = $1::uuid FOR UPDATE")
-        .bind(template["id"].as_str().unwrap())
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = app.lock_template(&template).await;
     let slow = tokio::spawn({
         let (app, body) = (Arc::clone(&app), order_for(&template));
         async move { app.keyed(Method::POST, "/v1/orders", "busy", &body).await }
