@@ -8,6 +8,7 @@ mod cancellation;
 mod cli;
 mod compression;
 mod cors;
+mod distribution;
 mod docs;
 mod hostile;
 mod idempotency;
