@@ -25,7 +25,8 @@ use tracing::{Level, Span};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    accept_encoding, api,
+    accept_encoding,
+    api::{self, detached::RunStarted},
     config::{AllowedOrigins, Config},
     db,
     error::{ApiError, PROBLEM_JSON},
@@ -68,7 +69,7 @@ pub fn app(state: AppState) -> Router {
             state.metrics.clone(),
             record_request,
         ))
-        .layer(middleware::map_response_with_state(
+        .layer(middleware::from_fn_with_state(
             state.clone(),
             problem_for_layer_errors,
         ))
@@ -185,31 +186,35 @@ async fn record_request(State(metrics): State<Metrics>, request: Request, next: 
 }
 
 /// The timeout and body-limit layers answer with bare status codes; give them problem bodies like every error.
-async fn problem_for_layer_errors<B>(
+///
+/// A timeout before the request began to run is a 408 (it never ran); after that, the request runs on to
+/// completion, so the answer is 504 `outcome-unknown`.
+async fn problem_for_layer_errors(
     State(state): State<AppState>,
-    response: Response<B>,
-) -> Response
-where
-    B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = RunStarted::default();
+    request.extensions_mut().insert(started.clone());
+    let response = next.run(request).await;
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|content_type| content_type == PROBLEM_JSON);
     if is_problem {
-        return response.map(axum::body::Body::new);
+        return response;
     }
+    let seconds = state.config.request_timeout.as_secs();
     match response.status() {
-        StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout {
-            seconds: state.config.request_timeout.as_secs(),
+        StatusCode::REQUEST_TIMEOUT if started.is_marked() => {
+            ApiError::still_running(seconds).into_response()
         }
-        .into_response(),
+        StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout { seconds }.into_response(),
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
             limit: state.config.request_body_limit_bytes,
         }
         .into_response(),
-        _ => response.map(axum::body::Body::new),
+        _ => response,
     }
 }
 

@@ -42,6 +42,7 @@ use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MA
         problems::UnprocessableEntity,
         problems::InternalError,
         problems::ServiceUnavailable,
+        problems::OutcomeUnknown,
     )),
     tags(
         (name = "templates", description = "HTML templates with `{{field}}` merge placeholders."),
@@ -104,6 +105,31 @@ pub fn document_idempotency(openapi: &mut openapi::OpenApi) {
             .flatten()
         {
             document_key(operation);
+        }
+    }
+}
+
+/// Adds 504 `outcome-unknown` to every operation under `/v1`: any of them may outlive the request timeout once it
+/// runs, and any that writes may lose its commit's acknowledgement.
+pub fn document_outcome_unknown(openapi: &mut openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for operation in [
+            item.get.as_mut(),
+            item.post.as_mut(),
+            item.patch.as_mut(),
+            item.delete.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .entry("504".to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("OutcomeUnknown")));
         }
     }
 }

@@ -75,6 +75,7 @@ fn assemble(v1: OpenApiRouter<AppState>) -> (Router<AppState>, OpenApi) {
         .split_for_parts();
     docs::document_idempotency(&mut openapi);
     docs::document_transport_answers(&mut openapi);
+    docs::document_outcome_unknown(&mut openapi);
     (router, openapi)
 }
 

@@ -118,6 +118,19 @@ pub struct InternalError(pub Problem);
 )]
 pub struct ServiceUnavailable(pub Problem);
 
+/// The request outlived the request timeout and runs on, or its commit was not acknowledged: its outcome is
+/// unknown.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("Retry-After" = String, description = "Seconds to wait before retrying with the same Idempotency-Key.")),
+    example = json!({
+        "type": "/problems/outcome-unknown", "title": "Outcome unknown", "status": 504,
+        "detail": "The request did not finish within 30 seconds and is still running; it may or may not be applied. Retry with the same Idempotency-Key to learn its outcome; without a key, a blind retry may apply it twice."
+    })
+)]
+pub struct OutcomeUnknown(pub Problem);
+
 /// What a problem type means.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({

@@ -191,7 +191,7 @@ impl Keyed<'_> {
             tx.rollback().await?;
             return Ok(false);
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(ApiError::from_commit)?;
         Ok(true)
     }
 
@@ -205,7 +205,7 @@ impl Keyed<'_> {
         let mut tx = self.begin().await?;
         match self.insert(&mut tx, stored).await {
             Ok(true) => {
-                tx.commit().await?;
+                tx.commit().await.map_err(ApiError::from_commit)?;
                 self.count_executed(takes_over);
                 Ok(response)
             }

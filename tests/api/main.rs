@@ -10,6 +10,7 @@ mod compression;
 mod cors;
 mod distribution;
 mod docs;
+mod faults;
 mod hostile;
 mod idempotency;
 mod metrics;
