@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::{
     api,
     auth::ApiKey,
-    config::{Config, DatabaseConfig, IdempotencyConfig},
+    config::{Config, DatabaseConfig},
     db,
     domain::validation::text,
     idempotency::sweeper::{self, Sweep},
@@ -72,10 +72,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
 
 async fn sweep() -> Result<(), Error> {
     let pool = db::pool(&DatabaseConfig::from_env()?, None)?;
-    let ttl = IdempotencyConfig::from_env()?.key_ttl;
     let deleted =
-        match sweeper::sweep_once(&pool, ttl, sweeper::MAX_BATCH, &CancellationToken::new()).await?
-        {
+        match sweeper::sweep_once(&pool, sweeper::MAX_BATCH, &CancellationToken::new()).await? {
             Sweep::Done { deleted, .. } => deleted,
             Sweep::Skipped => {
                 return Err("another process is sweeping right now; try again later".into());

@@ -231,7 +231,6 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     let stop = CancellationToken::new();
     let sweeper = sweeper::spawn(
         pool.clone(),
-        state.config.idempotency.key_ttl,
         state.config.idempotency.sweep_interval,
         stop.clone(),
         state.metrics.clone(),

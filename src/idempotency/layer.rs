@@ -161,8 +161,7 @@ impl Keyed<'_> {
 
     /// Reads the key row: a live one answers with its response, or 422 when it was stored for another request.
     async fn key_row(&self, db: impl PgExecutor<'_>) -> Result<KeyRow, ApiError> {
-        let ttl = self.state.config.idempotency.key_ttl;
-        let found = db::idempotency_keys::find(db, self.account.id, self.key.as_str(), ttl).await?;
+        let found = db::idempotency_keys::find(db, self.account.id, self.key.as_str()).await?;
         match found {
             Some(row) if !row.expired => {
                 if row.fingerprint != self.fingerprint.0 {
@@ -221,7 +220,8 @@ impl Keyed<'_> {
         }
     }
 
-    /// Inserts or takes over the key row; waiting on a concurrent holder is bounded by `lock_timeout`.
+    /// Inserts or takes over the key row, to live `IDEMPOTENCY_KEY_TTL_SECONDS` from now; waiting on a concurrent
+    /// holder is bounded by `lock_timeout`.
     async fn insert(
         &self,
         conn: &mut PgConnection,

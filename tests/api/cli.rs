@@ -249,8 +249,9 @@ async fn sweep_prints_how_many_keys_it_deleted(options: PgPoolOptions, connect: 
     let pool = options.connect_with(connect).await.unwrap();
     let (account_id, _) = crate::helpers::create_account(&pool, "Sweeper").await;
     sqlx::query(
-        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, response_status, response_body)
-         SELECT $1, 'k' || i, sha256(i::text::bytea), now() - interval '25 hours' * (i % 2), 201, ''::bytea
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, expires_at, response_status, response_body)
+         SELECT $1, 'k' || i, sha256(i::text::bytea), now() - interval '25 hours' * (i % 2),
+                now() - interval '25 hours' * (i % 2) + interval '24 hours', 201, ''::bytea
          FROM generate_series(1, 7) AS i",
     )
     .bind(account_id)

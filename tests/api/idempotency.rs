@@ -18,8 +18,6 @@ use order_intake::{
     metrics::Metrics,
 };
 
-const TTL: Duration = Duration::from_secs(86_400);
-
 async fn keys_of(pool: &PgPool, key: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = $1")
         .bind(key)
@@ -670,8 +668,10 @@ async fn an_expired_key_runs_as_new_and_is_taken_over(pool: PgPool) {
         .keyed(Method::POST, "/v1/orders", "daily", &order_for(&template))
         .await;
     first.assert_status(StatusCode::CREATED);
+    // Ages are set from now(): Citus does not run `created_at - interval` (a stable function of a column) on shards.
     sqlx::query(
-        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'daily'",
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours', \
+         expires_at = now() - interval '1 hour' WHERE key = 'daily'",
     )
     .execute(&app.pool)
     .await
@@ -710,18 +710,24 @@ async fn retention_follows_the_configured_ttl(pool: PgPool) {
         .await
         .assert_status(StatusCode::CREATED);
     // Ages are set from now(): Citus does not run `created_at - interval` (a stable function of a column) on shards.
-    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '59 minutes'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '59 minutes', \
+         expires_at = now() + interval '1 minute'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let replay = app
         .keyed(Method::POST, "/v1/orders", "hourly", &order_for(&template))
         .await;
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '61 minutes'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '61 minutes', \
+         expires_at = now() - interval '1 minute'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let rerun = app
         .keyed(Method::POST, "/v1/orders", "hourly", &order_for(&template))
         .await;
@@ -729,13 +735,69 @@ async fn retention_follows_the_configured_ttl(pool: PgPool) {
     assert_eq!(count(&app.pool, "orders").await, 2);
 }
 
+/// A key keeps the expiry it was stored with: a server (or a sweep) with a shorter TTL neither takes it over nor
+/// deletes it, and its own setting applies to the keys it stores.
+#[sqlx::test]
+async fn a_key_keeps_the_expiry_it_was_stored_with(pool: PgPool) {
+    let daily = TestApp::spawn(pool.clone()).await;
+    let template = daily.create_template("<p>Hi</p>").await;
+    let body = order_for(&template);
+    let first = daily.keyed(Method::POST, "/v1/orders", "kept", &body).await;
+    first.assert_status(StatusCode::CREATED);
+    let brief = TestApp::spawn_with(pool.clone(), |config| {
+        config.idempotency.key_ttl = Duration::from_secs(1)
+    })
+    .await;
+    let brief = TestApp {
+        api_key: daily.api_key.clone(),
+        account_id: daily.account_id,
+        ..brief
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    assert_replay_of(
+        &brief.keyed(Method::POST, "/v1/orders", "kept", &body).await,
+        &first,
+    );
+    assert_eq!(
+        sweep(&pool).await,
+        Sweep::Done {
+            deleted: 0,
+            batches: 1
+        }
+    );
+    brief
+        .keyed(Method::POST, "/v1/orders", "brief", &body)
+        .await
+        .assert_status(StatusCode::CREATED);
+    let lives: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM expires_at - created_at)::float8 FROM idempotency_keys WHERE key = $1",
+    )
+    .bind("brief")
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(lives, 1.0, "a new key lives as long as its server says");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        sweep(&pool).await,
+        Sweep::Done {
+            deleted: 1,
+            batches: 1
+        }
+    );
+    assert_eq!(keys_of(&pool, "kept").await, 1);
+    assert_eq!(count(&pool, "orders").await, 2);
+}
+
 // 9. The sweeper
 
-/// Inserts `n` key rows for the account, `age` old.
+/// Inserts `n` key rows for the account, `age` old, stored for 24 hours.
 async fn insert_keys(pool: &PgPool, account_id: uuid::Uuid, prefix: &str, n: i32, age: &str) {
     sqlx::query(
-        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, response_status, response_body)
-         SELECT $1, $2 || i, sha256(i::text::bytea), now() - $4::interval, 201, '{}'::bytea
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, expires_at, response_status, response_body)
+         SELECT $1, $2 || i, sha256(i::text::bytea), now() - $4::interval, now() - $4::interval + interval '24 hours',
+                201, '{}'::bytea
          FROM generate_series(1, $3) AS i",
     )
     .bind(account_id)
@@ -749,7 +811,7 @@ async fn insert_keys(pool: &PgPool, account_id: uuid::Uuid, prefix: &str, n: i32
 
 /// One sweeper pass in batches of 100.
 async fn sweep(pool: &PgPool) -> Sweep {
-    sweeper::sweep_once(pool, TTL, 100, &CancellationToken::new())
+    sweeper::sweep_once(pool, 100, &CancellationToken::new())
         .await
         .unwrap()
 }
@@ -878,7 +940,6 @@ async fn the_sweeper_task_sweeps_on_its_interval_and_stops_on_cancel(pool: PgPoo
     let stop = CancellationToken::new();
     let task = sweeper::spawn(
         pool.clone(),
-        TTL,
         Duration::from_millis(100),
         stop.clone(),
         Metrics::new(&pool),
@@ -904,7 +965,6 @@ async fn the_sweeper_survives_database_errors(pool: PgPool) {
     let stop = CancellationToken::new();
     let task = sweeper::spawn(
         pool.clone(),
-        TTL,
         Duration::from_millis(100),
         stop.clone(),
         Metrics::new(&pool),
