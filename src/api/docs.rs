@@ -78,7 +78,8 @@ impl Modify for BearerAuth {
 }
 
 const KEY_DESCRIPTION: &str = "Makes the request exactly-once. 1 to 255 printable ASCII characters (0x20 to \
-0x7E); a value in double quotes is read as an RFC 8941 string. The first outcome of the request (its status, \
+0x7E); a value in double quotes is read as an RFC 8941 string, whose quotes and backslash escapes do not count \
+towards the 255 (so its header value may be up to 512 characters long). The first outcome of the request (its status, \
 `Content-Type`, `Location` and body, including a 404, 409, 422 or 500 from the endpoint) is stored with the key in \
 the same transaction as the write and replayed, byte for byte and with `Idempotent-Replayed: true`, to every later \
 request from your account with the same key and the same method, path and body, for 24 hours. The same key with a \
@@ -89,6 +90,10 @@ or gets 409 `idempotency-key-in-use` after the wait timeout. Requests rejected b
 /// A key as the server reads it: printable ASCII that neither starts nor ends with a space (HTTP trims those),
 /// or an RFC 8941 string in double quotes.
 const KEY_PATTERN: &str = r#"^(?:[\x21\x23-\x7E](?:[\x20-\x7E]{0,253}[\x21-\x7E])?|"(?:[\x20\x21\x23-\x5B\x5D-\x7E]|\\["\\]){1,255}")$"#;
+
+/// The longest header value the server accepts: a key of `MAX_LENGTH` characters as an RFC 8941 string, every one
+/// of them escaped (`\"` or `\\`), between its two quotes. The pattern holds the key itself to `MAX_LENGTH`.
+const MAX_HEADER_LENGTH: usize = 2 + 2 * MAX_LENGTH;
 
 const REPLAYED_DESCRIPTION: &str =
     "`true` when this is the stored answer of an earlier request with the same Idempotency-Key.";
@@ -144,7 +149,7 @@ fn document_key(operation: &mut Operation) {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .min_length(Some(1))
-                .max_length(Some(MAX_LENGTH))
+                .max_length(Some(MAX_HEADER_LENGTH))
                 .pattern(Some(KEY_PATTERN)),
         ))
         .build();

@@ -14,15 +14,15 @@
 
 use axum::{
     body::Body,
-    extract::{Request, State},
-    http::Method,
+    extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State},
+    http::{Method, request::Parts},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use sqlx::{PgConnection, PgExecutor, Postgres, Transaction};
 
 use super::{
-    fingerprint::Fingerprint,
+    fingerprint::{self, Fingerprint},
     key::IdempotencyKey,
     replay::{capture, replay},
     tx::{self, TxSlot},
@@ -53,7 +53,8 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         return ApiError::internal("the idempotency layer runs without authentication")
             .into_response();
     };
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    let target = request_target(&mut parts, &state).await;
     let bytes = match read_body(Request::from_parts(parts.clone(), body), &state).await {
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
@@ -62,7 +63,7 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         Ok(json) => json,
         Err(error) => return error.into_response(),
     };
-    let fingerprint = Fingerprint::of(&parts.method, parts.uri.path(), &json);
+    let fingerprint = Fingerprint::of(&parts.method, &target, &json);
     let mut request = Request::from_parts(parts, Body::from(bytes));
     request.extensions_mut().insert(JsonBody(json));
 
@@ -76,6 +77,19 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         .run(request, next)
         .await
         .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The request's route and path parameters as the fingerprint takes them; the raw path when no route matched.
+async fn request_target(parts: &mut Parts, state: &AppState) -> String {
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|route| route.as_str().to_owned());
+    let parameters = RawPathParams::from_request_parts(parts, state).await;
+    match (route, parameters) {
+        (Some(route), Ok(parameters)) => fingerprint::target(&route, &parameters),
+        _ => parts.uri.path().to_owned(),
+    }
 }
 
 /// Whether `response` is an outcome of the endpoint, which its key stores: neither the rejection of a request the

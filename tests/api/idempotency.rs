@@ -180,6 +180,69 @@ async fn keys_are_1_to_255_printable_ascii_characters(pool: PgPool) {
     assert_eq!(count(&app.pool, "idempotency_keys").await, 3);
 }
 
+/// The longest header value the server accepts, a 255-character key with every character escaped, is within the
+/// `maxLength` the OpenAPI document gives the header, so a client that validates against it can send it.
+#[sqlx::test]
+async fn the_longest_quoted_key_fits_the_documented_header(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let template = app.create_template("<p>Hi</p>").await;
+    let longest = format!("\"{}\"", "\\\"".repeat(255));
+    let response = app
+        .keyed(Method::POST, "/v1/orders", &longest, &order_for(&template))
+        .await;
+    response.assert_status(StatusCode::CREATED);
+    assert_eq!(keys_of(&app.pool, &"\"".repeat(255)).await, 1);
+
+    let spec = order_intake::api::openapi().to_json().unwrap();
+    let spec: Value = serde_json::from_str(&spec).unwrap();
+    let key = spec["paths"]["/v1/orders"]["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .unwrap();
+    let max_length = key["schema"]["maxLength"].as_u64().unwrap();
+    assert!(
+        longest.len() as u64 <= max_length,
+        "{} characters are accepted, {max_length} documented",
+        longest.len()
+    );
+}
+
+/// An id in upper case names the same object as in lower case, so a retry that spells it differently is the same
+/// request and replays, rather than a false `idempotency-key-reused`.
+#[sqlx::test]
+async fn an_id_spelled_in_another_case_is_the_same_request(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let order = app.create_order().await;
+    let id = order["id"].as_str().unwrap();
+    let change = json!({"send_date": null});
+    let lower = app
+        .keyed(Method::PATCH, &format!("/v1/orders/{id}"), "case", &change)
+        .await;
+    lower.assert_status(StatusCode::OK);
+    let upper = app
+        .keyed(
+            Method::PATCH,
+            &format!("/v1/orders/{}", id.to_uppercase()),
+            "case",
+            &change,
+        )
+        .await;
+    assert_replay_of(&upper, &lower);
+
+    let other = app.create_order().await;
+    let elsewhere = app
+        .keyed(
+            Method::PATCH,
+            &format!("/v1/orders/{}", other["id"].as_str().unwrap()),
+            "case",
+            &change,
+        )
+        .await;
+    elsewhere.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused");
+}
+
 #[sqlx::test]
 async fn a_quoted_key_is_the_same_key(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
