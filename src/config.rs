@@ -95,6 +95,13 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before it gets a 503.
     pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` for the sessions that serve requests: the longest a statement (lock waits
+    /// included) may run before the database cancels it and the request gets a 503. Migrations are exempt.
+    pub statement_timeout: Duration,
+    /// PostgreSQL's `idle_in_transaction_session_timeout` for the sessions that serve requests: a session whose
+    /// client stops sending inside a transaction is ended after this long, and its transaction rolled back, so
+    /// that a vanished or stalled server does not hold keys and row locks.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 /// The idempotency-key settings.
@@ -145,6 +152,9 @@ pub struct Config {
     pub request_body_limit_bytes: usize,
     pub request_timeout: Duration,
     pub run_migrations: bool,
+    /// After SIGTERM or SIGINT, how long in-flight requests may take to finish; then they are abandoned, and the
+    /// database rolls their transactions back when the process's connections close.
+    pub shutdown_timeout: Duration,
     pub idempotency: IdempotencyConfig,
     /// Browser origins allowed to call the API; none, the default, leaves CORS off.
     pub cors_allowed_origins: AllowedOrigins,
@@ -159,6 +169,7 @@ impl Config {
             request_body_limit_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             run_migrations: false,
+            shutdown_timeout: Duration::from_secs(30),
             idempotency: IdempotencyConfig::default(),
             cors_allowed_origins: AllowedOrigins::default(),
         }
@@ -175,6 +186,7 @@ impl Config {
             )?,
             request_timeout: seconds("REQUEST_TIMEOUT_SECONDS", defaults.request_timeout)?,
             run_migrations: optional("RUN_MIGRATIONS", defaults.run_migrations)?,
+            shutdown_timeout: seconds("SHUTDOWN_TIMEOUT_SECONDS", defaults.shutdown_timeout)?,
             idempotency: IdempotencyConfig::from_env()?,
             cors_allowed_origins: optional("CORS_ALLOWED_ORIGINS", defaults.cors_allowed_origins)?,
             ..defaults
@@ -194,6 +206,8 @@ impl DatabaseConfig {
             url: url.into(),
             max_connections: 10,
             acquire_timeout: Duration::from_millis(3000),
+            statement_timeout: Duration::from_millis(15_000),
+            idle_in_transaction_timeout: Duration::from_millis(10_000),
         }
     }
 
@@ -203,6 +217,11 @@ impl DatabaseConfig {
         Ok(Self {
             max_connections: positive("DATABASE_MAX_CONNECTIONS", defaults.max_connections)?,
             acquire_timeout: millis("DATABASE_ACQUIRE_TIMEOUT_MS", defaults.acquire_timeout)?,
+            statement_timeout: millis("DATABASE_STATEMENT_TIMEOUT_MS", defaults.statement_timeout)?,
+            idle_in_transaction_timeout: millis(
+                "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                defaults.idle_in_transaction_timeout,
+            )?,
             ..defaults
         })
     }

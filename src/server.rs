@@ -218,13 +218,22 @@ async fn problem_for_layer_errors(
     }
 }
 
-/// Connects, migrates when asked to, and serves until SIGINT or SIGTERM; in-flight requests finish first.
+/// Connects, migrates when asked to, and serves until SIGINT or SIGTERM; in-flight requests then have
+/// `SHUTDOWN_TIMEOUT_SECONDS` to finish.
+///
+/// Past that deadline they are abandoned: the process exits with an error, its database connections close, and
+/// PostgreSQL rolls their transactions back, so nothing half-done commits and their keys are free for a retry.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let pool = db::pool(&config.database, Some(config.idempotency.wait_timeout))?;
     if config.run_migrations {
-        db::MIGRATOR.run(&pool).await?;
+        db::migrate(&config.database).await?;
         tracing::info!("migrations applied");
     }
+    let pool = db::pool(
+        &config.database,
+        db::Sessions::Requests {
+            lock_timeout: config.idempotency.wait_timeout,
+        },
+    )?;
     let listener = TcpListener::bind(config.listen_addr).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     let state = AppState::new(pool.clone(), config);
@@ -236,16 +245,43 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         state.metrics.clone(),
     );
     let header_read_timeout = state.config.request_timeout;
+    let shutdown_timeout = state.config.shutdown_timeout;
     let tasks = state.tasks.clone();
-    serve::serve(listener, app(state), header_read_timeout, shutdown_signal()).await;
-    // Requests whose clients hung up still run; their outcomes are stored before the pool closes.
-    tasks.close();
-    tasks.wait().await;
-    stop.cancel();
-    if let Err(error) = sweeper.await {
-        tracing::error!(%error, "the sweeper task failed");
+    let signalled = CancellationToken::new();
+    let serving = tokio::spawn(serve::serve(
+        listener,
+        app(state),
+        header_read_timeout,
+        signalled.clone().cancelled_owned(),
+    ));
+    shutdown_signal().await;
+    signalled.cancel();
+    let drained = tokio::time::timeout(shutdown_timeout, async {
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "the server task failed");
+        }
+        // Requests whose clients hung up still run; their outcomes are stored before the pool closes.
+        tasks.close();
+        tasks.wait().await;
+        stop.cancel();
+        if let Err(error) = sweeper.await {
+            tracing::error!(%error, "the sweeper task failed");
+        }
+        pool.close().await;
+    })
+    .await;
+    if drained.is_err() {
+        let abandoned = tasks.len();
+        tracing::error!(
+            abandoned,
+            "in-flight requests did not finish within the shutdown timeout; abandoning them"
+        );
+        return Err(format!(
+            "{abandoned} request(s) abandoned after {} s; the database rolls back what they did not commit",
+            shutdown_timeout.as_secs()
+        )
+        .into());
     }
-    pool.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,12 +1,26 @@
 //! Passing database faults, provoked for real: a request they stop stores nothing, and its retry runs.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
+use order_intake::{
+    config::DatabaseConfig,
+    db::{self, Sessions},
+};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::{
     PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
 };
 use uuid::Uuid;
 
@@ -157,4 +171,216 @@ async fn a_statement_timeout_set_on_the_database_is_not_stored(
     retry.assert_status(StatusCode::CREATED);
     assert_eq!(retry.header("idempotent-replayed"), None, "the retry ran");
     assert_eq!(count(&pool, "orders").await, 1);
+}
+
+/// The URL of the test's database through `host` and `port`.
+fn url_via(connect: &PgConnectOptions, host: &str, port: u16) -> String {
+    format!(
+        "postgres://{}@{host}:{port}/{}",
+        connect.get_username(),
+        connect.get_database().expect("a database name")
+    )
+}
+
+/// The service's own request pool (`db::pool`), with `configure` applied to the defaults.
+fn request_pool(url: String, configure: impl FnOnce(&mut DatabaseConfig)) -> PgPool {
+    let mut config = DatabaseConfig::new(url);
+    configure(&mut config);
+    db::pool(
+        &config,
+        Sessions::Requests {
+            lock_timeout: Duration::from_secs(10),
+        },
+    )
+    .unwrap()
+}
+
+/// `DATABASE_STATEMENT_TIMEOUT_MS` bounds a statement that waits for a row another session holds, even when the
+/// lock timeout is longer: 503, nothing stored.
+#[sqlx::test]
+async fn the_statement_timeout_setting_bounds_every_statement(
+    options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let setup = options.connect_with(connect.clone()).await.unwrap();
+    let url = url_via(&connect, connect.get_host(), connect.get_port());
+    let pool = request_pool(url, |config| {
+        config.statement_timeout = Duration::from_millis(300)
+    });
+    let app = TestApp::spawn(pool.clone()).await;
+    let template = app.create_template("<p>Hello</p>").await;
+    let mut holder = setup.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM templates WHERE id = $1 FOR UPDATE")
+        .bind(id_of(&template))
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let timed_out = app
+        .keyed(Method::POST, "/v1/orders", "bounded", &order_for(&template))
+        .await;
+    assert_retry_later(
+        &timed_out,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service-unavailable",
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(keys_of(&setup, "bounded").await, 0);
+    holder.rollback().await.unwrap();
+}
+
+/// A TCP proxy to the database that can stop relaying in both directions while keeping its connections open:
+/// what a broken network or a hung peer looks like to each side.
+struct Proxy {
+    port: u16,
+    paused: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn to(upstream: (String, u16)) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let paused = Arc::new(AtomicBool::new(false));
+        let relaying = Arc::clone(&paused);
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                let server = TcpStream::connect(upstream.clone()).await.unwrap();
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                pipes.spawn(relay(client_read, server_write, Arc::clone(&relaying)));
+                pipes.spawn(relay(server_read, client_write, Arc::clone(&relaying)));
+            }
+        });
+        Self { port, paused, task }
+    }
+
+    fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes every connection through the proxy.
+    async fn close(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Copies bytes one way, holding them while `paused`.
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    paused: Arc<AtomicBool>,
+) {
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        let Ok(read) = from.read(&mut buffer).await else {
+            return;
+        };
+        if read == 0 {
+            return;
+        }
+        while paused.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The connection of a request stops answering in the middle of its transaction, right after it wrote its key
+/// row. The database ends that session after `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` and rolls it back, so its
+/// key is free: another server runs the retry at once, instead of waiting on the key row until the kernel notices
+/// the dead connection hours later. The stalled request, once its connection breaks, stores nothing.
+#[sqlx::test]
+async fn a_connection_that_stops_answering_releases_its_key(
+    options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let direct = options.connect_with(connect.clone()).await.unwrap();
+    let proxy = Proxy::to((connect.get_host().to_owned(), connect.get_port())).await;
+    let stalling = request_pool(url_via(&connect, "127.0.0.1", proxy.port), |config| {
+        config.idle_in_transaction_timeout = Duration::from_millis(1000)
+    });
+    let stalled = TestApp::spawn(stalling).await;
+    let other = TestApp::spawn(direct.clone()).await;
+    let other = TestApp {
+        api_key: stalled.api_key.clone(),
+        account_id: stalled.account_id,
+        ..other
+    };
+    let template = stalled.create_template("<p>Hello</p>").await;
+    let body = order_for(&template);
+
+    // An uncommitted row of the same key makes the request wait just before it writes its own.
+    let mut holder = direct.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, expires_at, response_status, response_body)
+         VALUES ($1, 'stalled', sha256('other'), now() + interval '1 day', 201, ''::bytea)",
+    )
+    .bind(stalled.account_id)
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    let request = tokio::spawn(send(
+        stalled
+            .request(Method::POST, "/v1/orders")
+            .header("idempotency-key", "stalled")
+            .json(&body),
+    ));
+    wait_for_a_lock_wait(&direct).await;
+    let backend: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(&direct)
+    .await
+    .unwrap();
+    // The network goes quiet; the request then writes its key row, and the answer never arrives.
+    proxy.pause();
+    holder.rollback().await.unwrap();
+
+    let direct_ref = &direct;
+    eventually(Duration::from_secs(5), || async move {
+        let alive: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+            .bind(backend)
+            .fetch_one(direct_ref)
+            .await
+            .unwrap();
+        match alive {
+            0 => Ok(()),
+            _ => Err("the stalled session still holds its transaction".to_owned()),
+        }
+    })
+    .await;
+    let retry = tokio::time::timeout(
+        Duration::from_secs(5),
+        other.keyed(Method::POST, "/v1/orders", "stalled", &body),
+    )
+    .await
+    .expect("the key is free");
+    retry.assert_status(StatusCode::CREATED);
+    assert_eq!(retry.header("idempotent-replayed"), None);
+
+    proxy.close().await;
+    let stalled_answer = tokio::time::timeout(Duration::from_secs(10), request)
+        .await
+        .expect("the stalled request ends once its connection breaks")
+        .unwrap();
+    assert!(
+        stalled_answer.status.is_server_error(),
+        "{:?}",
+        stalled_answer.status
+    );
+    assert_eq!(
+        count(&direct, "orders").await,
+        1,
+        "one order, from the retry"
+    );
+    let replay = other
+        .keyed(Method::POST, "/v1/orders", "stalled", &body)
+        .await;
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, retry.body);
 }
