@@ -235,10 +235,10 @@ pub struct Problem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotRun;
 
-/// Marks the response to a passing failure (see [`ApiError::is_stored`]): the request was stopped by a condition
-/// that a retry can get past, and everything it did rolled back. An idempotency key does not store it.
+/// Marks the response to a failure its idempotency key does not store (see [`ApiError::is_stored`]): a passing
+/// failure, an unknown outcome, or a request whose content broke a rule. Everything the request did rolled back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PassingFailure;
+pub struct NotStored;
 
 /// An error found while reading the request, before its endpoint runs: the rejection of every extractor.
 #[derive(Debug)]
@@ -373,6 +373,12 @@ impl ApiError {
     /// the key or a row held too long by another request, a deadlock or serialization conflict the database broke
     /// by rolling this request back. Everything the request did rolled back, so a retry with the same key may run
     /// it. Nor is an unknown outcome: the request may still commit, and its key then stores that outcome.
+    ///
+    /// Nor is `validation-failed`, wherever it is found: before the endpoint runs, or inside it as a violated CHECK
+    /// constraint (at UTC midnight, say, when a send date passed the service's check and fails the database's).
+    /// It judges the request's content, and a key that stored it could never serve the corrected request, whose
+    /// fingerprint differs. The 422s that depend on other objects (`template-not-found`,
+    /// `missing-merge-variables`) are outcomes of the endpoint, and stored.
     pub fn is_stored(&self) -> bool {
         !matches!(
             self,
@@ -380,6 +386,7 @@ impl ApiError {
                 | Self::IdempotencyKeyInUse
                 | Self::ResourceBusy
                 | Self::OutcomeUnknown(_)
+                | Self::Validation(_)
         )
     }
 
@@ -584,7 +591,7 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&self.to_problem()).unwrap_or_default();
         let mut response = (status, body).into_response();
         if !self.is_stored() {
-            response.extensions_mut().insert(PassingFailure);
+            response.extensions_mut().insert(NotStored);
         }
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
@@ -634,6 +641,7 @@ mod tests {
         let unavailable = ApiError::from(sqlx::Error::PoolTimedOut);
         assert!(!unavailable.is_stored());
         assert_eq!(unavailable.retry_after(), Some(1));
+        assert!(!ApiError::invalid_field("send_date", "must not be in the past").is_stored());
         let bug = ApiError::internal("a bug");
         assert!(bug.is_stored());
         assert_eq!(bug.retry_after(), None);

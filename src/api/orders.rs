@@ -3,6 +3,7 @@
 use axum::{Json, extract::State};
 use serde::Deserialize;
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -83,10 +84,11 @@ impl Validate for CreateOrder {
             "merge_variables",
             parse_merge_variables(self.merge_variables),
         );
+        let taken_at = OffsetDateTime::now_utc();
         let send_date = v.check(
             "send_date",
             self.send_date
-                .map(|d| parse_send_date(&d, today()))
+                .map(|d| parse_send_date(&d, taken_at.date()))
                 .transpose(),
         );
         Ok(v.finish(|| {
@@ -96,6 +98,7 @@ impl Validate for CreateOrder {
                 sender: sender?,
                 merge_variables: merge_variables?,
                 send_date: send_date?,
+                taken_at,
             })
         })?)
     }

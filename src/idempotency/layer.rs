@@ -31,7 +31,7 @@ use crate::{
     auth::Account,
     body::{JsonBody, parse_json, read_body},
     db::{self, idempotency_keys::StoredResponse},
-    error::{ApiError, NotRun, PassingFailure},
+    error::{ApiError, NotRun, NotStored},
     metrics::Outcome,
     state::AppState,
 };
@@ -93,10 +93,10 @@ async fn request_target(parts: &mut Parts, state: &AppState) -> String {
 }
 
 /// Whether `response` is an outcome of the endpoint, which its key stores: neither the rejection of a request the
-/// endpoint never ran nor a passing failure.
+/// endpoint never ran nor a failure that is not stored ([`ApiError::is_stored`]).
 fn is_outcome(response: &Response) -> bool {
     let extensions = response.extensions();
-    extensions.get::<NotRun>().is_none() && extensions.get::<PassingFailure>().is_none()
+    extensions.get::<NotRun>().is_none() && extensions.get::<NotStored>().is_none()
 }
 
 /// What the key row says about a request.
@@ -149,7 +149,8 @@ impl Keyed<'_> {
             .take()
             .ok_or_else(|| ApiError::internal("the request's transaction was not given back"))?;
         if !is_outcome(&response) {
-            // Rejected before the endpoint ran, or stopped by a passing condition: a retry may run it.
+            // Rejected before the endpoint ran, its content broke a rule, or a passing condition stopped it: a
+            // retry with the same key may run it.
             return Ok(tx::finish(Some(tx), response).await);
         }
         let (stored, response) = capture(response).await?;

@@ -522,6 +522,45 @@ async fn a_500_is_stored_and_replayed_after_the_fault_is_gone(pool: PgPool) {
     fresh.assert_status(StatusCode::CREATED);
 }
 
+/// At UTC midnight the database's check of a send date can disagree with the service's own: the order was taken
+/// (by another server's clock) a day ahead of this server's today. The CHECK constraint's 422 judges the request's
+/// content, so it is not stored, and the corrected request runs with the same key.
+#[sqlx::test]
+async fn a_check_violation_inside_the_endpoint_is_not_stored(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let order = app.create_order().await;
+    sqlx::query("UPDATE orders SET created_at = created_at + interval '1 day' WHERE id = $1::uuid")
+        .bind(order["id"].as_str().unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let today = time::OffsetDateTime::now_utc().date();
+    let rejected = app
+        .keyed(
+            Method::PATCH,
+            &path,
+            "midnight",
+            &json!({"send_date": today.to_string()}),
+        )
+        .await;
+    assert_eq!(rejected.assert_invalid_fields(), ["send_date"]);
+    assert_eq!(keys_of(&app.pool, "midnight").await, 0);
+
+    let later = (today + time::Duration::days(2)).to_string();
+    let corrected = app
+        .keyed(
+            Method::PATCH,
+            &path,
+            "midnight",
+            &json!({"send_date": later}),
+        )
+        .await;
+    corrected.assert_status(StatusCode::OK);
+    assert_eq!(corrected.json()["send_date"], later);
+    assert_eq!(keys_of(&app.pool, "midnight").await, 1);
+}
+
 // 7. Concurrency
 
 #[sqlx::test]
