@@ -177,7 +177,7 @@ problem_types! {
         slug: "idempotency-key-reused",
         status: UNPROCESSABLE_ENTITY,
         title: "Idempotency key reused",
-        description: "The Idempotency-Key was first used for a different request (another method, path or body) within the last 24 hours. Nothing ran; use a new key for a new request.",
+        description: "The Idempotency-Key was first used for a different request (another method, route, id or body) and is still retained (24 hours by default). Nothing ran; use a new key for a new request.",
     },
     IdempotencyKeyInUse {
         slug: "idempotency-key-in-use",

@@ -79,13 +79,16 @@ impl Modify for BearerAuth {
 
 const KEY_DESCRIPTION: &str = "Makes the request exactly-once. 1 to 255 printable ASCII characters (0x20 to \
 0x7E); a value in double quotes is read as an RFC 8941 string, whose quotes and backslash escapes do not count \
-towards the 255 (so its header value may be up to 512 characters long). The first outcome of the request (its status, \
-`Content-Type`, `Location` and body, including a 404, 409, 422 or 500 from the endpoint) is stored with the key in \
-the same transaction as the write and replayed, byte for byte and with `Idempotent-Replayed: true`, to every later \
-request from your account with the same key and the same method, path and body, for 24 hours. The same key with a \
-different request gets 422 `idempotency-key-reused`; while the first request still runs, a duplicate waits for it, \
-or gets 409 `idempotency-key-in-use` after the wait timeout. Requests rejected before they run (401, 400, 413, \
-415, field validation 422) are not stored, so they can be corrected and retried with the same key.";
+towards the 255 (so its header value may be up to 512 characters long). The first outcome of the request (its \
+status, `Content-Type`, `Location` and body, including a 404, a 409 `order-not-modifiable`, a 422 \
+`template-not-found` or `missing-merge-variables`, or a 500 from the endpoint) is stored with the key in the same \
+transaction as the write and replayed, byte for byte and with `Idempotent-Replayed: true`, to every later request \
+from your account with the same key and the same method, route, ids and body, for 24 hours (the retention the \
+server had when it stored the key). The same key with a different request gets 422 `idempotency-key-reused`; \
+while the first request still runs, a duplicate waits for it, or gets 409 `idempotency-key-in-use` after the wait \
+timeout. Not stored, so they can be retried (corrected, where it applies) with the same key: requests rejected \
+before they run (401, 400, 413, 415), every 422 `validation-failed`, and passing failures after which nothing was \
+written (409 `resource-busy`, 503) or whose outcome is not known yet (504 `outcome-unknown`).";
 
 /// A key as the server reads it: printable ASCII that neither starts nor ends with a space (HTTP trims those),
 /// or an RFC 8941 string in double quotes.

@@ -6,7 +6,8 @@
 //! 3. The key row is read in the transaction the endpoint will write in. A live row answers at once: its response
 //!    again, or 422 when the fingerprint differs.
 //! 4. Otherwise the endpoint runs in that transaction, and a success is stored with its key row in it too: both
-//!    commit or neither does. A failure (4xx or 500) rolls back and is stored on its own.
+//!    commit or neither does. A failure (4xx or 500) rolls back and is stored on its own, unless it is one that
+//!    is not stored ([`ApiError::is_stored`]: validation, passing database faults, an unknown outcome).
 //! 5. When another server committed the key first, the unique row makes this transaction wait for it, then roll
 //!    back and answer with the stored outcome: the operation never happens twice.
 //!
