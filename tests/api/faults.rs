@@ -22,6 +22,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, TestResponse, address, count, eventually, order_for, send};
@@ -229,11 +230,13 @@ async fn the_statement_timeout_setting_bounds_every_statement(
     holder.rollback().await.unwrap();
 }
 
-/// A TCP proxy to the database that can stop relaying in both directions while keeping its connections open:
-/// what a broken network or a hung peer looks like to each side.
+/// A TCP proxy to the database that can stop relaying in both directions while keeping its connections open
+/// (what a broken network or a hung peer looks like to each side), or cut a connection right after the next
+/// message the service sends (a connection lost before the database's answer comes back).
 struct Proxy {
     port: u16,
     paused: Arc<AtomicBool>,
+    cut: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -242,22 +245,46 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let paused = Arc::new(AtomicBool::new(false));
-        let relaying = Arc::clone(&paused);
+        let cut = Arc::new(AtomicBool::new(false));
+        let (relaying, cutting) = (Arc::clone(&paused), Arc::clone(&cut));
         let task = tokio::spawn(async move {
             let mut pipes = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
                 let server = TcpStream::connect(upstream.clone()).await.unwrap();
                 let (client_read, client_write) = client.into_split();
                 let (server_read, server_write) = server.into_split();
-                pipes.spawn(relay(client_read, server_write, Arc::clone(&relaying)));
-                pipes.spawn(relay(server_read, client_write, Arc::clone(&relaying)));
+                let closed = CancellationToken::new();
+                pipes.spawn(relay(
+                    client_read,
+                    server_write,
+                    Arc::clone(&relaying),
+                    Some(Arc::clone(&cutting)),
+                    closed.clone(),
+                ));
+                pipes.spawn(relay(
+                    server_read,
+                    client_write,
+                    Arc::clone(&relaying),
+                    None,
+                    closed,
+                ));
             }
         });
-        Self { port, paused, task }
+        Self {
+            port,
+            paused,
+            cut,
+            task,
+        }
     }
 
     fn pause(&self) {
         self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes the connection that next carries a message from the service, once that message is delivered.
+    fn cut_after_next_message(&self) {
+        self.cut.store(true, Ordering::SeqCst);
     }
 
     /// Closes every connection through the proxy.
@@ -267,15 +294,22 @@ impl Proxy {
     }
 }
 
-/// Copies bytes one way, holding them while `paused`.
+/// Copies bytes one way, holding them while `paused`; after delivering a chunk while `cut` is set, closes the
+/// connection in both directions.
 async fn relay(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     paused: Arc<AtomicBool>,
+    cut: Option<Arc<AtomicBool>>,
+    closed: CancellationToken,
 ) {
     let mut buffer = vec![0; 64 * 1024];
     loop {
-        let Ok(read) = from.read(&mut buffer).await else {
+        let read = tokio::select! {
+            read = from.read(&mut buffer) => read,
+            () = closed.cancelled() => return,
+        };
+        let Ok(read) = read else {
             return;
         };
         if read == 0 {
@@ -287,7 +321,74 @@ async fn relay(
         if to.write_all(&buffer[..read]).await.is_err() {
             return;
         }
+        if cut
+            .as_ref()
+            .is_some_and(|cut| cut.swap(false, Ordering::SeqCst))
+        {
+            closed.cancel();
+            return;
+        }
     }
+}
+
+/// Inserts an uncommitted row of `key`, so that a request with it waits just before it writes its own.
+async fn hold_key(
+    pool: &PgPool,
+    account_id: Uuid,
+    key: &str,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, expires_at, response_status, response_body)
+         VALUES ($1, $2, sha256('other'), now() + interval '1 day', 201, ''::bytea)",
+    )
+    .bind(account_id)
+    .bind(key)
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    holder
+}
+
+/// The connection breaks right after the request sent its COMMIT: the database may have committed, and the
+/// service cannot know. It answers 504 `outcome-unknown`, not "nothing was written", and stores nothing; the retry
+/// with the same key learns the outcome, and there is one order either way.
+#[sqlx::test]
+async fn a_commit_whose_answer_is_lost_is_an_unknown_outcome(
+    options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let direct = options.connect_with(connect.clone()).await.unwrap();
+    let proxy = Proxy::to((connect.get_host().to_owned(), connect.get_port())).await;
+    let cut = TestApp::spawn(request_pool(
+        url_via(&connect, "127.0.0.1", proxy.port),
+        |_| {},
+    ))
+    .await;
+    let template = cut.create_template("<p>Hello</p>").await;
+    let body = order_for(&template);
+    let holder = hold_key(&direct, cut.account_id, "lost").await;
+    let request = tokio::spawn(send(
+        cut.request(Method::POST, "/v1/orders")
+            .header("idempotency-key", "lost")
+            .json(&body),
+    ));
+    wait_for_a_lock_wait(&direct).await;
+    // The request's next message is its COMMIT; the connection breaks as soon as it is delivered.
+    proxy.cut_after_next_message();
+    holder.rollback().await.unwrap();
+
+    let answer = request.await.unwrap();
+    assert_retry_later(&answer, StatusCode::GATEWAY_TIMEOUT, "outcome-unknown");
+    let retry = cut.keyed(Method::POST, "/v1/orders", "lost", &body).await;
+    retry.assert_status(StatusCode::CREATED);
+    assert_eq!(
+        count(&direct, "orders").await,
+        1,
+        "one order, whichever way it went"
+    );
+    assert_eq!(keys_of(&direct, "lost").await, 1);
+    proxy.close().await;
 }
 
 /// The connection of a request stops answering in the middle of its transaction, right after it wrote its key
@@ -314,16 +415,7 @@ async fn a_connection_that_stops_answering_releases_its_key(
     let template = stalled.create_template("<p>Hello</p>").await;
     let body = order_for(&template);
 
-    // An uncommitted row of the same key makes the request wait just before it writes its own.
-    let mut holder = direct.begin().await.unwrap();
-    sqlx::query(
-        "INSERT INTO idempotency_keys (account_id, key, fingerprint, expires_at, response_status, response_body)
-         VALUES ($1, 'stalled', sha256('other'), now() + interval '1 day', 201, ''::bytea)",
-    )
-    .bind(stalled.account_id)
-    .execute(&mut *holder)
-    .await
-    .unwrap();
+    let holder = hold_key(&direct, stalled.account_id, "stalled").await;
     let request = tokio::spawn(send(
         stalled
             .request(Method::POST, "/v1/orders")
