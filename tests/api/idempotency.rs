@@ -975,7 +975,7 @@ async fn a_key_being_taken_over_is_waited_for_and_not_swept(pool: PgPool) {
         "old-1",
         &[7; 32],
         &response,
-        TTL,
+        Duration::from_secs(86_400),
     )
     .await
     .unwrap();
