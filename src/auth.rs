@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::{
     db,
     error::{ApiError, Credentials, Rejection},
-    server::AppState,
+    state::AppState,
 };
 
 /// What every API key starts with, so that a leaked one is easy to recognise.

@@ -8,7 +8,7 @@ use axum::{
 };
 use serde_json::Value;
 
-use crate::{error::ApiError, server::AppState};
+use crate::{error::ApiError, state::AppState};
 
 /// A JSON body that a layer already parsed, handed on to the body extractor so that it is parsed once.
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
 //! order-intake: print-and-mail orders and the templates they are printed from, over HTTP.
 
+pub mod accept_encoding;
 pub mod api;
 pub mod auth;
 pub mod body;
@@ -12,6 +13,8 @@ pub mod idempotency;
 pub mod metrics;
 pub mod serve;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 
-pub use server::{AppState, app};
+pub use server::app;
+pub use state::AppState;

@@ -16,8 +16,6 @@ use prometheus_client::{
 };
 use sqlx::PgPool;
 
-use crate::idempotency::sweeper::Sweep;
-
 /// The `Content-Type` of [`Metrics::encode`]: the Prometheus text format, version 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
@@ -31,6 +29,17 @@ const SWEEP_RESULTS: [&str; 3] = ["swept", "skipped", "failed"];
 const DURATION_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// How one pass of the idempotency-key sweeper ended, as `idempotency_sweeper_runs_total{result}` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweeperRun {
+    /// This server swept and deleted `deleted` expired keys (`result="swept"`).
+    Swept { deleted: u64 },
+    /// Another server held the sweeper lock (`result="skipped"`).
+    Skipped,
+    /// The pass failed, e.g. the database could not be reached (`result="failed"`).
+    Failed,
+}
 
 /// What a keyed POST or PATCH came to in the exactly-once layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -218,15 +227,15 @@ impl Metrics {
     }
 
     /// Counts one pass of the sweeper, and the keys it deleted.
-    pub fn sweeper_run(&self, pass: &Result<Sweep, sqlx::Error>) {
+    pub fn sweeper_run(&self, run: SweeperRun) {
         let [swept, skipped, failed] = SWEEP_RESULTS;
-        let result = match pass {
-            Ok(Sweep::Done { deleted, .. }) => {
-                self.0.sweeper_deleted_keys.inc_by(*deleted);
+        let result = match run {
+            SweeperRun::Swept { deleted } => {
+                self.0.sweeper_deleted_keys.inc_by(deleted);
                 swept
             }
-            Ok(Sweep::Skipped) => skipped,
-            Err(_) => failed,
+            SweeperRun::Skipped => skipped,
+            SweeperRun::Failed => failed,
         };
         self.0
             .sweeper_runs

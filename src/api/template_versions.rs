@@ -31,7 +31,7 @@ use crate::{
     },
     error::{ApiError, Rejection},
     idempotency::tx::Tx,
-    server::AppState,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -102,6 +102,9 @@ pub async fn list(
 }
 
 /// Retrieve a template version
+///
+/// One version exactly as it was written: its name, format, content and merge fields never change. A version the
+/// template does not have, or text that is not a version number, is a 404.
 #[utoipa::path(
     get,
     path = "/v1/templates/{id}/versions/{version}",

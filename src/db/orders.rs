@@ -73,8 +73,8 @@ pub async fn insert(
 ) -> Result<Option<Order>, sqlx::Error> {
     let row = query_order!(
         r#"INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables,
-                               send_date, metadata)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                               send_date, metadata, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
            RETURNING"#,
         "",
         Uuid::now_v7(),
@@ -86,6 +86,7 @@ pub async fn insert(
         Json(&new.merge_variables) as _,
         new.send_date,
         Json(&new.metadata) as _,
+        new.taken_at,
     )
     .fetch_one(db)
     .await;

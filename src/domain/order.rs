@@ -12,14 +12,11 @@ use super::{
     metadata::{Metadata, MetadataChanges, merge_metadata},
     patch::Patch,
     schemas,
-    template::{MAX_MERGE_FIELD_LENGTH, parse_merge_field_name},
+    template::{
+        MAX_MERGE_FIELD_LENGTH, MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES, parse_merge_field_name,
+    },
     validation::{FieldError, ValidationError},
 };
-
-/// The most merge variables an order may carry.
-pub const MAX_MERGE_VARIABLES: usize = 500;
-/// The longest merge variable value, in characters.
-pub const MAX_MERGE_VALUE_LENGTH: usize = 10_000;
 
 /// Where an order is in its life. Orders are taken as `received`; `processing` and `sent` are reserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
@@ -101,6 +98,10 @@ pub struct NewOrder {
     pub merge_variables: MergeVariables,
     pub send_date: Option<Date>,
     pub metadata: Metadata,
+    /// When the order was taken, by this service's clock (UTC): its `created_at`, and the "today" its send date
+    /// was checked against. One instant for both, so the database's `orders_send_date_not_before_creation` check
+    /// cannot disagree with the validation at midnight.
+    pub taken_at: OffsetDateTime,
 }
 
 /// The members a PATCH sets; the others stay as they are.

@@ -9,8 +9,9 @@ use utoipa::openapi::{
 use super::{
     country::ASSIGNED,
     metadata::{MAX_METADATA_KEY_LENGTH, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH},
-    order::{MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES},
-    template::{MAX_CONTENT_BYTES, MAX_MERGE_FIELD_LENGTH},
+    template::{
+        MAX_CONTENT_BYTES, MAX_MERGE_FIELD_LENGTH, MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES,
+    },
 };
 
 /// Control characters (Unicode Cc), never allowed in text.

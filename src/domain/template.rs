@@ -17,6 +17,10 @@ use super::{
 pub const MAX_CONTENT_BYTES: usize = 512 * 1024;
 /// The longest merge field name, in characters.
 pub const MAX_MERGE_FIELD_LENGTH: usize = 100;
+/// The most merge variables an order may carry for its template's fields.
+pub const MAX_MERGE_VARIABLES: usize = 500;
+/// The longest merge variable value, in characters.
+pub const MAX_MERGE_VALUE_LENGTH: usize = 10_000;
 
 /// The printed product a template is laid out for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]

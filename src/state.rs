@@ -1,0 +1,46 @@
+//! The state every handler and layer can reach: the pool, the configuration, metrics and in-process locks.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use sqlx::PgPool;
+use tokio_util::task::TaskTracker;
+
+use crate::{config::Config, idempotency::locks::KeyLocks, metrics::Metrics};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<Config>,
+    /// Lines up requests with the same idempotency key in this server.
+    pub key_locks: Arc<KeyLocks>,
+    /// This server's Prometheus metrics, served at `/metrics`.
+    pub metrics: Metrics,
+    /// The requests running in tasks of their own; shutdown waits for them.
+    pub tasks: TaskTracker,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, config: Config) -> Self {
+        Self {
+            metrics: Metrics::new(&pool),
+            pool,
+            config: Arc::new(config),
+            key_locks: Arc::default(),
+            tasks: TaskTracker::new(),
+        }
+    }
+}
+
+impl FromRef<AppState> for PgPool {
+    fn from_ref(state: &AppState) -> Self {
+        state.pool.clone()
+    }
+}
+
+impl FromRef<AppState> for Metrics {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
+    }
+}
