@@ -498,8 +498,7 @@ impl From<sqlx::Error> for ApiError {
             Some(Passing::Busy) => return Self::ResourceBusy,
             None => {}
         }
-        if let Some(&(_, field, message)) = db
-            .constraint()
+        if let Some(&(_, field, message)) = crate::db::violated_constraint(&error)
             .and_then(|name| CHECKS.iter().find(|(constraint, ..)| *constraint == name))
         {
             return Self::invalid_field(field, message);

@@ -127,6 +127,28 @@ pub struct PageRequest {
     pub starting_after: Option<uuid::Uuid>,
 }
 
+/// The name of the constraint a statement broke, as the migrations name it; `None` for other errors.
+///
+/// On Citus the shards of a table carry its constraints, and a constraint added after the table was distributed is
+/// named on each shard with the shard id appended (`orders_template_version_fkey_102045`); a worker reports that
+/// name. The suffix is cut here, so that callers match the one name either way. No constraint of the migrations
+/// ends in `_` and digits.
+pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
+    Some(without_shard_id(error.as_database_error()?.constraint()?))
+}
+
+/// `name` without a trailing `_` and shard id.
+fn without_shard_id(name: &str) -> &str {
+    match name.rsplit_once('_') {
+        Some((base, shard_id))
+            if !shard_id.is_empty() && shard_id.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            base
+        }
+        _ => name,
+    }
+}
+
 /// Whether a statement broke a foreign key.
 fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
     error
@@ -134,3 +156,20 @@ fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
         .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::without_shard_id;
+
+    #[test]
+    fn a_shard_constraint_name_loses_its_shard_id() {
+        assert_eq!(
+            without_shard_id("orders_template_version_fkey_102045"),
+            "orders_template_version_fkey"
+        );
+        assert_eq!(
+            without_shard_id("orders_metadata_is_metadata"),
+            "orders_metadata_is_metadata"
+        );
+        assert_eq!(without_shard_id("orders_"), "orders_");
+    }
+}

@@ -92,16 +92,13 @@ pub async fn insert(
     .await;
     match row {
         Ok(row) => Ok(Some(row.into())),
-        Err(error) if violates(&error, "orders_template_version_fkey") => Ok(None),
+        Err(error)
+            if super::violated_constraint(&error) == Some("orders_template_version_fkey") =>
+        {
+            Ok(None)
+        }
         Err(error) => Err(error),
     }
-}
-
-fn violates(error: &sqlx::Error, constraint: &str) -> bool {
-    error
-        .as_database_error()
-        .and_then(|e| e.constraint())
-        .is_some_and(|name| name == constraint)
 }
 
 pub async fn find(
