@@ -129,12 +129,22 @@ pub struct PageRequest {
 
 /// The name of the constraint a statement broke, as the migrations name it; `None` for other errors.
 ///
-/// On Citus the shards of a table carry its constraints, and a constraint added after the table was distributed is
-/// named on each shard with the shard id appended (`orders_template_version_fkey_102045`); a worker reports that
-/// name. The suffix is cut here, so that callers match the one name either way. No constraint of the migrations
-/// ends in `_` and digits.
+/// On Citus a violation on a worker reaches the coordinator's client without PostgreSQL's constraint name field
+/// (only SQLSTATE, message and detail are passed on), so the name is then read from the message, `... violates
+/// check constraint "name"` (PostgreSQL's wording, with `lc_messages` in English as the server's default). And the
+/// shards of a table carry its constraints: one added after the table was distributed is named on each shard with
+/// the shard id appended (`orders_template_version_fkey_102045`). The suffix is cut here, so that callers match the
+/// one name either way. No constraint of the migrations ends in `_` and digits.
 pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
-    Some(without_shard_id(error.as_database_error()?.constraint()?))
+    let error = error.as_database_error()?;
+    let name = match error.constraint() {
+        Some(name) => name,
+        None => {
+            let (_, quoted) = error.message().split_once(" constraint \"")?;
+            quoted.strip_suffix('"')?
+        }
+    };
+    Some(without_shard_id(name))
 }
 
 /// `name` without a trailing `_` and shard id.

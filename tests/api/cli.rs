@@ -361,13 +361,7 @@ async fn past_the_shutdown_timeout_in_flight_work_is_abandoned(
             .send(),
     );
     crate::helpers::eventually(Duration::from_secs(10), || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        match waiting {
+        match crate::helpers::lock_waits(&pool).await {
             0 => Err("the request does not wait yet".to_owned()),
             _ => Ok(()),
         }

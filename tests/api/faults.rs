@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, TestResponse, address, count, eventually, hold_versions, order_for, send,
+    TestApp, TestResponse, address, count, eventually, hold_versions, lock_waits, order_for, send,
 };
 
 async fn keys_of(pool: &PgPool, key: &str) -> i64 {
@@ -44,14 +44,7 @@ fn id_of(object: &serde_json::Value) -> Uuid {
 /// Waits until some session of this database other than the caller's waits for a lock.
 async fn wait_for_a_lock_wait(pool: &PgPool) {
     eventually(Duration::from_secs(10), || async move {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        match waiting {
+        match lock_waits(pool).await {
             0 => Err("no request waits for a lock yet".to_owned()),
             _ => Ok(()),
         }
@@ -101,9 +94,10 @@ async fn a_deadlock_is_not_stored_and_the_retry_runs(pool: PgPool) {
             .json(&change),
     ));
     wait_for_a_lock_wait(&pool).await;
-    let order_id = id_of(&order);
+    let (account_id, order_id) = (app.account_id, id_of(&order));
     let closing = tokio::spawn(async move {
-        sqlx::query("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE")
+        sqlx::query("SELECT 1 FROM orders WHERE account_id = $1 AND id = $2 FOR UPDATE")
+            .bind(account_id)
             .bind(order_id)
             .execute(&mut *other)
             .await

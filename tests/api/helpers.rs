@@ -269,6 +269,27 @@ pub async fn hold_versions(conn: &mut PgConnection, account_id: Uuid, template: 
     assert!(locked.rows_affected() >= 1, "the versions are locked");
 }
 
+/// How many sessions of this database wait for a lock, on every node: on Citus a request's row locks are taken on
+/// the worker that holds its shard, where `citus_stat_activity` (every node's `pg_stat_activity`) sees the wait.
+pub async fn lock_waits(pool: &PgPool) -> i64 {
+    let citus: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+            .fetch_one(pool)
+            .await
+            .expect("extensions");
+    let view = if citus {
+        "citus_stat_activity"
+    } else {
+        "pg_stat_activity"
+    };
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {view} WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )))
+    .fetch_one(pool)
+    .await
+    .expect("lock waits")
+}
+
 /// Counts the rows of a table.
 pub async fn count(pool: &PgPool, table: &str) -> i64 {
     sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))

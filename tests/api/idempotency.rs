@@ -529,8 +529,19 @@ async fn a_500_is_stored_and_replayed_after_the_fault_is_gone(pool: PgPool) {
 async fn a_check_violation_inside_the_endpoint_is_not_stored(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    sqlx::query("UPDATE orders SET created_at = created_at + interval '1 day' WHERE id = $1::uuid")
+    // The new instant is computed here: Citus refuses `created_at + interval` (a STABLE function of a column) in
+    // an UPDATE of a distributed table.
+    let taken_at: time::OffsetDateTime =
+        sqlx::query_scalar("SELECT created_at FROM orders WHERE account_id = $1 AND id = $2::uuid")
+            .bind(app.account_id)
+            .bind(order["id"].as_str().unwrap())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    sqlx::query("UPDATE orders SET created_at = $3 WHERE account_id = $1 AND id = $2::uuid")
+        .bind(app.account_id)
         .bind(order["id"].as_str().unwrap())
+        .bind(taken_at + time::Duration::days(1))
         .execute(&app.pool)
         .await
         .unwrap();

@@ -437,14 +437,7 @@ async fn an_order_racing_the_deletion_of_its_template_gets_template_not_found(po
     eventually(std::time::Duration::from_secs(10), || {
         let pool = pool.clone();
         async move {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            (waiting == 1)
+            (crate::helpers::lock_waits(&pool).await == 1)
                 .then_some(())
                 .ok_or_else(|| "the order does not wait for the version row".to_owned())
         }
