@@ -1,7 +1,10 @@
 """Turns the raw results of bench/run into one table, the ratios that matter, and a JSON file.
 
     report.py pgbench NAME CLIENTS PGBENCH_OUTPUT LOG...   one JSON line for a pgbench run
+    report.py counters SERVER_PID                          one JSON snapshot of the server's talk to PostgreSQL
     report.py report RESULTS.ndjson RESULTS_DIR            the table, the ratios, and RESULTS_DIR/<time>.json
+
+The database is the one DATABASE_URL names.
 """
 
 import datetime
@@ -11,6 +14,7 @@ import platform
 import re
 import subprocess
 import sys
+import urllib.parse
 
 
 def percentile(sorted_values, p):
@@ -40,6 +44,90 @@ def pgbench(name, clients, output_path, logs):
     }))
 
 
+def psql(query):
+    return subprocess.run(["psql", os.environ["DATABASE_URL"], "-qtAX", "-v", "ON_ERROR_STOP=1", "-c", query],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+# The database's own counts: transactions (pg_stat_database) and, per table of the service, scans and written rows
+# (pg_stat_user_tables). Backends publish these when idle, at most once a second and otherwise 10 s later
+# (PostgreSQL 15), so bench/run waits that long after a run before reading them.
+DATABASE_COUNTS = """
+SELECT json_build_object(
+  'transactions', (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()),
+  'tables', (SELECT json_object_agg(relname, json_build_object(
+                 'seq_scan', seq_scan, 'idx_scan', coalesce(idx_scan, 0), 'n_tup_ins', n_tup_ins,
+                 'n_tup_upd', n_tup_upd, 'n_tup_del', n_tup_del))
+               FROM pg_stat_user_tables WHERE schemaname = 'public'))
+"""
+
+# Statements executed, from pg_stat_statements when the server preloads it and bench/run installed it (in shared
+# memory, current at once): sum of calls, and calls per normalised statement; the bench's own queries left out.
+STATEMENT_COUNTS = """
+SELECT json_build_object('total', coalesce(sum(calls), 0),
+                         'by_statement', coalesce(json_object_agg(query, calls), '{}'))
+  FROM pg_stat_statements
+ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND query !~ '(pg_stat_|pg_extension|^CHECKPOINT)'
+"""
+
+
+def counters(server_pid):
+    """What the server has sent to and received from PostgreSQL so far, and what the database counted.
+
+    sockets: per connection of the server to PostgreSQL (local address), the TCP segments carrying data that the
+    server sent and received (Linux's tcp_info, read with ss). Each round trip is one batch of protocol messages
+    written at once and answered, so segments sent count round trips as long as a batch fits one segment (the
+    loopback MSS is 32 KiB or more; an order's statements are well under).
+    """
+    port = urllib.parse.urlsplit(os.environ["DATABASE_URL"]).port or 5432
+    lines = subprocess.run(["ss", "-tinpH", "state", "established", f"( dport = :{port} )"],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    sockets = {}
+    local = None
+    for line in lines:
+        if not line[:1].isspace():
+            fields = line.split()
+            local = fields[2] if f"pid={server_pid}," in line else None
+        elif local:
+            stats = dict(re.findall(r"\b(data_segs_out|data_segs_in):(\d+)", line))
+            sockets[local] = [int(stats.get("data_segs_out", 0)), int(stats.get("data_segs_in", 0))]
+            local = None
+    snapshot = {"sockets": sockets, **json.loads(psql(DATABASE_COUNTS))}
+    if psql("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'") == "1":
+        snapshot["statements"] = json.loads(psql(STATEMENT_COUNTS))
+    return snapshot
+
+
+def round_trips(before, after, requests):
+    """Per answered request, over one run: round trips, statements, transactions, and each table's scans."""
+    requests = max(requests, 1)
+    sent = 0
+    for local, (segments, _) in after["sockets"].items():
+        # A connection opened during the run counts from zero; one closed during it is lost, and said so.
+        sent += segments - before["sockets"].get(local, [0, 0])[0]
+    closed = len(set(before["sockets"]) - set(after["sockets"]))
+    tables = {
+        name: {k: (v - before["tables"].get(name, {}).get(k, 0)) / requests for k, v in counts.items()}
+        for name, counts in (after["tables"] or {}).items()
+    }
+    result = {
+        "round_trips_per_request": round(sent / requests, 2),
+        "connections_closed_during_run": closed,
+        "transactions_per_request": round((after["transactions"] - before["transactions"]) / requests, 2),
+        "per_request_by_table": {name: {k: round(v, 2) for k, v in counts.items()} for name, counts in tables.items()},
+    }
+    if "statements" in before and "statements" in after:
+        result["statements_per_request"] = round(
+            (after["statements"]["total"] - before["statements"]["total"]) / requests, 2)
+        result["statements_by_text"] = {
+            query: round((calls - before["statements"]["by_statement"].get(query, 0)) / requests, 2)
+            for query, calls in after["statements"]["by_statement"].items()
+            if calls > before["statements"]["by_statement"].get(query, 0)
+        }
+    return result
+
+
 def normalise(entry):
     if entry["tool"] != "wrk":
         return entry
@@ -59,6 +147,8 @@ def normalise(entry):
         "machine_cpu_us_per_request": round(entry["machine_cpu_s"] * 1e6 / max(wrk["requests"], 1)),
         "machine_busy_percent": round(100 * entry["machine_cpu_s"] / seconds / os.cpu_count()),
     })
+    if "counters_before" in entry:
+        entry.update(round_trips(entry.pop("counters_before"), entry.pop("counters_after"), wrk["requests"]))
     return entry
 
 
@@ -82,6 +172,29 @@ def machine():
         "postgresql": run("psql", os.environ.get("DATABASE_URL", ""), "-qtAXc", "SHOW server_version"),
         "commit": run("git", "rev-parse", "--short", "HEAD"),
     }
+
+
+def print_round_trips(entries):
+    """Per answered request of each HTTP scenario: what it cost in talk to PostgreSQL."""
+    measured = [e for e in entries if "round_trips_per_request" in e]
+    if not measured:
+        return
+    tables = ["api_keys", "idempotency_keys", "templates", "accounts", "orders"]
+    print("\nper request: round trips to PostgreSQL (TCP data segments the server sent), statements"
+          " (pg_stat_statements, when the server preloads it), transactions (pg_stat_database),"
+          " index and sequential scans per table, and rows written:")
+    print(f"{'scenario':<30}{'conns':>6}{'requests':>10}{'round trips':>13}{'statements':>12}{'transactions':>14}"
+          + "".join(f"{t:>18}" for t in tables) + f"{'rows written':>14}")
+    for e in measured:
+        by_table = e["per_request_by_table"]
+        scans = [by_table.get(t, {}).get("idx_scan", 0) + by_table.get(t, {}).get("seq_scan", 0) for t in tables]
+        written = sum(c["n_tup_ins"] + c["n_tup_upd"] + c["n_tup_del"] for c in by_table.values())
+        closed = "*" if e["connections_closed_during_run"] else ""
+        print(f"{e['scenario']:<30}{e['connections']:>6}{e['requests']:>10}"
+              f"{str(e['round_trips_per_request']) + closed:>13}{e.get('statements_per_request', '-'):>12}"
+              f"{e['transactions_per_request']:>14}" + "".join(f"{v:>18.2f}" for v in scans) + f"{written:>14.2f}")
+    if any(e["connections_closed_during_run"] for e in measured):
+        print("* a connection to PostgreSQL closed during the run: its round trips are missing from the figure")
 
 
 def report(raw_path, results_dir):
@@ -117,45 +230,58 @@ def report(raw_path, results_dir):
     if sweep:
         print(f"\nsweep: {sweep['deleted']} expired keys deleted in {sweep['seconds']} s")
 
-    keyed = runs[("keyed", 32)]
-    ratios = {
-        "keyed/unkeyed": rps("keyed") / rps("unkeyed"),
-        "keyed/pgbench ceiling": rps("keyed") / rps("pgbench_keyed_order"),
-        "replay/keyed": rps("replay") / rps("keyed"),
-        "keyed with grown table/empty table": rps("keyed_grown_table") / rps("keyed_empty_table"),
-        "p99 during sweep/before sweep": runs[("keyed_during_sweep", 32)]["p99_ms"]
-        / runs[("keyed_before_sweep", 32)]["p99_ms"],
-    }
-    targets = {
-        "keyed/unkeyed": (">=", 0.85),
-        "keyed/pgbench ceiling": (">=", 0.6),
-        "replay/keyed": (">=", 1.5),
-        "keyed with grown table/empty table": (">=", 0.85),
-        "p99 during sweep/before sweep": ("<=", 2.0),
-    }
-    absolute = {
-        "keyed p99 ms at 32": (keyed["p99_ms"], "<=", 25),
-        "peak RSS MiB": (max(e.get("peak_rss_mib", 0) for e in entries), "<=", 100),
-    }
-    print("\nratios at 32 connections (target):")
-    met = {}
-    for name, value in ratios.items():
-        op, target = targets[name]
-        ok = value >= target if op == ">=" else value <= target
-        met[name] = ok
-        print(f"  {name:<38}{value:>6.2f}   ({op} {target}) {'met' if ok else 'MISSED'}")
-    for name, (value, op, target) in absolute.items():
-        ok = value <= target
-        met[name] = ok
-        print(f"  {name:<38}{value:>6.1f}   ({op} {target}) {'met' if ok else 'MISSED'}")
+    print_round_trips(entries)
 
-    # Not targets: what the database alone pays for a key row, and how much of its ceiling is the WAL flush.
-    floor = rps("pgbench_keyed_order") / rps("pgbench_unkeyed_order")
-    flush = rps("pgbench_keyed_order") / rps("pgbench_keyed_order_no_flush")
-    ratios["pgbench keyed/unkeyed (the database's own floor)"] = floor
-    ratios["pgbench keyed: with/without WAL flush wait"] = flush
-    print(f"  {'pgbench keyed/unkeyed (database floor)':<38}{floor:>6.2f}")
-    print(f"  {'pgbench keyed, flush/no flush':<38}{flush:>6.2f}")
+    keyed = runs[("keyed", 32)]
+    peak_rss = max(e.get("peak_rss_mib", 0) for e in entries)
+    # (name, value, comparison, target): the targets are reported as met or missed and never fail the run;
+    # a target of None is reported without one.
+    targets = [
+        # Within reach of the database's limit: the service against the least the database can do for the same
+        # work (pgbench on standalone tables of the same shape; bench/ceiling_*.sql).
+        ("keyed / ceiling (c) BEGIN; key; order; COMMIT", rps("keyed") / rps("ceiling_key_order_tx"), ">=", 0.6),
+        ("keyed / ceiling (b) key + order, one statement", rps("keyed") / rps("ceiling_key_order_cte"), None, None),
+        ("unkeyed / ceiling (a) order INSERT alone", rps("unkeyed") / rps("ceiling_order"), ">=", 0.4),
+        ("replay / get", rps("replay") / rps("get"), ">=", 0.9),
+        ("keyed p99 ms", keyed["p99_ms"], "<=", 25),
+        ("peak RSS MiB", peak_rss, "<=", 100),
+    ]
+    earlier_targets = [
+        ("keyed / unkeyed", rps("keyed") / rps("unkeyed"), ">=", 0.85),
+        ("keyed / pgbench same statements", rps("keyed") / rps("pgbench_keyed_order"), ">=", 0.6),
+        ("replay / keyed", rps("replay") / rps("keyed"), ">=", 1.5),
+        ("keyed with grown table / empty table", rps("keyed_grown_table") / rps("keyed_empty_table"), ">=", 0.85),
+        ("p99 during sweep / before sweep",
+         runs[("keyed_during_sweep", 32)]["p99_ms"] / runs[("keyed_before_sweep", 32)]["p99_ms"], "<=", 2.0),
+    ]
+    # Not targets: where the gap between the service and the ceilings lies, in the database alone.
+    attribution = [
+        ("pgbench same statements / ceiling (c)", rps("pgbench_keyed_order") / rps("ceiling_key_order_tx")),
+        ("ceiling (c) / ceiling (b)", rps("ceiling_key_order_tx") / rps("ceiling_key_order_cte")),
+        ("ceiling (b) / ceiling (a)", rps("ceiling_key_order_cte") / rps("ceiling_order")),
+        ("ceiling (a) with / without CHECK constraints", rps("ceiling_order_checked") / rps("ceiling_order")),
+        ("ceiling (c) with / without CHECK constraints",
+         rps("ceiling_key_order_tx_checked") / rps("ceiling_key_order_tx")),
+        ("pgbench keyed / unkeyed (database floor)", rps("pgbench_keyed_order") / rps("pgbench_unkeyed_order")),
+        ("pgbench keyed, flush / no flush", rps("pgbench_keyed_order") / rps("pgbench_keyed_order_no_flush")),
+    ]
+    ratios = {}
+    met = {}
+    for title, group in (("targets at 32 connections", targets),
+                         ("earlier targets at 32 connections", earlier_targets)):
+        print(f"\n{title} (never fail the run):")
+        for name, value, op, target in group:
+            ratios[name] = value
+            if target is None:
+                print(f"  {name:<48}{value:>8.2f}   (no target)")
+                continue
+            ok = value >= target if op == ">=" else value <= target
+            met[name] = ok
+            print(f"  {name:<48}{value:>8.2f}   ({op} {target}) {'met' if ok else 'MISSED'}")
+    print("\nthe database alone, at 32 connections (not targets):")
+    for name, value in attribution:
+        ratios[name] = value
+        print(f"  {name:<48}{value:>8.2f}")
 
     os.makedirs(results_dir, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
@@ -176,6 +302,8 @@ def report(raw_path, results_dir):
 if __name__ == "__main__":
     if sys.argv[1] == "pgbench":
         pgbench(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
+    elif sys.argv[1] == "counters":
+        print(json.dumps(counters(sys.argv[2])))
     elif sys.argv[1] == "report":
         report(sys.argv[2], sys.argv[3])
     else:

@@ -13,15 +13,26 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
                    OR char_length(e.value #>> '{}') > 500), false)
 $$;
 
-ALTER TABLE orders
-    ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}'
-        CONSTRAINT orders_metadata_is_metadata CHECK (order_intake_is_metadata(metadata));
-ALTER TABLE templates
-    ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}'
-        CONSTRAINT templates_metadata_is_metadata CHECK (order_intake_is_metadata(metadata));
+-- On Citus, each statement that changes a distributed table runs alone in a DO block (see the end of
+-- 20261129000001); the function above, which the checks use, is created on the workers too.
+DO $$
+BEGIN
+    ALTER TABLE orders
+        ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}'
+            CONSTRAINT orders_metadata_is_metadata CHECK (order_intake_is_metadata(metadata));
+    ALTER TABLE templates
+        ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}'
+            CONSTRAINT templates_metadata_is_metadata CHECK (order_intake_is_metadata(metadata));
+END
+$$;
 
 -- `GET /v1/orders?metadata[key]=value` asks `account_id = $1 AND metadata @> $2`. A GIN index over both columns
 -- (btree_gin gives uuid a GIN operator class) answers the two conditions in one index scan, within the account:
 -- a GIN index on metadata alone also finds the matching rows of every other account, to be filtered out after.
+-- On Citus, CREATE EXTENSION on the coordinator creates it on the workers too, where each shard's index needs it.
 CREATE EXTENSION IF NOT EXISTS btree_gin;
-CREATE INDEX orders_account_id_metadata_idx ON orders USING gin (account_id, metadata jsonb_path_ops);
+DO $$
+BEGIN
+    CREATE INDEX orders_account_id_metadata_idx ON orders USING gin (account_id, metadata jsonb_path_ops);
+END
+$$;

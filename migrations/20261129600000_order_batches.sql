@@ -1,6 +1,6 @@
 -- Order batches: a file of orders, each row taken as a keyed POST /v1/orders, and what became of every row.
--- Every key includes account_id, so both tables can be distributed by account, co-located with orders and
--- idempotency_keys.
+-- Every key includes account_id: on Citus both tables are distributed by account, co-located with orders and
+-- idempotency_keys, so a batch's chunk (its orders, key rows and row results) commits on one shard.
 CREATE TABLE order_batches (
     account_id      uuid        NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
     id              uuid        NOT NULL,
@@ -35,7 +35,16 @@ CREATE TABLE order_batch_rows (
     replayed        boolean  NOT NULL,
     -- The problem document (RFC 9457) of a failed row.
     error           jsonb,
-    PRIMARY KEY (account_id, batch_id, row_number),
-    CONSTRAINT order_batch_rows_batch_fkey FOREIGN KEY (account_id, batch_id)
-        REFERENCES order_batches (account_id, id) ON DELETE CASCADE
+    PRIMARY KEY (account_id, batch_id, row_number)
 );
+
+SELECT order_intake_distribute('order_batches', 'account');
+SELECT order_intake_distribute('order_batch_rows', 'account');
+
+-- Between co-located tables, added alone in a DO block as on Citus a change of a distributed table must be.
+DO $$
+BEGIN
+    ALTER TABLE order_batch_rows ADD CONSTRAINT order_batch_rows_batch_fkey FOREIGN KEY (account_id, batch_id)
+        REFERENCES order_batches (account_id, id) ON DELETE CASCADE;
+END
+$$;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::{
     api,
     auth::ApiKey,
-    config::{Config, DatabaseConfig, IdempotencyConfig},
+    config::{Config, DatabaseConfig},
     db,
     domain::validation::text,
     idempotency::sweeper::{self, Sweep},
@@ -71,11 +71,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
 }
 
 async fn sweep() -> Result<(), Error> {
-    let pool = db::pool(&DatabaseConfig::from_env()?, None)?;
-    let ttl = IdempotencyConfig::from_env()?.key_ttl;
+    let pool = db::pool(&DatabaseConfig::from_env()?, db::Sessions::Maintenance)?;
     let deleted =
-        match sweeper::sweep_once(&pool, ttl, sweeper::MAX_BATCH, &CancellationToken::new()).await?
-        {
+        match sweeper::sweep_once(&pool, sweeper::MAX_BATCH, &CancellationToken::new()).await? {
             Sweep::Done { deleted, .. } => deleted,
             Sweep::Skipped => {
                 return Err("another process is sweeping right now; try again later".into());
@@ -86,8 +84,7 @@ async fn sweep() -> Result<(), Error> {
 }
 
 async fn migrate() -> Result<(), Error> {
-    let pool = db::pool(&DatabaseConfig::from_env()?, None)?;
-    db::MIGRATOR.run(&pool).await?;
+    db::migrate(&DatabaseConfig::from_env()?).await?;
     tracing::info!("migrations applied");
     Ok(())
 }
@@ -102,7 +99,7 @@ struct CreatedAccount {
 
 async fn create_account(name: String) -> Result<(), Error> {
     let name = text(name, 200).map_err(|reason| format!("invalid --name: {reason}"))?;
-    let pool = db::pool(&DatabaseConfig::from_env()?, None)?;
+    let pool = db::pool(&DatabaseConfig::from_env()?, db::Sessions::Maintenance)?;
     let key = ApiKey::generate()?;
     let mut tx = pool.begin().await?;
     let id = db::accounts::insert_with_key(&mut tx, &name, &key.hash).await?;

@@ -34,6 +34,60 @@ impl FromStr for LogFormat {
     }
 }
 
+/// The origins whose browser scripts may call the API (CORS), from `CORS_ALLOWED_ORIGINS`: a comma-separated list of
+/// `scheme://host[:port]`, exactly as browsers send them in `Origin` (RFC 6454), e.g.
+/// `https://app.example.com,http://localhost:3000`. Empty, the default, turns CORS off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedOrigins(Vec<String>);
+
+impl AllowedOrigins {
+    /// The origins, in the order given.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl FromStr for AllowedOrigins {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|origin| !origin.is_empty())
+            .map(|origin| {
+                if is_origin(origin) {
+                    Ok(origin.to_owned())
+                } else {
+                    Err(format!(
+                        "`{origin}` is not an origin: write scheme://host[:port] in lower case, with no path or \
+                         trailing slash, e.g. https://app.example.com"
+                    ))
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// Whether `origin` is serialized as browsers send it: `http` or `https`, `://`, a lower-case host, an optional port,
+/// and nothing else.
+fn is_origin(origin: &str) -> bool {
+    let Ok(uri) = origin.parse::<axum::http::Uri>() else {
+        return false;
+    };
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !authority.as_str().contains('@')
+        && (authority.as_str() == authority.host()
+            || authority
+                .port_u16()
+                .is_some_and(|port| authority.as_str() == format!("{}:{port}", authority.host())))
+        && origin == format!("{scheme}://{authority}")
+        && origin == origin.to_ascii_lowercase()
+}
+
 /// The database settings, enough for the command-line tools that do not serve HTTP.
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
@@ -41,6 +95,13 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before it gets a 503.
     pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` for the sessions that serve requests: the longest a statement (lock waits
+    /// included) may run before the database cancels it and the request gets a 503. Migrations are exempt.
+    pub statement_timeout: Duration,
+    /// PostgreSQL's `idle_in_transaction_session_timeout` for the sessions that serve requests: a session whose
+    /// client stops sending inside a transaction is ended after this long, and its transaction rolled back, so
+    /// that a vanished or stalled server does not hold keys and row locks.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 /// The idempotency-key settings.
@@ -91,6 +152,11 @@ pub struct Config {
     pub request_body_limit_bytes: usize,
     pub request_timeout: Duration,
     pub run_migrations: bool,
+    /// After SIGTERM or SIGINT, how long in-flight requests may take to finish; then they are abandoned, and the
+    /// database rolls their transactions back when the process's connections close.
+    pub shutdown_timeout: Duration,
+    /// Browser origins allowed to call the API; none, the default, leaves CORS off.
+    pub cors_allowed_origins: AllowedOrigins,
     pub idempotency: IdempotencyConfig,
     pub batches: BatchConfig,
 }
@@ -138,8 +204,10 @@ impl Config {
             request_body_limit_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             run_migrations: false,
+            shutdown_timeout: Duration::from_secs(30),
             idempotency: IdempotencyConfig::default(),
             batches: BatchConfig::default(),
+            cors_allowed_origins: AllowedOrigins::default(),
         }
     }
 
@@ -154,8 +222,10 @@ impl Config {
             )?,
             request_timeout: seconds("REQUEST_TIMEOUT_SECONDS", defaults.request_timeout)?,
             run_migrations: optional("RUN_MIGRATIONS", defaults.run_migrations)?,
+            shutdown_timeout: seconds("SHUTDOWN_TIMEOUT_SECONDS", defaults.shutdown_timeout)?,
             idempotency: IdempotencyConfig::from_env()?,
             batches: BatchConfig::from_env()?,
+            cors_allowed_origins: optional("CORS_ALLOWED_ORIGINS", defaults.cors_allowed_origins)?,
             ..defaults
         })
     }
@@ -173,6 +243,8 @@ impl DatabaseConfig {
             url: url.into(),
             max_connections: 10,
             acquire_timeout: Duration::from_millis(3000),
+            statement_timeout: Duration::from_millis(15_000),
+            idle_in_transaction_timeout: Duration::from_millis(10_000),
         }
     }
 
@@ -182,6 +254,11 @@ impl DatabaseConfig {
         Ok(Self {
             max_connections: positive("DATABASE_MAX_CONNECTIONS", defaults.max_connections)?,
             acquire_timeout: millis("DATABASE_ACQUIRE_TIMEOUT_MS", defaults.acquire_timeout)?,
+            statement_timeout: millis("DATABASE_STATEMENT_TIMEOUT_MS", defaults.statement_timeout)?,
+            idle_in_transaction_timeout: millis(
+                "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                defaults.idle_in_transaction_timeout,
+            )?,
             ..defaults
         })
     }
@@ -234,4 +311,43 @@ fn seconds(name: &'static str, default: Duration) -> Result<Duration, ConfigErro
 fn millis(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
     positive(name, u64::try_from(default.as_millis()).unwrap_or(u64::MAX))
         .map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AllowedOrigins;
+
+    #[test]
+    fn allowed_origins_are_origins_as_browsers_send_them() {
+        let origins: AllowedOrigins =
+            " https://app.example.com, http://localhost:3000 ,http://[::1]:8080,"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            origins.as_slice(),
+            [
+                "https://app.example.com",
+                "http://localhost:3000",
+                "http://[::1]:8080"
+            ]
+        );
+        assert_eq!(
+            "".parse::<AllowedOrigins>().unwrap(),
+            AllowedOrigins::default()
+        );
+        for wrong in [
+            "*",
+            "app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "https://App.example.com",
+            "ftp://app.example.com",
+            "https://user@app.example.com",
+            "https://app.example.com:99999",
+            "https://app.example.com:",
+        ] {
+            let error = wrong.parse::<AllowedOrigins>().unwrap_err();
+            assert!(error.contains(wrong), "{wrong}: {error}");
+        }
+    }
 }

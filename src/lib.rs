@@ -1,5 +1,6 @@
 //! order-intake: print-and-mail orders and the templates they are printed from, over HTTP.
 
+pub mod accept_encoding;
 pub mod api;
 pub mod auth;
 pub mod body;

@@ -5,7 +5,7 @@ use std::time::Instant;
 use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::{HeaderName, StatusCode, header},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::{
     LatencyUnit,
+    compression::{CompressionLayer, CompressionLevel},
+    cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
@@ -22,8 +24,9 @@ use tracing::{Level, Span};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    api,
-    config::Config,
+    accept_encoding,
+    api::{self, detached::RunStarted},
+    config::{AllowedOrigins, Config},
     db,
     error::{ApiError, PROBLEM_JSON},
     idempotency::sweeper,
@@ -56,11 +59,16 @@ pub fn app(state: AppState) -> Router {
                 ),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .option_layer(cors(&config.cors_allowed_origins))
+        .layer(middleware::map_request(
+            accept_encoding::disregard_unsatisfiable,
+        ))
+        .layer(compression())
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             record_request,
         ))
-        .layer(middleware::map_response_with_state(
+        .layer(middleware::from_fn_with_state(
             state.clone(),
             problem_for_layer_errors,
         ))
@@ -75,6 +83,65 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(layers)
         .with_state(state)
+}
+
+/// The headers a client sends that a browser must be allowed to send across origins: the API key, the body's
+/// media type, the exactly-once key and a precondition.
+const CORS_REQUEST_HEADERS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    HeaderName::from_static("idempotency-key"),
+    header::IF_MATCH,
+];
+
+/// The response headers a browser script may read besides the CORS-safelisted ones (Fetch standard): where a new
+/// object lives, whether an answer is a replay, the object's version tag, when to retry, and the request's id.
+const CORS_EXPOSED_HEADERS: [HeaderName; 5] = [
+    header::LOCATION,
+    HeaderName::from_static("idempotent-replayed"),
+    header::ETAG,
+    header::RETRY_AFTER,
+    REQUEST_ID,
+];
+
+/// CORS for the configured origins (tower-http's `CorsLayer` answers preflights and adds the `Access-Control-*`
+/// headers to every answer, errors included), or nothing when no origin is configured. No credentials mode: the
+/// API key travels in `Authorization`, never in a cookie.
+fn cors(origins: &AllowedOrigins) -> Option<CorsLayer> {
+    if origins.as_slice().is_empty() {
+        return None;
+    }
+    let origins = origins
+        .as_slice()
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok());
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers(CORS_REQUEST_HEADERS)
+            .expose_headers(CORS_EXPOSED_HEADERS)
+            .max_age(CORS_MAX_AGE),
+    )
+}
+
+/// How long a browser may reuse a preflight's answer: 2 hours, Chromium's cap (Firefox allows 24 hours).
+const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 60 * 60);
+
+/// gzip, Brotli and zstd for clients that ask for them with `Accept-Encoding` (tower-http's `CompressionLayer`,
+/// which skips small bodies, images and answers that are already encoded). Outside the exactly-once layer, so keys
+/// store and replay the uncompressed answer and each request gets it in the encoding it asks for. Its 406 for a
+/// request that accepts nothing it can produce would come after the endpoint ran, so such a request loses its
+/// `Accept-Encoding` first (`accept_encoding`). Level 4 for all three: Brotli's default (11) costs far more CPU
+/// than it saves on dynamic JSON, and 4 is near the defaults of gzip (6) and zstd (3).
+fn compression() -> CompressionLayer {
+    CompressionLayer::new().quality(CompressionLevel::Precise(4))
 }
 
 /// One span per request, with its route and id, so that every log line of the request carries them.
@@ -118,59 +185,98 @@ async fn record_request(State(metrics): State<Metrics>, request: Request, next: 
 
 /// The timeout layer answers with a bare status code; give it a problem body like every error. Body limits are
 /// applied where the body is read (`body::read_body`), with the limit of the route, and answer problems already.
-async fn problem_for_layer_errors<B>(
+///
+/// A timeout before the request began to run is a 408 (it never ran); after that, the request runs on to
+/// completion, so the answer is 504 `outcome-unknown`.
+async fn problem_for_layer_errors(
     State(state): State<AppState>,
-    response: Response<B>,
-) -> Response
-where
-    B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = RunStarted::default();
+    request.extensions_mut().insert(started.clone());
+    let response = next.run(request).await;
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|content_type| content_type == PROBLEM_JSON);
     if is_problem {
-        return response.map(axum::body::Body::new);
+        return response;
     }
+    let seconds = state.config.request_timeout.as_secs();
     match response.status() {
-        StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout {
-            seconds: state.config.request_timeout.as_secs(),
+        StatusCode::REQUEST_TIMEOUT if started.is_marked() => {
+            ApiError::still_running(seconds).into_response()
         }
-        .into_response(),
-        _ => response.map(axum::body::Body::new),
+        StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout { seconds }.into_response(),
+        _ => response,
     }
 }
 
-/// Connects, migrates when asked to, and serves until SIGINT or SIGTERM; in-flight requests finish first.
+/// Connects, migrates when asked to, and serves until SIGINT or SIGTERM; in-flight requests then have
+/// `SHUTDOWN_TIMEOUT_SECONDS` to finish.
+///
+/// Past that deadline they are abandoned: the process exits with an error, its database connections close, and
+/// PostgreSQL rolls their transactions back, so nothing half-done commits and their keys are free for a retry.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let pool = db::pool(&config.database, Some(config.idempotency.wait_timeout))?;
     if config.run_migrations {
-        db::MIGRATOR.run(&pool).await?;
+        db::migrate(&config.database).await?;
         tracing::info!("migrations applied");
     }
+    let pool = db::pool(
+        &config.database,
+        db::Sessions::Requests {
+            lock_timeout: config.idempotency.wait_timeout,
+        },
+    )?;
     let listener = TcpListener::bind(config.listen_addr).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     let state = AppState::new(pool.clone(), config);
     let stop = CancellationToken::new();
     let sweeper = sweeper::spawn(
         pool.clone(),
-        state.config.idempotency.key_ttl,
         state.config.idempotency.sweep_interval,
         stop.clone(),
         state.metrics.clone(),
     );
     let header_read_timeout = state.config.request_timeout;
+    let shutdown_timeout = state.config.shutdown_timeout;
     let tasks = state.tasks.clone();
-    serve::serve(listener, app(state), header_read_timeout, shutdown_signal()).await;
-    // Requests whose clients hung up still run; their outcomes are stored before the pool closes.
-    tasks.close();
-    tasks.wait().await;
-    stop.cancel();
-    if let Err(error) = sweeper.await {
-        tracing::error!(%error, "the sweeper task failed");
+    let signalled = CancellationToken::new();
+    let serving = tokio::spawn(serve::serve(
+        listener,
+        app(state),
+        header_read_timeout,
+        signalled.clone().cancelled_owned(),
+    ));
+    shutdown_signal().await;
+    signalled.cancel();
+    let drained = tokio::time::timeout(shutdown_timeout, async {
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "the server task failed");
+        }
+        // Requests whose clients hung up still run; their outcomes are stored before the pool closes.
+        tasks.close();
+        tasks.wait().await;
+        stop.cancel();
+        if let Err(error) = sweeper.await {
+            tracing::error!(%error, "the sweeper task failed");
+        }
+        pool.close().await;
+    })
+    .await;
+    if drained.is_err() {
+        let abandoned = tasks.len();
+        tracing::error!(
+            abandoned,
+            "in-flight requests did not finish within the shutdown timeout; abandoning them"
+        );
+        return Err(format!(
+            "{abandoned} request(s) abandoned after {} s; the database rolls back what they did not commit",
+            shutdown_timeout.as_secs()
+        )
+        .into());
     }
-    pool.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -6,7 +6,8 @@ use utoipa::{
     openapi::{
         self, Ref, RefOr, Required,
         header::HeaderBuilder,
-        path::{Operation, ParameterBuilder, ParameterIn},
+        path::{Operation, ParameterBuilder, ParameterIn, PathItem},
+        response::ResponseBuilder,
         schema::{ObjectBuilder, Type},
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
@@ -24,17 +25,24 @@ use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MA
             `Idempotency-Key`: a retried request runs once and gets its first answer back. Errors are \
             `application/problem+json` (RFC 9457); `GET` a problem's `type` for what it means.",
     ),
+    servers(
+        (url = "/", description = "The server that serves this document (`GET /openapi.json`)."),
+        (url = "http://127.0.0.1:8080", description = "A local server on `LISTEN_ADDR`'s default, as `make run` starts it."),
+    ),
     modifiers(&BearerAuth),
     components(schemas(Problem, FieldError), responses(
         problems::BadRequest,
         problems::Unauthorized,
         problems::NotFound,
+        problems::MethodNotAllowed,
+        problems::RequestTimeout,
         problems::Conflict,
         problems::PayloadTooLarge,
         problems::UnsupportedMediaType,
         problems::UnprocessableEntity,
         problems::InternalError,
         problems::ServiceUnavailable,
+        problems::OutcomeUnknown,
     )),
     tags(
         (name = "templates", description = "HTML templates with `{{field}}` merge placeholders."),
@@ -70,17 +78,25 @@ impl Modify for BearerAuth {
 }
 
 const KEY_DESCRIPTION: &str = "Makes the request exactly-once. 1 to 255 printable ASCII characters (0x20 to \
-0x7E); a value in double quotes is read as an RFC 8941 string. The first outcome of the request (its status, \
-`Content-Type`, `Location` and body, including a 404, 409, 422 or 500 from the endpoint) is stored with the key in \
-the same transaction as the write and replayed, byte for byte and with `Idempotent-Replayed: true`, to every later \
-request from your account with the same key and the same method, path and body, for 24 hours. The same key with a \
-different request gets 422 `idempotency-key-reused`; while the first request still runs, a duplicate waits for it, \
-or gets 409 `idempotency-key-in-use` after the wait timeout. Requests rejected before they run (401, 400, 413, \
-415, field validation 422) are not stored, so they can be corrected and retried with the same key.";
+0x7E); a value in double quotes is read as an RFC 8941 string, whose quotes and backslash escapes do not count \
+towards the 255 (so its header value may be up to 512 characters long). The first outcome of the request (its \
+status, `Content-Type`, `Location` and body, including a 404, a 409 `order-not-modifiable`, a 422 \
+`template-not-found` or `missing-merge-variables`, or a 500 from the endpoint) is stored with the key in the same \
+transaction as the write and replayed, byte for byte and with `Idempotent-Replayed: true`, to every later request \
+from your account with the same key and the same method, route, ids and body, for 24 hours (the retention the \
+server had when it stored the key). The same key with a different request gets 422 `idempotency-key-reused`; \
+while the first request still runs, a duplicate waits for it, or gets 409 `idempotency-key-in-use` after the wait \
+timeout. Not stored, so they can be retried (corrected, where it applies) with the same key: requests rejected \
+before they run (401, 400, 413, 415), every 422 `validation-failed`, and passing failures after which nothing was \
+written (409 `resource-busy`, 503) or whose outcome is not known yet (504 `outcome-unknown`).";
 
 /// A key as the server reads it: printable ASCII that neither starts nor ends with a space (HTTP trims those),
 /// or an RFC 8941 string in double quotes.
 const KEY_PATTERN: &str = r#"^(?:[\x21\x23-\x7E](?:[\x20-\x7E]{0,253}[\x21-\x7E])?|"(?:[\x20\x21\x23-\x5B\x5D-\x7E]|\\["\\]){1,255}")$"#;
+
+/// The longest header value the server accepts: a key of `MAX_LENGTH` characters as an RFC 8941 string, every one
+/// of them escaped (`\"` or `\\`), between its two quotes. The pattern holds the key itself to `MAX_LENGTH`.
+const MAX_HEADER_LENGTH: usize = 2 + 2 * MAX_LENGTH;
 
 const REPLAYED_DESCRIPTION: &str =
     "`true` when this is the stored answer of an earlier request with the same Idempotency-Key.";
@@ -101,6 +117,31 @@ pub fn document_idempotency(openapi: &mut openapi::OpenApi) {
     }
 }
 
+/// Adds 504 `outcome-unknown` to every operation under `/v1`: any of them may outlive the request timeout once it
+/// runs, and any that writes may lose its commit's acknowledgement.
+pub fn document_outcome_unknown(openapi: &mut openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for operation in [
+            item.get.as_mut(),
+            item.post.as_mut(),
+            item.patch.as_mut(),
+            item.delete.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .entry("504".to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("OutcomeUnknown")));
+        }
+    }
+}
+
 fn document_key(operation: &mut Operation) {
     let key = ParameterBuilder::new()
         .name("Idempotency-Key")
@@ -111,7 +152,7 @@ fn document_key(operation: &mut Operation) {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .min_length(Some(1))
-                .max_length(Some(MAX_LENGTH))
+                .max_length(Some(MAX_HEADER_LENGTH))
                 .pattern(Some(KEY_PATTERN)),
         ))
         .build();
@@ -147,4 +188,72 @@ fn document_key(operation: &mut Operation) {
             .entry(status.to_owned())
             .or_insert_with(|| RefOr::Ref(Ref::from_response_name(component)));
     }
+}
+
+/// The answers any request can get, whatever its operation, from the layers in front of every route: 405 from the
+/// router, 408 from the request timeout, and, from the HTTP/1.1 parser before the service sees the request, 414
+/// for a request target over 65 534 bytes and 431 for a request head with more than 100 fields or too large for
+/// the parser's buffer (hyper's limits).
+const TRANSPORT_ANSWERS: [(&str, &str); 4] = [
+    ("405", "MethodNotAllowed"),
+    ("408", "RequestTimeout"),
+    ("414", "UriTooLong"),
+    ("431", "RequestHeaderFieldsTooLarge"),
+];
+
+/// Adds the answers of [`TRANSPORT_ANSWERS`] to every operation, and the two that are not problem documents to the
+/// reusable responses.
+pub fn document_transport_answers(openapi: &mut openapi::OpenApi) {
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.responses.insert(
+        "UriTooLong".to_owned(),
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(
+                    "The request target is longer than 65 534 bytes. The HTTP parser answers before the service sees \
+                     the request: no body, and the connection is closed.",
+                )
+                .build(),
+        ),
+    );
+    components.responses.insert(
+        "RequestHeaderFieldsTooLarge".to_owned(),
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(
+                    "The request head has more than 100 header fields, or does not fit the HTTP parser's \
+                     buffer (408 KiB; a head that arrives in large reads may be somewhat larger). The parser \
+                     answers before the service sees the request: no body, and the connection is closed.",
+                )
+                .build(),
+        ),
+    );
+    for item in openapi.paths.paths.values_mut() {
+        for operation in operations(item) {
+            for (status, component) in TRANSPORT_ANSWERS {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name(component)));
+            }
+        }
+    }
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.options.as_mut(),
+        item.head.as_mut(),
+        item.patch.as_mut(),
+        item.trace.as_mut(),
+        item.query.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(item.additional_operations.values_mut())
 }

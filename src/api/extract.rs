@@ -4,7 +4,9 @@ use std::marker::PhantomData;
 
 use axum::{
     extract::{FromRequest, FromRequestParts, Path, Request},
-    http::request::Parts,
+    http::{Method, request::Parts},
+    middleware::Next,
+    response::{IntoResponse, Response},
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -118,6 +120,32 @@ where
         }
         let raw: R = deserialize(Value::Object(parameters))?;
         Ok(Self(raw.validate()?))
+    }
+}
+
+/// POST, PATCH and DELETE take no query parameters, so one sent anyway (`POST /v1/templates?dry_run=true`) is a 422
+/// naming it, like an unknown body member, before anything runs: ignored, it would do what the client did not ask
+/// for. `GET` routes that take parameters reject unknown ones themselves ([`ValidQuery`]).
+pub async fn reject_query_on_writes(request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let query = request.uri().query().unwrap_or_default();
+    let errors: Vec<FieldError> = form_urlencoded::parse(query.as_bytes())
+        .map(|(name, _)| {
+            FieldError::new(
+                name,
+                format!(
+                    "is not a known query parameter; {} takes none",
+                    request.method()
+                ),
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        next.run(request).await
+    } else {
+        Rejection(ApiError::Validation(errors)).into_response()
     }
 }
 

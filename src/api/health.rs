@@ -26,7 +26,7 @@ pub struct Health {
 ///
 /// 200 while the process runs; it does not touch the database.
 #[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz",
-    responses((status = 200, description = "The process is alive.", body = Health)))]
+    responses((status = 200, description = "The process is alive.", body = Health)), security())]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
@@ -38,7 +38,8 @@ pub async fn healthz() -> Json<Health> {
     responses(
         (status = 200, description = "The database answers.", body = Health),
         (status = 503, description = "The database does not answer.", body = Health),
-    ))]
+    ),
+    security())]
 pub async fn readyz(State(pool): State<PgPool>) -> (StatusCode, Json<Health>) {
     match sqlx::query("SELECT 1").execute(&pool).await {
         Ok(_) => (StatusCode::OK, Json(Health { status: "ok" })),

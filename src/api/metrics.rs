@@ -19,7 +19,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// (`text/plain; version=0.0.4; charset=utf-8`). It needs no API key: serve it only where scrapers reach it.
 #[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
     responses((status = 200, description = "The metrics, one sample a line.", body = String,
-        content_type = "text/plain")))]
+        content_type = "text/plain")),
+    security())]
 pub async fn metrics(
     State(metrics): State<Metrics>,
 ) -> Result<([(header::HeaderName, &'static str); 1], String), ApiError> {

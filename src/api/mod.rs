@@ -43,15 +43,17 @@ use crate::{
     state::AppState,
 };
 
-/// Every route and the OpenAPI document that describes it. A `/v1` request is authenticated, then, once its body
+/// Every route and the OpenAPI document that describes it. A `/v1` request is authenticated, a write with query
+/// parameters is rejected ([`extract::reject_query_on_writes`]), then, once its body
 /// has arrived, runs to completion in a task of its own through the exactly-once layer, which runs keyed POST and
 /// PATCH once and gives every request its transaction. A handler that panics answers 500 like any failing handler
 /// ([`answer_panics`]), so the layers around it see an ordinary response: its transaction rolls back and a key
 /// stores the 500.
 pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
-    let batches = request_path(batch_resources(), state)
+    // An order batch takes its settings in the query string (a CSV body has no room for them); no other write does.
+    let batches = request_path(batch_resources(), state, true)
         .route_layer(Extension(BodyLimit(state.config.batches.body_limit_bytes)));
-    assemble(request_path(resources(), state).merge(batches))
+    assemble(request_path(resources(), state, false).merge(batches))
 }
 
 /// The OpenAPI document alone, with no database or server behind it.
@@ -59,10 +61,14 @@ pub fn openapi() -> OpenApi {
     assemble(resources().merge(batch_resources())).1
 }
 
-/// What every `/v1` route passes through, outermost last: authentication, the detached task that reads the body,
-/// the exactly-once layer.
-fn request_path(routes: OpenApiRouter<AppState>, state: &AppState) -> OpenApiRouter<AppState> {
-    routes
+/// What every `/v1` route passes through, outermost last: authentication, the rejection of query parameters on
+/// writes (unless `writes_take_queries`), the detached task that reads the body, the exactly-once layer.
+fn request_path(
+    routes: OpenApiRouter<AppState>,
+    state: &AppState,
+    writes_take_queries: bool,
+) -> OpenApiRouter<AppState> {
+    let routes = routes
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer::exactly_once,
@@ -70,11 +76,16 @@ fn request_path(routes: OpenApiRouter<AppState>, state: &AppState) -> OpenApiRou
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             detached::run_to_completion,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_account,
-        ))
+        ));
+    let routes = if writes_take_queries {
+        routes
+    } else {
+        routes.route_layer(middleware::from_fn(extract::reject_query_on_writes))
+    };
+    routes.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_account,
+    ))
 }
 
 fn resources() -> OpenApiRouter<AppState> {
@@ -99,6 +110,8 @@ fn assemble(v1: OpenApiRouter<AppState>) -> (Router<AppState>, OpenApi) {
         .merge(public)
         .split_for_parts();
     docs::document_idempotency(&mut openapi);
+    docs::document_transport_answers(&mut openapi);
+    docs::document_outcome_unknown(&mut openapi);
     (router, openapi)
 }
 
@@ -228,10 +241,22 @@ pub struct ListOrdersQuery {
     /// Only orders with this status.
     #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
-    /// Only orders whose metadata has every one of these key/value pairs, as `metadata[customer_id]=4711`.
-    #[param(style = DeepObject, explode, schema_with = schemas::metadata_filter, required = false)]
+    /// Documented in the operation as [`MetadataFilter`]: `IntoParams` drops a parameter's style when it takes
+    /// its schema from a function.
+    #[param(ignore)]
     metadata: Metadata,
 }
+
+/// The metadata filter of `GET /v1/orders`: `metadata[key]=value` pairs that must all match.
+pub struct MetadataFilter;
+
+impl utoipa::PartialSchema for MetadataFilter {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        schemas::metadata_filter().into()
+    }
+}
+
+impl ToSchema for MetadataFilter {}
 
 const LIST_ORDERS_PARAMETERS: &[&str] = &["limit", "starting_after", "status", "metadata[<key>]"];
 

@@ -623,7 +623,6 @@ async fn validate_only(
     account: Account,
     rows: &[PreparedRow],
 ) -> Result<Response, ApiError> {
-    let ttl = state.config.idempotency.key_ttl;
     let mut conn = state.metrics.waiting_for(state.pool.begin()).await?;
     let keys: Vec<String> = rows
         .iter()
@@ -631,7 +630,7 @@ async fn validate_only(
         .filter_map(|row| row.idempotency_key.clone())
         .collect();
     let stored: HashMap<String, db::idempotency_keys::StoredKey> =
-        db::idempotency_keys::find_many(&mut *conn, account.id, &keys, ttl)
+        db::idempotency_keys::find_many(&mut *conn, account.id, &keys)
             .await?
             .into_iter()
             .filter(|(_, key)| !key.expired)

@@ -3,12 +3,13 @@
 use axum::{Json, extract::State, response::Html};
 use serde::Deserialize;
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    Created, List, ListOrdersQuery,
+    Created, List, ListOrdersQuery, MetadataFilter,
     extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
     problems,
 };
@@ -89,10 +90,11 @@ impl Validate for CreateOrder {
             "merge_variables",
             parse_merge_variables(self.merge_variables),
         );
+        let taken_at = OffsetDateTime::now_utc();
         let send_date = v.check(
             "send_date",
             self.send_date
-                .map(|d| parse_send_date(&d, today()))
+                .map(|d| parse_send_date(&d, taken_at.date()))
                 .transpose(),
         );
         let metadata = parse_metadata(&mut v, self.metadata);
@@ -104,6 +106,7 @@ impl Validate for CreateOrder {
                 merge_variables: merge_variables?,
                 send_date: send_date?,
                 metadata: metadata?,
+                taken_at,
             })
         })?)
     }
@@ -243,7 +246,12 @@ pub async fn create(
     path = "/v1/orders",
     operation_id = "listOrders",
     tag = "orders",
-    params(ListOrdersQuery),
+    params(
+        ListOrdersQuery,
+        ("metadata" = inline(Option<MetadataFilter>), Query, style = DeepObject, explode,
+         description = "Only orders whose metadata has every one of these key/value pairs, as \
+                        `metadata[customer_id]=4711`."),
+    ),
     responses(
         (status = 200, description = "A page of orders.", body = List<Order>),
         (status = 401, response = problems::Unauthorized),
@@ -263,6 +271,8 @@ pub async fn list(
 }
 
 /// Retrieve an order
+///
+/// The order as it is now, with its status; another account's order is not found.
 #[utoipa::path(
     get,
     path = "/v1/orders/{id}",

@@ -3,8 +3,8 @@
 use axum::{Json, extract::Path};
 use serde::{Deserialize, Serialize};
 use utoipa::{
-    IntoParams, ToResponse, ToSchema,
-    openapi::{Object, ObjectBuilder, Type},
+    IntoParams, PartialSchema, ToResponse, ToSchema,
+    openapi::{Object, ObjectBuilder, RefOr, Schema, Type},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -53,6 +53,26 @@ pub struct NotFound(pub Problem);
 }))]
 pub struct Conflict(pub Problem);
 
+/// The route does not take this method; `Allow` lists the methods it takes.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("Allow" = String, description = "The methods the route takes, e.g. `GET, PATCH, DELETE`.")),
+    example = json!({
+        "type": "/problems/method-not-allowed", "title": "Method not allowed", "status": 405,
+        "detail": "PUT is not allowed on this route."
+    })
+)]
+pub struct MethodNotAllowed(pub Problem);
+
+/// The request was not received and answered within `REQUEST_TIMEOUT_SECONDS`.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json", example = json!({
+    "type": "/problems/request-timeout", "title": "Request timeout", "status": 408,
+    "detail": "The request did not complete within 30 seconds."
+}))]
+pub struct RequestTimeout(pub Problem);
+
 /// The request body is larger than the server accepts.
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json", example = json!({
@@ -98,6 +118,19 @@ pub struct InternalError(pub Problem);
 )]
 pub struct ServiceUnavailable(pub Problem);
 
+/// The request outlived the request timeout and runs on, or its commit was not acknowledged: its outcome is
+/// unknown.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("Retry-After" = String, description = "Seconds to wait before retrying with the same Idempotency-Key.")),
+    example = json!({
+        "type": "/problems/outcome-unknown", "title": "Outcome unknown", "status": 504,
+        "detail": "The request did not finish within 30 seconds and is still running; it may or may not be applied. Retry with the same Idempotency-Key to learn its outcome; without a key, a blind retry may apply it twice."
+    })
+)]
+pub struct OutcomeUnknown(pub Problem);
+
 /// What a problem type means.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -117,9 +150,22 @@ pub struct ProblemDescription {
 #[into_params(parameter_in = Path)]
 pub struct ProblemPath {
     /// The last segment of a problem `type`, e.g. `template-in-use`.
-    #[param(schema_with = problem_slug)]
+    // A `value_type` rather than `schema_with`: utoipa drops a parameter's `required` and description when
+    // `schema_with` gives its schema, and OpenAPI requires every path parameter to be required.
+    #[param(value_type = ProblemSlug, inline)]
     slug: String,
 }
+
+/// The slug of a problem type: one of the slugs the service defines.
+pub struct ProblemSlug;
+
+impl PartialSchema for ProblemSlug {
+    fn schema() -> RefOr<Schema> {
+        problem_slug().into()
+    }
+}
+
+impl ToSchema for ProblemSlug {}
 
 /// Describe a problem type
 ///
@@ -133,7 +179,8 @@ pub struct ProblemPath {
     responses(
         (status = 200, description = "The problem type.", body = ProblemDescription),
         (status = 404, response = NotFound),
-    )
+    ),
+    security()
 )]
 pub async fn describe(
     Path(ProblemPath { slug }): Path<ProblemPath>,

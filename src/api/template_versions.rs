@@ -102,6 +102,9 @@ pub async fn list(
 }
 
 /// Retrieve a template version
+///
+/// One version exactly as it was written: its name, format, content and merge fields never change. A version the
+/// template does not have, or text that is not a version number, is a 404.
 #[utoipa::path(
     get,
     path = "/v1/templates/{id}/versions/{version}",
@@ -178,7 +181,8 @@ impl Validate for RenderTemplate {
 ///
 /// A preview of what an order would print, without taking one: the template's latest version (or `version`)
 /// with every `{{field}}` replaced by its merge variable, HTML-escaped, so that a variable prints as text and
-/// never as markup. Missing merge variables give the same 422 as an order. Nothing is written.
+/// never as markup. Missing merge variables give the same 422 as an order, and so does a `version` the template
+/// does not have. Nothing is written.
 #[utoipa::path(
     post,
     path = "/v1/templates/{id}/render",
@@ -206,12 +210,18 @@ pub async fn render(
     mut tx: Tx,
     ValidJson(preview): ValidJson<RenderTemplate>,
 ) -> Result<Html<String>, ApiError> {
-    let version = db::template_versions::find(tx.conn().await?, account.id, id, preview.version)
-        .await?
-        .ok_or_else(|| match preview.version {
-            Some(version) => version_not_found(&id.to_string(), &version.to_string()),
-            None => template_not_found(id),
-        })?;
+    let conn = tx.conn().await?;
+    let found = db::template_versions::find(&mut *conn, account.id, id, preview.version).await?;
+    let Some(version) = found else {
+        // A version the template does not have is a broken rule of the body, as for an order PATCH.
+        return Err(
+            if preview.version.is_some() && db::templates::exists(conn, account.id, id).await? {
+                ApiError::invalid_field("version", "is not a version of the template")
+            } else {
+                template_not_found(id)
+            },
+        );
+    };
     Ok(Html(version.render(&preview.merge_variables)?))
 }
 

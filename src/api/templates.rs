@@ -188,6 +188,9 @@ pub async fn list(
 }
 
 /// Retrieve a template
+///
+/// The template as it is now: its current `content`, `merge_fields` and `version`; another account's template is
+/// not found.
 #[utoipa::path(
     get,
     path = "/v1/templates/{id}",

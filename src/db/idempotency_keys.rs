@@ -17,25 +17,23 @@ pub struct StoredResponse {
 #[derive(Debug, Clone)]
 pub struct StoredKey {
     pub fingerprint: Vec<u8>,
-    /// Older than the retention: never replayed, and taken over by the next request with the key.
+    /// Past its `expires_at`: never replayed, and taken over by the next request with the key.
     pub expired: bool,
     pub response: StoredResponse,
 }
 
-/// The key row of (account, key), if there is one.
+/// The key row of (account, key), if there is one; whether it expired is read from the row's own `expires_at`.
 pub async fn find(
     db: impl PgExecutor<'_>,
     account_id: Uuid,
     key: &str,
-    ttl: Duration,
 ) -> Result<Option<StoredKey>, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT fingerprint, response_status, response_headers AS "response_headers: Json<Vec<(String, String)>>",
-                  response_body, created_at <= now() - make_interval(secs => $3) AS "expired!"
+                  response_body, expires_at <= now() AS "expired!"
            FROM idempotency_keys WHERE account_id = $1 AND key = $2"#,
         account_id,
         key,
-        ttl.as_secs_f64(),
     )
     .fetch_optional(db)
     .await?;
@@ -55,16 +53,14 @@ pub async fn find_many(
     db: impl PgExecutor<'_>,
     account_id: Uuid,
     keys: &[String],
-    ttl: Duration,
 ) -> Result<Vec<(String, StoredKey)>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"SELECT key, fingerprint, response_status,
                   response_headers AS "response_headers: Json<Vec<(String, String)>>",
-                  response_body, created_at <= now() - make_interval(secs => $3) AS "expired!"
+                  response_body, expires_at <= now() AS "expired!"
            FROM idempotency_keys WHERE account_id = $1 AND key = ANY($2)"#,
         account_id,
         keys,
-        ttl.as_secs_f64(),
     )
     .fetch_all(db)
     .await?;
@@ -92,7 +88,8 @@ pub struct NewKey<'a> {
     pub response: &'a StoredResponse,
 }
 
-/// Stores many outcomes in one statement, as [`insert`] does each, taking over expired rows; gives back the keys
+/// Stores many outcomes in one statement, as [`insert`] does each (replayed for `ttl` from now), taking over
+/// rows past their `expires_at`; gives back the keys
 /// it stored. A key missing from the answer is held by a live row, perhaps one a concurrent transaction committed
 /// while this one waited for it. The rows are written in key order, so that two such statements never deadlock.
 #[tracing::instrument(skip_all, fields(%account_id, keys = keys.len()))]
@@ -112,15 +109,18 @@ pub async fn insert_many(
         keys.iter().map(|k| Json(&k.response.headers)).collect();
     let bodies: Vec<&[u8]> = keys.iter().map(|k| k.response.body.as_slice()).collect();
     sqlx::query_scalar!(
-        r#"INSERT INTO idempotency_keys (account_id, key, fingerprint, response_status, response_headers, response_body)
-           SELECT $1, key, fingerprint, response_status, response_headers, response_body
+        r#"INSERT INTO idempotency_keys
+               (account_id, key, fingerprint, response_status, response_headers, response_body, expires_at)
+           SELECT $1, key, fingerprint, response_status, response_headers, response_body,
+                  now() + make_interval(secs => $7)
            FROM unnest($2::text[], $3::bytea[], $4::int2[], $5::jsonb[], $6::bytea[])
                 AS new (key, fingerprint, response_status, response_headers, response_body)
            ORDER BY key
            ON CONFLICT (account_id, key) DO UPDATE
-               SET fingerprint = EXCLUDED.fingerprint, created_at = now(), response_status = EXCLUDED.response_status,
+               SET fingerprint = EXCLUDED.fingerprint, created_at = EXCLUDED.created_at,
+                   expires_at = EXCLUDED.expires_at, response_status = EXCLUDED.response_status,
                    response_headers = EXCLUDED.response_headers, response_body = EXCLUDED.response_body
-               WHERE idempotency_keys.created_at <= now() - make_interval(secs => $7)
+               WHERE idempotency_keys.expires_at <= EXCLUDED.created_at
            RETURNING key"#,
         account_id,
         &names as _,
@@ -134,10 +134,13 @@ pub async fn insert_many(
     .await
 }
 
-/// Stores the outcome for a key, taking over an expired row; `false` when a live row holds the key.
+/// Stores the outcome for a key, to be replayed for `ttl` from now (its `expires_at`), taking over a row past its
+/// own `expires_at`; `false` when a live row holds the key.
 ///
 /// Inside the request's transaction this waits for a concurrent transaction that holds the key (bounded by
-/// `lock_timeout`) and then sees its row.
+/// `lock_timeout`) and then sees its row. The new row's `created_at` (its default, `now()`) is the clock of the
+/// takeover: Citus evaluates `now()` once on the coordinator for the inserted row, and allows only immutable
+/// functions in the `DO UPDATE` clauses it sends to the shard, so the expiry is compared with it, not with `now()`.
 #[tracing::instrument(skip_all, fields(%account_id))]
 pub async fn insert(
     conn: &mut PgConnection,
@@ -148,12 +151,14 @@ pub async fn insert(
     ttl: Duration,
 ) -> Result<bool, sqlx::Error> {
     let stored = sqlx::query_scalar!(
-        r#"INSERT INTO idempotency_keys (account_id, key, fingerprint, response_status, response_headers, response_body)
-           VALUES ($1, $2, $3, $4, $5, $6)
+        r#"INSERT INTO idempotency_keys
+               (account_id, key, fingerprint, response_status, response_headers, response_body, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
            ON CONFLICT (account_id, key) DO UPDATE
-               SET fingerprint = EXCLUDED.fingerprint, created_at = now(), response_status = EXCLUDED.response_status,
+               SET fingerprint = EXCLUDED.fingerprint, created_at = EXCLUDED.created_at,
+                   expires_at = EXCLUDED.expires_at, response_status = EXCLUDED.response_status,
                    response_headers = EXCLUDED.response_headers, response_body = EXCLUDED.response_body
-               WHERE idempotency_keys.created_at <= now() - make_interval(secs => $7)
+               WHERE idempotency_keys.expires_at <= EXCLUDED.created_at
            RETURNING true AS "stored!""#,
         account_id,
         key,
@@ -168,22 +173,22 @@ pub async fn insert(
     Ok(stored.is_some())
 }
 
-/// Deletes at most `limit` expired keys, oldest first, skipping rows a request is taking over right now.
-pub async fn delete_expired(
-    conn: &mut PgConnection,
-    ttl: Duration,
-    limit: i64,
-) -> Result<u64, sqlx::Error> {
+/// Deletes at most `limit` keys past their `expires_at`, those that expired first first; a row a request is taking
+/// over right now stays.
+///
+/// The statement spans every account, so on Citus it spans every shard: Citus runs the `LIMIT` subquery first,
+/// across the shards, and then the `DELETE` on each shard against its result (a row lock in the subquery,
+/// `FOR UPDATE SKIP LOCKED`, is not supported across shards). A row that a request is taking over is waited for and
+/// then checked again: its `expires_at` is new, so it is not deleted.
+pub async fn delete_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, sqlx::Error> {
     let result = sqlx::query!(
         r#"DELETE FROM idempotency_keys
            WHERE (account_id, key) IN (
                      SELECT account_id, key FROM idempotency_keys
-                     WHERE created_at <= now() - make_interval(secs => $1)
-                     ORDER BY created_at
-                     LIMIT $2
-                     FOR UPDATE SKIP LOCKED)
-             AND created_at <= now() - make_interval(secs => $1)"#,
-        ttl.as_secs_f64(),
+                     WHERE expires_at <= now()
+                     ORDER BY expires_at
+                     LIMIT $1)
+             AND expires_at <= now()"#,
         limit,
     )
     .execute(conn)

@@ -26,18 +26,50 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// A pooled connection idle for this long is checked with a round trip before it is handed out.
 const RECHECK_IDLE_AFTER: Duration = Duration::from_secs(10);
 
+/// TCP keepalive on the database's side of every connection (PostgreSQL's `tcp_keepalives_idle`,
+/// `tcp_keepalives_interval`, `tcp_keepalives_count` and `tcp_user_timeout`): when this service's host vanishes or
+/// the network between them breaks, PostgreSQL notices within about 30 seconds, ends the session and rolls its
+/// transaction back, releasing its keys and row locks, instead of after the kernel's default of over two hours.
+/// sqlx 0.9 sets no socket options on its own side (no keepalive nor user timeout in `PgConnectOptions`), so the
+/// database's side is where the bound can be set; it needs a TCP connection (a Unix socket ignores them).
+const KEEPALIVE: [(&str, &str); 4] = [
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "3"),
+    ("tcp_user_timeout", "30000"),
+];
+
+/// What a pool's sessions are for, which decides how long their statements may wait.
+#[derive(Debug, Clone, Copy)]
+pub enum Sessions {
+    /// Serving requests: no statement waits longer than `lock_timeout` for a row lock or for a concurrent insert of
+    /// the same key (such waits come from concurrent requests, and the client gets a 409 to retry instead of a
+    /// hang), none runs longer than the configured `statement_timeout`, and a session left idle inside a
+    /// transaction is ended after `idle_in_transaction_session_timeout`.
+    Requests { lock_timeout: Duration },
+    /// Migrations and command-line tools: they wait for locks as long as it takes (a second instance starting
+    /// during a long migration waits for it rather than failing), whatever timeouts the database or role sets.
+    Maintenance,
+}
+
 /// A pool that connects lazily, so the server starts (and answers `/healthz`) while the database is down.
-///
-/// With `lock_timeout`, no statement waits longer than that for a row lock or for a concurrent insert of the same
-/// key: such waits come from concurrent requests, and the client gets a 409 to retry instead of a hang.
-pub fn pool(
-    config: &DatabaseConfig,
-    lock_timeout: Option<Duration>,
-) -> Result<PgPool, sqlx::Error> {
-    let mut options: PgConnectOptions = config.url.parse()?;
-    if let Some(timeout) = lock_timeout {
-        options = options.options([("lock_timeout", format!("{}ms", timeout.as_millis().max(1)))]);
-    }
+pub fn pool(config: &DatabaseConfig, sessions: Sessions) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = config.url.parse()?;
+    let options = options.options(KEEPALIVE).options(match sessions {
+        Sessions::Requests { lock_timeout } => [
+            ("lock_timeout", milliseconds(lock_timeout)),
+            ("statement_timeout", milliseconds(config.statement_timeout)),
+            (
+                "idle_in_transaction_session_timeout",
+                milliseconds(config.idle_in_transaction_timeout),
+            ),
+        ],
+        Sessions::Maintenance => [
+            ("lock_timeout", "0".to_owned()),
+            ("statement_timeout", "0".to_owned()),
+            ("idle_in_transaction_session_timeout", "0".to_owned()),
+        ],
+    });
     Ok(PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
@@ -53,6 +85,20 @@ pub fn pool(
             })
         })
         .connect_lazy_with(options))
+}
+
+/// A duration as a PostgreSQL setting in milliseconds; at least 1, since 0 turns a timeout off.
+fn milliseconds(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis().max(1))
+}
+
+/// Applies the migrations on a session of their own, which waits for locks as long as it takes
+/// ([`Sessions::Maintenance`]), not on the request pool with its timeouts.
+pub async fn migrate(config: &DatabaseConfig) -> Result<(), sqlx::migrate::MigrateError> {
+    let pool = pool(config, Sessions::Maintenance)?;
+    let migrated = MIGRATOR.run(&pool).await;
+    pool.close().await;
+    migrated
 }
 
 /// One page of a list, newest first.
@@ -82,9 +128,59 @@ pub struct PageRequest {
     pub starting_after: Option<uuid::Uuid>,
 }
 
+/// The name of the constraint a statement broke, as the migrations name it; `None` for other errors.
+///
+/// On Citus a violation on a worker reaches the coordinator's client without PostgreSQL's constraint name field
+/// (only SQLSTATE, message and detail are passed on), so the name is then read from the message, `... violates
+/// check constraint "name"` (PostgreSQL's wording, with `lc_messages` in English as the server's default). And the
+/// shards of a table carry its constraints: one added after the table was distributed is named on each shard with
+/// the shard id appended (`orders_template_version_fkey_102045`). The suffix is cut here, so that callers match the
+/// one name either way. No constraint of the migrations ends in `_` and digits.
+pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
+    let error = error.as_database_error()?;
+    let name = match error.constraint() {
+        Some(name) => name,
+        None => {
+            let (_, quoted) = error.message().split_once(" constraint \"")?;
+            quoted.strip_suffix('"')?
+        }
+    };
+    Some(without_shard_id(name))
+}
+
+/// `name` without a trailing `_` and shard id.
+fn without_shard_id(name: &str) -> &str {
+    match name.rsplit_once('_') {
+        Some((base, shard_id))
+            if !shard_id.is_empty() && shard_id.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            base
+        }
+        _ => name,
+    }
+}
+
 /// Whether a statement broke a foreign key.
 fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
         .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_shard_id;
+
+    #[test]
+    fn a_shard_constraint_name_loses_its_shard_id() {
+        assert_eq!(
+            without_shard_id("orders_template_version_fkey_102045"),
+            "orders_template_version_fkey"
+        );
+        assert_eq!(
+            without_shard_id("orders_metadata_is_metadata"),
+            "orders_metadata_is_metadata"
+        );
+        assert_eq!(without_shard_id("orders_"), "orders_");
+    }
 }

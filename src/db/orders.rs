@@ -73,8 +73,8 @@ pub async fn insert(
 ) -> Result<Option<Order>, sqlx::Error> {
     let row = query_order!(
         r#"INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables,
-                               send_date, metadata)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                               send_date, metadata, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
            RETURNING"#,
         "",
         Uuid::now_v7(),
@@ -86,21 +86,19 @@ pub async fn insert(
         Json(&new.merge_variables) as _,
         new.send_date,
         Json(&new.metadata) as _,
+        new.taken_at,
     )
     .fetch_one(db)
     .await;
     match row {
         Ok(row) => Ok(Some(row.into())),
-        Err(error) if violates(&error, "orders_template_version_fkey") => Ok(None),
+        Err(error)
+            if super::violated_constraint(&error) == Some("orders_template_version_fkey") =>
+        {
+            Ok(None)
+        }
         Err(error) => Err(error),
     }
-}
-
-fn violates(error: &sqlx::Error, constraint: &str) -> bool {
-    error
-        .as_database_error()
-        .and_then(|e| e.constraint())
-        .is_some_and(|name| name == constraint)
 }
 
 /// A new order to insert with others: its id, the template version it pins, and its details.
@@ -131,13 +129,16 @@ pub async fn insert_many(
         .collect();
     let send_dates: Vec<Option<Date>> = rows.iter().map(|r| r.order.send_date).collect();
     let metadata: Vec<Json<&Metadata>> = rows.iter().map(|r| Json(&r.order.metadata)).collect();
+    let taken_at: Vec<OffsetDateTime> = rows.iter().map(|r| r.order.taken_at).collect();
     let inserted = query_order!(
         r#"INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables,
-                               send_date, metadata)
-           SELECT id, $1, template_id, template_version, recipient, sender, merge_variables, send_date, metadata
+                               send_date, metadata, created_at, updated_at)
+           SELECT id, $1, template_id, template_version, recipient, sender, merge_variables, send_date, metadata,
+                  taken_at, taken_at
            FROM unnest($2::uuid[], $3::uuid[], $4::int4[], $5::jsonb[], $6::jsonb[], $7::jsonb[], $8::date[],
-                       $9::jsonb[])
-                AS new (id, template_id, template_version, recipient, sender, merge_variables, send_date, metadata)
+                       $9::jsonb[], $10::timestamptz[])
+                AS new (id, template_id, template_version, recipient, sender, merge_variables, send_date, metadata,
+                        taken_at)
            ORDER BY id
            RETURNING"#,
         "",
@@ -150,6 +151,7 @@ pub async fn insert_many(
         merge_variables as _,
         send_dates as _,
         metadata as _,
+        &taken_at,
     )
     .fetch_all(conn)
     .await?;

@@ -206,7 +206,9 @@ pub async fn update(
                RETURNING *)
            SELECT"#,
         "FROM t",
-        "",
+        // The CTE's rows carry the account, but Citus routes the join to one shard only when the versions are
+        // filtered on the distribution column too.
+        "WHERE v.account_id = $1",
         account_id,
         current.id,
         version,

@@ -90,7 +90,7 @@ where
     let ttl = state.config.idempotency.key_ttl;
     let keys: Vec<String> = rows.iter().map(|row| row.key.clone()).collect();
     let mut found: HashMap<String, StoredKey> =
-        idempotency_keys::find_many(&mut *conn, account_id, &keys, ttl)
+        idempotency_keys::find_many(&mut *conn, account_id, &keys)
             .await?
             .into_iter()
             .collect();

@@ -6,20 +6,22 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     body::{is_csv, parse_json},
+    domain::id::parse_id,
     error::ApiError,
 };
 
-/// SHA-256 of the method, the path and the body as canonical JSON: object members sorted by name, no
-/// insignificant whitespace. Whitespace and member order do not change it; any value does.
+/// SHA-256 of the method, the target (see [`target`]) and the body as canonical JSON: object members sorted by
+/// name, no insignificant whitespace. Whitespace, member order and the spelling of an id do not change it; any
+/// value does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint(pub [u8; 32]);
 
 impl Fingerprint {
-    pub fn of(method: &Method, path: &str, body: &Value) -> Self {
+    pub fn of(method: &Method, target: &str, body: &Value) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(method.as_str().as_bytes());
         hasher.update(b"\n");
-        hasher.update(path.as_bytes());
+        hasher.update(target.as_bytes());
         hasher.update(b"\n");
         let mut canonical = Vec::new();
         write_canonical(body, &mut canonical);
@@ -28,17 +30,22 @@ impl Fingerprint {
     }
 }
 
-/// The fingerprint of a keyed request from its head and its whole body, and the body as JSON when it is JSON.
+/// The fingerprint of a keyed request from its head, its [`target`] and its whole body, and the body as JSON when
+/// it is JSON.
 ///
 /// A JSON body is read as canonical JSON ([`Fingerprint::of`]). A `text/csv` body (an order batch) is taken byte
-/// for byte, with the query string, which carries a CSV batch's settings: another file or other settings are another
-/// request. Any other body is a 415, and a malformed JSON body a 400.
-pub fn of_request(parts: &Parts, body: &[u8]) -> Result<(Fingerprint, Option<Value>), ApiError> {
+/// for byte. The query string counts when there is one: only an order batch takes one (its settings), and other
+/// settings are another request. Any other body is a 415, and a malformed JSON body a 400.
+pub fn of_request(
+    parts: &Parts,
+    target: &str,
+    body: &[u8],
+) -> Result<(Fingerprint, Option<Value>), ApiError> {
     if is_csv(&parts.headers) {
         let mut hasher = Sha256::new();
         hasher.update(parts.method.as_str().as_bytes());
         hasher.update(b"\n");
-        hasher.update(parts.uri.path().as_bytes());
+        hasher.update(target.as_bytes());
         hasher.update(b"?");
         hasher.update(parts.uri.query().unwrap_or_default().as_bytes());
         hasher.update(b"\ntext/csv\n");
@@ -46,11 +53,23 @@ pub fn of_request(parts: &Parts, body: &[u8]) -> Result<(Fingerprint, Option<Val
         return Ok((Fingerprint(hasher.finalize().into()), None));
     }
     let json = parse_json(&parts.headers, body)?;
-    let path = match parts.uri.query() {
-        Some(query) => format!("{}?{query}", parts.uri.path()),
-        None => parts.uri.path().to_owned(),
+    let target = match parts.uri.query() {
+        Some(query) => format!("{target}?{query}"),
+        None => target.to_owned(),
     };
-    Ok((Fingerprint::of(&parts.method, &path, &json), Some(json)))
+    Ok((Fingerprint::of(&parts.method, &target, &json), Some(json)))
+}
+
+/// What a request addresses: its route template (`/v1/orders/{id}`) and each path parameter, an id in its one
+/// canonical form. `/v1/orders/019AC…` and `/v1/orders/019ac…` name the same order, so they are the same target;
+/// a parameter that is no id stays as it is (such a request is a 404 that runs nothing).
+pub fn target<'a>(route: &str, parameters: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut target = route.to_owned();
+    for (name, value) in parameters {
+        let value = parse_id(value).map_or_else(|_| value.to_owned(), |id| id.to_string());
+        target.push_str(&format!("\n{name}={value}"));
+    }
+    target
 }
 
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
@@ -116,6 +135,31 @@ mod tests {
         assert_ne!(base, of(r#"{"a": [1, 2], "b": null}"#));
         assert_ne!(base, Fingerprint::of(&Method::PATCH, "/v1/orders", &body));
         assert_ne!(base, Fingerprint::of(&Method::POST, "/v1/templates", &body));
+    }
+
+    #[test]
+    fn an_id_is_the_same_target_in_either_case() {
+        let upper = target(
+            "/v1/orders/{id}",
+            [("id", "019AC9F0-7C1E-7A4B-9D0E-2F1C3B4A5D6E")],
+        );
+        let lower = target(
+            "/v1/orders/{id}",
+            [("id", "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6e")],
+        );
+        assert_eq!(upper, lower);
+        let other = target(
+            "/v1/orders/{id}",
+            [("id", "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6f")],
+        );
+        assert_ne!(upper, other);
+        assert_ne!(
+            lower,
+            target(
+                "/v1/templates/{id}",
+                [("id", "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6e")]
+            )
+        );
     }
 
     #[test]

@@ -177,3 +177,38 @@ async fn nul_characters_are_rejected_where_postgresql_cannot_store_them(pool: Pg
     );
     assert_eq!(count(&app.pool, "orders").await, 0);
 }
+
+/// A write takes no query parameters: one sent anyway is a 422 naming it, and nothing runs or is stored.
+#[sqlx::test]
+async fn query_parameters_on_writes_are_422(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let order = app.create_order().await;
+    let order_path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let template = json!({"name": "Dry", "format": "postcard_a6", "content": "<p>Hi</p>"});
+    let templates_before = count(&app.pool, "templates").await;
+
+    let dry_run = send(
+        app.request(Method::POST, "/v1/templates?dry_run=true")
+            .header("idempotency-key", "dry")
+            .json(&template),
+    )
+    .await;
+    assert_eq!(dry_run.assert_invalid_fields(), ["dry_run"]);
+    let patch = send(
+        app.request(Method::PATCH, &format!("{order_path}?notify=1&force"))
+            .json(&json!({"send_date": null})),
+    )
+    .await;
+    assert_eq!(patch.assert_invalid_fields(), ["notify", "force"]);
+    let cancel = app.delete(&format!("{order_path}?reason=x")).await;
+    assert_eq!(cancel.assert_invalid_fields(), ["reason"]);
+
+    assert_eq!(count(&app.pool, "templates").await, templates_before);
+    assert_eq!(count(&app.pool, "idempotency_keys").await, 0);
+    assert_eq!(app.get(&order_path).await.json()["status"], "received");
+    // The corrected request runs, with the same key.
+    let corrected = app
+        .keyed(Method::POST, "/v1/templates", "dry", &template)
+        .await;
+    corrected.assert_status(StatusCode::CREATED);
+}

@@ -149,9 +149,10 @@ async fn a_preview_renders_the_latest_or_a_given_version_and_writes_nothing(pool
         problem["errors"]
     );
 
-    app.post(&path, &json!({"merge_variables": {}, "version": 3}))
-        .await
-        .assert_problem(StatusCode::NOT_FOUND, "not-found");
+    let unknown = app
+        .post(&path, &json!({"merge_variables": {}, "version": 3}))
+        .await;
+    assert_eq!(unknown.assert_invalid_fields(), ["version"]);
     app.post(
         &format!("/v1/templates/{}/render", uuid::Uuid::now_v7()),
         &json!({}),

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, address, count};
+use crate::helpers::{TestApp, address, count, eventually};
 
 const V1: &str = "<p>Hello {{first_name}}</p>";
 const V2: &str = "<p>Hello {{first_name}} from {{city}}</p>\n<!-- v2 -->";
@@ -412,4 +412,40 @@ async fn the_migration_back_fills_versions_for_existing_templates_and_orders(poo
         .await
         .unwrap();
     assert!(metadata.iter().all(|m| *m == json!({})));
+}
+
+/// An order whose template is deleted between reading its version and writing the order gets the same 422 as an
+/// order for a template that never existed: the foreign key to the version row tells.
+#[sqlx::test]
+async fn an_order_racing_the_deletion_of_its_template_gets_template_not_found(pool: PgPool) {
+    let app = std::sync::Arc::new(TestApp::spawn(pool).await);
+    let template = app.create_template(V1).await;
+    let mut deletion = app.pool.begin().await.unwrap();
+    sqlx::query("DELETE FROM templates WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(template["id"].as_str().unwrap()).unwrap())
+        .execute(&mut *deletion)
+        .await
+        .unwrap();
+    let order = tokio::spawn({
+        let app = std::sync::Arc::clone(&app);
+        let body = json!({"template_id": template["id"], "recipient": address(),
+                          "merge_variables": {"first_name": "Anna"}});
+        async move { app.post("/v1/orders", &body).await }
+    });
+    // The order has read the version (the deletion is not committed) and waits on its row to write.
+    let pool = app.pool.clone();
+    eventually(std::time::Duration::from_secs(10), || {
+        let pool = pool.clone();
+        async move {
+            (crate::helpers::lock_waits(&pool).await == 1)
+                .then_some(())
+                .ok_or_else(|| "the order does not wait for the version row".to_owned())
+        }
+    })
+    .await;
+    deletion.commit().await.unwrap();
+    let order = order.await.unwrap();
+    let problem = order.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "template-not-found");
+    assert_eq!(problem["errors"][0]["field"], "template_id");
+    assert_eq!(count(&app.pool, "orders").await, 0);
 }
