@@ -119,7 +119,7 @@ struct Keyed<'a> {
 }
 
 impl Keyed<'_> {
-    #[tracing::instrument(name = "idempotency", skip_all, fields(key = self.key.as_str()))]
+    #[tracing::instrument(name = "idempotency", skip_all, fields(key_digest = %self.key.digest()))]
     async fn run(&self, request: Request, next: Next) -> Result<Response, ApiError> {
         let config = &self.state.config.idempotency;
         let _turn = self
