@@ -185,6 +185,12 @@ problem_types! {
         title: "Idempotency key in use",
         description: "Another request with the same Idempotency-Key is still running. Nothing ran; retry after `Retry-After` seconds with the same key to get its answer.",
     },
+    RateLimited {
+        slug: "rate-limited",
+        status: TOO_MANY_REQUESTS,
+        title: "Too many requests",
+        description: "Your account sent more requests than its rate limit allows (`RateLimit-Policy`: `q` requests at once, refilled over `w` seconds). Nothing ran and nothing was stored, not even under an Idempotency-Key; retry after `Retry-After` seconds, with the same key if you sent one. Other accounts are not affected.",
+    },
     ResourceBusy {
         slug: "resource-busy",
         status: CONFLICT,
@@ -305,6 +311,8 @@ pub enum ApiError {
     IdempotencyKeyInUse,
     #[error("Another request holds this object; retry shortly.")]
     ResourceBusy,
+    #[error("Your account's rate limit is used up; retry after {retry_after} second(s).")]
+    RateLimited { retry_after: u32 },
     #[error("The database is unavailable.")]
     DatabaseUnavailable(#[source] sqlx::Error),
     #[error("An internal error occurred.")]
@@ -358,6 +366,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => ProblemType::IdempotencyKeyReused,
             Self::IdempotencyKeyInUse => ProblemType::IdempotencyKeyInUse,
             Self::ResourceBusy => ProblemType::ResourceBusy,
+            Self::RateLimited { .. } => ProblemType::RateLimited,
             Self::DatabaseUnavailable(_) => ProblemType::ServiceUnavailable,
             Self::Internal(_) => ProblemType::InternalError,
         }
@@ -371,7 +380,7 @@ impl ApiError {
     ///
     /// A passing failure is not stored: the database out of reach, out of resources or past a statement timeout,
     /// the key or a row held too long by another request, a deadlock or serialization conflict the database broke
-    /// by rolling this request back. Everything the request did rolled back, so a retry with the same key may run
+    /// by rolling this request back, or the account's rate limit used up. Everything the request did rolled back, so a retry with the same key may run
     /// it. Nor is an unknown outcome: the request may still commit, and its key then stores that outcome.
     ///
     /// Nor is `validation-failed`, wherever it is found: before the endpoint runs, or inside it as a violated CHECK
@@ -387,6 +396,7 @@ impl ApiError {
                 | Self::ResourceBusy
                 | Self::OutcomeUnknown(_)
                 | Self::Validation(_)
+                | Self::RateLimited { .. }
         )
     }
 
@@ -398,6 +408,8 @@ impl ApiError {
             | Self::IdempotencyKeyInUse
             | Self::ResourceBusy
             | Self::OutcomeUnknown(_) => Some(1),
+
+            Self::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

@@ -37,7 +37,6 @@ use crate::{
     state::AppState,
 };
 
-
 /// The whole service as a router, so that tests can drive it.
 pub fn app(state: AppState) -> Router {
     let (router, openapi) = api::router(&state);

@@ -410,6 +410,7 @@ async fn past_the_shutdown_timeout_in_flight_work_is_abandoned(
         "nothing was stored"
     );
     assert_eq!(crate::helpers::count(&pool, "orders").await, 1);
+}
 
 /// Runs a command that must succeed, and gives its standard output.
 fn succeeds(url: &str, args: &[&str]) -> String {

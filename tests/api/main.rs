@@ -19,4 +19,5 @@ mod operations;
 mod orders;
 mod pagination;
 mod postgres_bringup;
+mod rate_limits;
 mod templates;
