@@ -275,6 +275,9 @@ pub enum ApiError {
     Unauthorized(Credentials),
     #[error("No such {resource}: '{id}'.")]
     NotFound { resource: &'static str, id: String },
+    /// Unknown, expired, of another account, or not a key at all; the key is not repeated, as it may be personal data.
+    #[error("No such idempotency key in this account: it was never stored, or it expired.")]
+    IdempotencyKeyNotFound,
     #[error("No route for {0}.")]
     RouteNotFound(String),
     #[error("{method} is not allowed on this route.")]
@@ -350,7 +353,9 @@ impl ApiError {
             Self::MalformedJson(_) => ProblemType::MalformedJson,
             Self::UnreadableBody(_) => ProblemType::UnreadableBody,
             Self::Unauthorized(_) => ProblemType::Unauthorized,
-            Self::NotFound { .. } | Self::RouteNotFound(_) => ProblemType::NotFound,
+            Self::NotFound { .. } | Self::RouteNotFound(_) | Self::IdempotencyKeyNotFound => {
+                ProblemType::NotFound
+            }
             Self::MethodNotAllowed { .. } => ProblemType::MethodNotAllowed,
             Self::RequestTimeout { .. } => ProblemType::RequestTimeout,
             Self::OutcomeUnknown(_) => ProblemType::OutcomeUnknown,

@@ -4,6 +4,7 @@ pub mod detached;
 pub mod docs;
 pub mod extract;
 pub mod health;
+pub mod idempotency_keys;
 pub mod metrics;
 pub mod orders;
 pub mod problems;
@@ -68,6 +69,7 @@ pub fn openapi() -> OpenApi {
 fn v1_routes() -> OpenApiRouter<AppState> {
     templates::router()
         .merge(orders::router())
+        .merge(idempotency_keys::router())
         .layer(answer_panics())
 }
 

@@ -14,7 +14,10 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use crate::helpers::{TestApp, create_account, send};
+use crate::{
+    helpers::{TestApp, create_account, send},
+    idempotency_keys::encoded,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_order-intake");
 
@@ -80,6 +83,10 @@ async fn the_servers_debug_log_holds_a_digest_of_the_key_never_the_key(
     send(keyed(other))
         .await
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused");
+    for key in [CUSTOMER_KEY, "Anna de Vries, unknown"] {
+        let inspect = format!("{base}/v1/idempotency_keys/{}", encoded(key));
+        send(client.get(inspect).bearer_auth(&api_key)).await;
+    }
 
     let kill = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])

@@ -13,6 +13,7 @@ mod docs;
 mod faults;
 mod hostile;
 mod idempotency;
+mod idempotency_keys;
 mod logs;
 mod metrics;
 mod operations;
