@@ -34,11 +34,10 @@ use crate::{
 
 /// Every route and the OpenAPI document that describes it. A `/v1` request is authenticated, counted against its
 /// account's rate limit, a write with query parameters is rejected ([`extract::reject_query_on_writes`]), then, once
-/// its body
-/// has arrived, runs to completion in a task of its own through the exactly-once layer, which runs keyed POST and
-/// PATCH once and gives every request its transaction. A handler that panics answers 500 like any failing handler
-/// ([`answer_panics`]), so the layers around it see an ordinary response: its transaction rolls back and a key
-/// stores the 500.
+/// its body has arrived, runs to completion in a task of its own through the exactly-once layer, which runs keyed
+/// POST and PATCH once and gives every request its transaction. A handler that panics answers 500 like any failing
+/// handler ([`answer_panics`]), so the layers around it see an ordinary response: its transaction rolls back and a
+/// key stores the 500.
 pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
     let v1 = v1_routes()
         .route_layer(middleware::from_fn_with_state(
