@@ -3,7 +3,7 @@
 
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::{Path, State, rejection::PathRejection},
 };
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -75,7 +75,7 @@ pub struct IdempotencyKeyRecord {
 pub async fn inspect(
     State(state): State<AppState>,
     account: Account,
-    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    key: Result<Path<String>, PathRejection>,
 ) -> Result<Json<IdempotencyKeyRecord>, ApiError> {
     // A path that does not decode to a valid key names no key.
     let key = key

@@ -105,6 +105,9 @@ async fn a_malformed_id_is_404_like_an_unknown_one(pool: PgPool) {
     for path in [
         "/v1/orders/not-a-uuid",
         "/v1/templates/123",
+        // Not UTF-8 once decoded.
+        "/v1/orders/%FF",
+        "/v1/templates/%C3%28",
         "/v1/orders/019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
     ] {
         app.get(path)
