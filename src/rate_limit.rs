@@ -6,7 +6,11 @@
 //! seconds: how long an empty bucket takes to fill) on `RateLimit-Policy`, and `r` (requests left) and `t` (seconds
 //! until the bucket is full again) on `RateLimit`.
 
-use std::{num::NonZeroU32, time::Duration};
+use std::{
+    num::NonZeroU32,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use axum::{
     extract::{Request, State},
@@ -34,10 +38,16 @@ const POLICY: &str = "account";
 type Limiter =
     RateLimiter<Uuid, DefaultKeyedStateStore<Uuid>, DefaultClock, StateInformationMiddleware>;
 
+/// Every this many checks, the buckets that are full again are dropped: a full bucket is the same as none.
+const PRUNE_EVERY: u64 = 10_000;
+
 /// One token bucket per account, kept in this server's memory: an account that spreads its requests over `n`
-/// servers may send up to `n` times the rate. Memory holds one small entry per account that sent a request.
+/// servers may send up to `n` times the rate. Memory holds one small entry per account whose bucket is not full;
+/// the others are dropped every [`PRUNE_EVERY`] requests.
 pub struct RateLimits {
     limiter: Limiter,
+    /// Checks so far, to prune every [`PRUNE_EVERY`].
+    checks: AtomicU64,
     /// Tokens added per second.
     rate: NonZeroU32,
     /// The bucket's size.
@@ -61,6 +71,7 @@ impl RateLimits {
         let quota = Quota::per_second(rate).allow_burst(burst);
         Some(Self {
             limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+            checks: AtomicU64::new(0),
             rate,
             burst,
         })
@@ -68,6 +79,9 @@ impl RateLimits {
 
     /// Takes a token from the account's bucket, or says how long until there is one.
     pub fn check(&self, account: Uuid) -> Quotum {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.prune();
+        }
         match self.limiter.check_key(&account) {
             Ok(snapshot) => Quotum {
                 remaining: snapshot.remaining_burst_capacity(),
@@ -78,6 +92,12 @@ impl RateLimits {
                 retry_after: Some(not_until.wait_time_from(self.limiter.clock().now())),
             },
         }
+    }
+
+    /// Drops the buckets that are full again, so that memory follows the accounts active now, not all that ever were.
+    fn prune(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
     }
 
     /// Seconds an empty bucket takes to fill, rounded up: the policy's window.
@@ -151,6 +171,26 @@ mod tests {
         .unwrap();
         assert_eq!(limits.burst.get(), 2);
         assert_eq!(limits.window_seconds(), 1);
+    }
+
+    #[test]
+    fn full_buckets_are_pruned() {
+        let limits = RateLimits::new(RateLimitConfig {
+            requests_per_second: 1000,
+            burst: 1,
+        })
+        .unwrap();
+        for _ in 0..PRUNE_EVERY - 1 {
+            limits.check(Uuid::now_v7());
+        }
+        assert_eq!(
+            limits.limiter.len(),
+            usize::try_from(PRUNE_EVERY - 1).unwrap()
+        );
+        // Every bucket refills within a millisecond; the next check prunes them before it takes its token.
+        std::thread::sleep(Duration::from_millis(5));
+        limits.check(Uuid::now_v7());
+        assert_eq!(limits.limiter.len(), 1);
     }
 
     #[test]
