@@ -155,8 +155,8 @@ fn every_parameter_is_described_and_path_parameters_are_required() {
         }
     }
     assert_eq!(
-        in_path, 7,
-        "three per resource with an id, and the problem slug"
+        in_path, 8,
+        "three per resource with an id, the problem slug and the idempotency key"
     );
 }
 

@@ -92,10 +92,13 @@ async fn unknown_expired_foreign_and_impossible_keys_are_not_found(pool: PgPool)
             .await
             .assert_status(StatusCode::CREATED);
     }
-    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'lapsed-2'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours', \
+         expires_at = now() - interval '1 hour' WHERE key = 'lapsed-2'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let other = app.other_account().await;
     let before = key_rows(&app).await;
 
