@@ -188,6 +188,12 @@ problem_types! {
         title: "Idempotency key in use",
         description: "Another request with the same Idempotency-Key is still running. Nothing ran; retry after `Retry-After` seconds with the same key to get its answer.",
     },
+    RateLimited {
+        slug: "rate-limited",
+        status: TOO_MANY_REQUESTS,
+        title: "Too many requests",
+        description: "Your account sent more requests than its rate limit allows (`RateLimit-Policy`: `q` requests at once, refilled over `w` seconds). Nothing ran and nothing was stored, not even under an Idempotency-Key; retry after `Retry-After` seconds, with the same key if you sent one. Other accounts are not affected.",
+    },
     ResourceBusy {
         slug: "resource-busy",
         status: CONFLICT,
@@ -272,6 +278,9 @@ pub enum ApiError {
     Unauthorized(Credentials),
     #[error("No such {resource}: '{id}'.")]
     NotFound { resource: &'static str, id: String },
+    /// Unknown, expired, of another account, or not a key at all; the key is not repeated, as it may be personal data.
+    #[error("No such idempotency key in this account: it was never stored, or it expired.")]
+    IdempotencyKeyNotFound,
     #[error("No route for {0}.")]
     RouteNotFound(String),
     #[error("{method} is not allowed on this route.")]
@@ -308,6 +317,8 @@ pub enum ApiError {
     IdempotencyKeyInUse,
     #[error("Another request holds this object; retry shortly.")]
     ResourceBusy,
+    #[error("Your account's rate limit is used up; retry after {retry_after} second(s).")]
+    RateLimited { retry_after: u32 },
     #[error("The database is unavailable.")]
     DatabaseUnavailable(#[source] sqlx::Error),
     #[error("An internal error occurred.")]
@@ -345,7 +356,9 @@ impl ApiError {
             Self::MalformedJson(_) => ProblemType::MalformedJson,
             Self::UnreadableBody(_) => ProblemType::UnreadableBody,
             Self::Unauthorized(_) => ProblemType::Unauthorized,
-            Self::NotFound { .. } | Self::RouteNotFound(_) => ProblemType::NotFound,
+            Self::NotFound { .. } | Self::RouteNotFound(_) | Self::IdempotencyKeyNotFound => {
+                ProblemType::NotFound
+            }
             Self::MethodNotAllowed { .. } => ProblemType::MethodNotAllowed,
             Self::RequestTimeout { .. } => ProblemType::RequestTimeout,
             Self::OutcomeUnknown(_) => ProblemType::OutcomeUnknown,
@@ -361,6 +374,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => ProblemType::IdempotencyKeyReused,
             Self::IdempotencyKeyInUse => ProblemType::IdempotencyKeyInUse,
             Self::ResourceBusy => ProblemType::ResourceBusy,
+            Self::RateLimited { .. } => ProblemType::RateLimited,
             Self::DatabaseUnavailable(_) => ProblemType::ServiceUnavailable,
             Self::Internal(_) => ProblemType::InternalError,
         }
@@ -374,7 +388,7 @@ impl ApiError {
     ///
     /// A passing failure is not stored: the database out of reach, out of resources or past a statement timeout,
     /// the key or a row held too long by another request, a deadlock or serialization conflict the database broke
-    /// by rolling this request back. Everything the request did rolled back, so a retry with the same key may run
+    /// by rolling this request back, or the account's rate limit used up. Everything the request did rolled back, so a retry with the same key may run
     /// it. Nor is an unknown outcome: the request may still commit, and its key then stores that outcome.
     ///
     /// Nor is `validation-failed`, wherever it is found: before the endpoint runs, or inside it as a violated CHECK
@@ -390,6 +404,7 @@ impl ApiError {
                 | Self::ResourceBusy
                 | Self::OutcomeUnknown(_)
                 | Self::Validation(_)
+                | Self::RateLimited { .. }
         )
     }
 
@@ -401,6 +416,8 @@ impl ApiError {
             | Self::IdempotencyKeyInUse
             | Self::ResourceBusy
             | Self::OutcomeUnknown(_) => Some(1),
+
+            Self::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

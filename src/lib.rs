@@ -11,6 +11,8 @@ pub mod domain;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
+pub mod rate_limit;
+pub mod request_id;
 pub mod serve;
 pub mod server;
 pub mod state;

@@ -32,17 +32,17 @@ use crate::{
     error::{ApiError, PROBLEM_JSON},
     idempotency::sweeper,
     metrics::Metrics,
+    request_id::{self, REQUEST_ID},
     serve,
     state::AppState,
 };
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole service as a router, so that tests can drive it.
 pub fn app(state: AppState) -> Router {
     let (router, openapi) = api::router(&state);
     let config = &state.config;
     let layers = ServiceBuilder::new()
+        .layer(middleware::map_request(request_id::drop_unfit))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()

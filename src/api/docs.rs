@@ -1,5 +1,6 @@
-//! The OpenAPI document's frame (title, security scheme, tags, reusable responses) and the idempotency contract
-//! that every POST and PATCH under `/v1` shares; the routes add their own paths.
+//! The OpenAPI document's frame (title, security scheme, tags, reusable responses), the idempotency contract that
+//! every POST and PATCH under `/v1` shares, and the rate limit every `/v1` operation shares; the routes add their
+//! own paths.
 
 use utoipa::{
     Modify, OpenApi,
@@ -40,6 +41,7 @@ use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MA
         problems::PayloadTooLarge,
         problems::UnsupportedMediaType,
         problems::UnprocessableEntity,
+        problems::TooManyRequests,
         problems::InternalError,
         problems::ServiceUnavailable,
         problems::OutcomeUnknown,
@@ -47,6 +49,7 @@ use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MA
     tags(
         (name = "templates", description = "HTML templates with `{{field}}` merge placeholders."),
         (name = "orders", description = "Mail pieces to print from a template for one recipient."),
+        (name = "idempotency_keys", description = "What the server stored for an Idempotency-Key."),
         (name = "operations", description = "Health checks and metrics for operators and orchestrators."),
         (name = "problems", description = "What the `type` of an error response means."),
     )
@@ -256,4 +259,28 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .into_iter()
     .flatten()
     .chain(item.additional_operations.values_mut())
+}
+/// Adds the 429 of the per-account rate limit to every operation under `/v1`, which all pass through it (when the
+/// server has a rate limit set: `RATE_LIMIT_REQUESTS_PER_SECOND`).
+pub fn document_rate_limits(openapi: &mut openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for operation in [
+            item.get.as_mut(),
+            item.post.as_mut(),
+            item.patch.as_mut(),
+            item.delete.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("TooManyRequests")));
+        }
+    }
 }

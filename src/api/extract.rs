@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, Path, Request},
+    extract::{FromRequest, FromRequestParts, Path, Request, rejection::PathRejection},
     http::{Method, request::Parts},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -165,9 +165,18 @@ where
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::internal(e.body_text()))?;
+        let id = match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => id,
+            // A segment that does not decode to UTF-8 (`%FF`) names no object either: keep it as it was sent.
+            Err(PathRejection::FailedToDeserializePathParams(_)) => parts
+                .uri
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            Err(rejection) => return Err(ApiError::internal(rejection.body_text()).into()),
+        };
         match parse_id(&id) {
             Ok(uuid) => Ok(Self(uuid, PhantomData)),
             Err(_) => Err(ApiError::NotFound {

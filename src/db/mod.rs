@@ -4,6 +4,7 @@
 //! (`crate::error`).
 
 pub mod accounts;
+pub mod api_keys;
 pub mod idempotency_keys;
 pub mod orders;
 pub mod template_versions;

@@ -31,7 +31,10 @@ use super::{
 use crate::{
     auth::Account,
     body::{JsonBody, parse_json, read_body},
-    db::{self, idempotency_keys::StoredResponse},
+    db::{
+        self,
+        idempotency_keys::{RequestLine, StoredResponse},
+    },
     error::{ApiError, NotRun, NotStored},
     metrics::Outcome,
     state::AppState,
@@ -65,6 +68,7 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         Err(error) => return error.into_response(),
     };
     let fingerprint = Fingerprint::of(&parts.method, &target, &json);
+    let (method, path) = (parts.method.clone(), parts.uri.path().to_owned());
     let mut request = Request::from_parts(parts, Body::from(bytes));
     request.extensions_mut().insert(JsonBody(json));
 
@@ -72,6 +76,10 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         state: &state,
         account,
         key: &key,
+        request: RequestLine {
+            method: method.as_str(),
+            path: &path,
+        },
         fingerprint,
     };
     keyed
@@ -115,11 +123,13 @@ struct Keyed<'a> {
     state: &'a AppState,
     account: Account,
     key: &'a IdempotencyKey,
+    /// Stored with the outcome, for inspection.
+    request: RequestLine<'a>,
     fingerprint: Fingerprint,
 }
 
 impl Keyed<'_> {
-    #[tracing::instrument(name = "idempotency", skip_all, fields(key = self.key.as_str()))]
+    #[tracing::instrument(name = "idempotency", skip_all, fields(key_digest = %self.key.digest()))]
     async fn run(&self, request: Request, next: Next) -> Result<Response, ApiError> {
         let config = &self.state.config.idempotency;
         let _turn = self
@@ -248,6 +258,7 @@ impl Keyed<'_> {
             conn,
             self.account.id,
             self.key.as_str(),
+            self.request,
             &self.fingerprint.0,
             stored,
             ttl,

@@ -105,6 +105,9 @@ async fn a_malformed_id_is_404_like_an_unknown_one(pool: PgPool) {
     for path in [
         "/v1/orders/not-a-uuid",
         "/v1/templates/123",
+        // Not UTF-8 once decoded.
+        "/v1/orders/%FF",
+        "/v1/templates/%C3%28",
         "/v1/orders/019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
     ] {
         app.get(path)
@@ -211,4 +214,49 @@ async fn query_parameters_on_writes_are_422(pool: PgPool) {
         .keyed(Method::POST, "/v1/templates", "dry", &template)
         .await;
     corrected.assert_status(StatusCode::CREATED);
+}
+
+#[sqlx::test]
+async fn invisible_format_characters_in_names_and_addresses_are_422(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    // A right-to-left override would print "Keizersgracht" reversed; the others hide in the text.
+    let response = app
+        .post(
+            "/v1/templates",
+            &json!({"name": "Welcome\u{FEFF}", "format": "postcard_a6", "content": "x"}),
+        )
+        .await;
+    assert_eq!(response.assert_invalid_fields(), ["name"]);
+
+    let template = app.create_template("<p>Hello</p>").await;
+    let mut recipient = crate::helpers::address();
+    recipient["name"] = json!("Anna de Vries\u{202E}");
+    recipient["street"] = json!("Keizers\u{200B}gracht");
+    recipient["city"] = json!("\u{2066}Amsterdam\u{2069}");
+    let mut sender = crate::helpers::address();
+    sender["company"] = json!("Acme\u{200D}Print");
+    sender["postal_code"] = json!("1015\u{2060}CJ");
+    let response = app
+        .post(
+            "/v1/orders",
+            &json!({"template_id": template["id"], "recipient": recipient, "sender": sender}),
+        )
+        .await;
+    let mut fields = response.assert_invalid_fields();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "recipient.city",
+            "recipient.name",
+            "recipient.street",
+            "sender.company",
+            "sender.postal_code"
+        ]
+    );
+    assert!(
+        String::from_utf8_lossy(&response.body).contains("U+202E"),
+        "the message names the character"
+    );
+    assert_eq!(count(&app.pool, "orders").await, 0);
 }

@@ -193,9 +193,9 @@ fn every_parameter_is_described_and_path_parameters_are_required() {
         }
     }
     assert_eq!(
-        in_path, 12,
+        in_path, 13,
         "three per resource with an id, the problem slug, one on each render path and on the versions list, \
-         two on a version"
+         two on a version, and the idempotency key"
     );
 }
 
