@@ -288,7 +288,7 @@ impl Keyed<'_> {
     /// A transaction on a pooled connection, counted among the pool's waiters until it has one.
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let pool = &self.state.pool;
-        self.state.metrics.waiting_for(pool.begin()).await
+        self.state.metrics.waiting_for(db::begin(pool)).await
     }
 
     fn count(&self, outcome: Outcome) {
