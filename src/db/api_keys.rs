@@ -115,10 +115,22 @@ pub async fn list(
 /// By id alone, as operators name keys: api_keys is a reference table on Citus, so this reaches one row anywhere.
 #[tracing::instrument(skip_all, fields(api_key_id = %id))]
 pub async fn revoke(conn: &mut PgConnection, id: Uuid) -> Result<Option<ApiKeyInfo>, sqlx::Error> {
+    // Two statements rather than `coalesce(revoked_at, now())`: Citus allows no stable function inside COALESCE in
+    // an UPDATE of a distributed or reference table.
+    let revoked = sqlx::query_as!(
+        ApiKeyInfo,
+        r#"UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL
+           RETURNING id, account_id, prefix, created_at, last_used_at, revoked_at"#,
+        id
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if revoked.is_some() {
+        return Ok(revoked);
+    }
     sqlx::query_as!(
         ApiKeyInfo,
-        r#"UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
-           RETURNING id, account_id, prefix, created_at, last_used_at, revoked_at"#,
+        r#"SELECT id, account_id, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE id = $1"#,
         id
     )
     .fetch_optional(conn)
