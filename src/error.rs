@@ -71,6 +71,12 @@ problem_types! {
         title: "Malformed JSON",
         description: "The request body is not valid JSON (or is empty). Fix the syntax and send it again.",
     },
+    DuplicateMemberName {
+        slug: "duplicate-member-name",
+        status: BAD_REQUEST,
+        title: "Duplicate member name",
+        description: "An object in the request body names the same member twice. JSON parsers disagree on which of the values counts (RFC 8259, section 4; I-JSON, RFC 7493, forbids it), so the request is refused rather than guessed at. Send each member once.",
+    },
     UnreadableBody {
         slug: "unreadable-body",
         status: BAD_REQUEST,
@@ -123,7 +129,7 @@ problem_types! {
         slug: "unsupported-media-type",
         status: UNSUPPORTED_MEDIA_TYPE,
         title: "Unsupported media type",
-        description: "A request with a body must send it as JSON, with `Content-Type: application/json`.",
+        description: "A request with a body must send it as JSON, with `Content-Type: application/json` and no parameter but an optional `charset=utf-8`. Other types, `application/merge-patch+json` and other `+json` types included, and other charsets are not supported.",
     },
     ValidationFailed {
         slug: "validation-failed",
@@ -257,6 +263,8 @@ impl IntoResponse for Rejection {
 pub enum ApiError {
     #[error("{0}")]
     MalformedJson(String),
+    #[error("{0}")]
+    DuplicateMemberName(String),
     #[error("The request body could not be read: {0}.")]
     UnreadableBody(String),
     #[error("{}", .0.message())]
@@ -332,6 +340,7 @@ impl ApiError {
     pub fn problem_type(&self) -> ProblemType {
         match self {
             Self::MalformedJson(_) => ProblemType::MalformedJson,
+            Self::DuplicateMemberName(_) => ProblemType::DuplicateMemberName,
             Self::UnreadableBody(_) => ProblemType::UnreadableBody,
             Self::Unauthorized(_) => ProblemType::Unauthorized,
             Self::NotFound { .. } | Self::RouteNotFound(_) => ProblemType::NotFound,

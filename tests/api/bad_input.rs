@@ -57,6 +57,9 @@ async fn a_body_that_is_not_json_is_415(pool: PgPool) {
     for content_type in [
         Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
+        Some("application/merge-patch+json"),
+        Some("application/vnd.api+json"),
+        Some("application/json; charset=iso-8859-1"),
         None,
     ] {
         let mut request = app.request(Method::POST, "/v1/templates").body(body);
@@ -75,6 +78,62 @@ async fn a_body_that_is_not_json_is_415(pool: PgPool) {
     .await;
     ok.assert_status(StatusCode::CREATED);
     assert_eq!(count(&app.pool, "templates").await, 1);
+
+    // A PATCH is refused the same way, merge-patch included: nested objects would not be merged as RFC 7396 says.
+    let template = ok.json();
+    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let response = send(
+        app.request(Method::PATCH, &path)
+            .header(header::CONTENT_TYPE, "application/merge-patch+json")
+            .body(r#"{"name": "changed"}"#),
+    )
+    .await;
+    response.assert_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    for content_type in ["APPLICATION/JSON;CHARSET=\"UTF-8\"", "application/json"] {
+        send(
+            app.request(Method::PATCH, &path)
+                .header(header::CONTENT_TYPE, content_type)
+                .body(r#"{"name": "changed"}"#),
+        )
+        .await
+        .assert_status(StatusCode::OK);
+    }
+}
+
+#[sqlx::test]
+async fn a_member_named_twice_is_400_keyed_or_not(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let body = r#"{"name": "a", "format": "postcard_a6", "content": "x", "name": "b"}"#;
+    for key in [None, Some("dup-1")] {
+        let mut request = app
+            .request(Method::POST, "/v1/templates")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        let problem = send(request)
+            .await
+            .assert_problem(StatusCode::BAD_REQUEST, "duplicate-member-name");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("`name`"),
+            "{problem}"
+        );
+    }
+    let order = app.create_order().await;
+    let nested = r#"{"recipient": {"name": "a", "city": "x", "city": "y"}}"#;
+    send(
+        app.request(
+            Method::PATCH,
+            &format!("/v1/orders/{}", order["id"].as_str().unwrap()),
+        )
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(nested),
+    )
+    .await
+    .assert_problem(StatusCode::BAD_REQUEST, "duplicate-member-name");
+    assert_eq!(count(&app.pool, "templates").await, 1);
+    assert_eq!(count(&app.pool, "idempotency_keys").await, 0);
 }
 
 #[sqlx::test]
