@@ -119,6 +119,12 @@ problem_types! {
         title: "Order can no longer be changed",
         description: "The order has left the `received` status (it is being processed, was sent or was cancelled), so it cannot be changed.",
     },
+    PreconditionFailed {
+        slug: "precondition-failed",
+        status: PRECONDITION_FAILED,
+        title: "Precondition failed",
+        description: "The object changed since you read it: `If-Match` names none of its current `ETag`s (or `If-None-Match` names it). Nothing was written. GET the object for its current state and `ETag`, and send the change again based on it (with a new Idempotency-Key, since this answer is stored for the key you sent).",
+    },
     PayloadTooLarge {
         slug: "payload-too-large",
         status: PAYLOAD_TOO_LARGE,
@@ -281,6 +287,8 @@ pub enum ApiError {
     TemplateInUse { id: uuid::Uuid, orders: i64 },
     #[error("Order '{id}' is {status} and can only be changed while it is received.")]
     OrderNotModifiable { id: uuid::Uuid, status: String },
+    #[error("The object's current entity tag does not satisfy If-Match or If-None-Match.")]
+    PreconditionFailed,
     #[error("The request body is larger than {limit} bytes.")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -348,6 +356,7 @@ impl ApiError {
             Self::RequestTimeout { .. } => ProblemType::RequestTimeout,
             Self::TemplateInUse { .. } => ProblemType::TemplateInUse,
             Self::OrderNotModifiable { .. } => ProblemType::OrderNotModifiable,
+            Self::PreconditionFailed => ProblemType::PreconditionFailed,
             Self::PayloadTooLarge { .. } => ProblemType::PayloadTooLarge,
             Self::UnsupportedMediaType(_) => ProblemType::UnsupportedMediaType,
             Self::Validation(_) => ProblemType::ValidationFailed,

@@ -37,6 +37,7 @@ use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MA
         problems::MethodNotAllowed,
         problems::RequestTimeout,
         problems::Conflict,
+        problems::PreconditionFailed,
         problems::PayloadTooLarge,
         problems::UnsupportedMediaType,
         problems::UnprocessableEntity,
@@ -154,6 +155,84 @@ fn document_key(operation: &mut Operation) {
             .entry(status.to_owned())
             .or_insert_with(|| RefOr::Ref(Ref::from_response_name(component)));
     }
+}
+
+/// `ETag` on every answer that carries one object, and the preconditions of the operations on one object:
+/// `If-None-Match` (304) on GET, `If-Match` (412) on GET, PATCH and DELETE (RFC 9110, section 13).
+pub fn document_conditional_requests(openapi: &mut openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let one_object = path.ends_with("/{id}");
+        for operation in operations(item) {
+            for status in ["200", "201"] {
+                if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) {
+                    response
+                        .headers
+                        .insert("ETag".to_owned(), RefOr::T(etag_header()));
+                }
+            }
+        }
+        if !one_object {
+            continue;
+        }
+        if let Some(get) = item.get.as_mut() {
+            add_precondition(get, "If-None-Match", IF_NONE_MATCH_DESCRIPTION);
+            get.responses.responses.insert(
+                "304".to_owned(),
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(
+                            "`If-None-Match` names the object's current `ETag`: the copy the client holds is \
+                             current. No body.",
+                        )
+                        .header("ETag", etag_header())
+                        .build(),
+                ),
+            );
+        }
+        for operation in [item.get.as_mut(), item.patch.as_mut(), item.delete.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            add_precondition(operation, "If-Match", IF_MATCH_DESCRIPTION);
+            operation.responses.responses.insert(
+                "412".to_owned(),
+                RefOr::Ref(Ref::from_response_name("PreconditionFailed")),
+            );
+        }
+    }
+}
+
+const ETAG_DESCRIPTION: &str = "The object's strong entity tag: its version, e.g. `\"3\"`, which every change \
+    counts up (with `-gzip`, `-br` or `-zstd` appended when the body is compressed). Send it back in `If-Match` to \
+    change the object only as you last saw it, or in `If-None-Match` to read it only when it changed.";
+const IF_MATCH_DESCRIPTION: &str = "Apply the request only if the object's current `ETag` is one of these (strong \
+    comparison; `*` for any); else 412 `precondition-failed` and nothing is written. A 412 to a keyed request is \
+    stored for its key like any other answer.";
+const IF_NONE_MATCH_DESCRIPTION: &str = "Answer 304 without a body when the object's current `ETag` is one of \
+    these (weak comparison; `*` for any).";
+
+fn etag_header() -> openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(ETAG_DESCRIPTION))
+        .build()
+}
+
+fn add_precondition(operation: &mut Operation, name: &str, description: &str) {
+    let parameter = ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build();
+    operation
+        .parameters
+        .get_or_insert_with(Vec::new)
+        .push(RefOr::T(parameter));
 }
 
 /// The answers any request can get, whatever its operation, from the layers in front of every route: 405 from the

@@ -1,5 +1,6 @@
 //! The HTTP API: one module per resource, assembled into one router with its OpenAPI document.
 
+pub mod conditional;
 pub mod detached;
 pub mod docs;
 pub mod extract;
@@ -22,6 +23,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::{IntoParams, ToSchema, openapi::OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+use self::conditional::Tagged;
 use crate::{
     auth,
     db::{Page, PageRequest},
@@ -74,6 +76,7 @@ fn assemble(v1: OpenApiRouter<AppState>) -> (Router<AppState>, OpenApi) {
         .merge(public)
         .split_for_parts();
     docs::document_idempotency(&mut openapi);
+    docs::document_conditional_requests(&mut openapi);
     docs::document_transport_answers(&mut openapi);
     (router, openapi)
 }
@@ -96,7 +99,7 @@ pub async fn method_not_allowed(method: Method) -> ApiError {
     }
 }
 
-/// A 201 answer: the new object, and where it lives.
+/// A 201 answer: the new object, where it lives, and its `ETag`.
 pub struct Created<T> {
     location: String,
     body: T,
@@ -108,11 +111,13 @@ impl<T> Created<T> {
     }
 }
 
-impl<T: Serialize> IntoResponse for Created<T> {
+impl<T: Serialize + Tagged> IntoResponse for Created<T> {
     fn into_response(self) -> Response {
+        let tag = self.body.entity_tag().header_value();
         (
             StatusCode::CREATED,
             [(header::LOCATION, self.location)],
+            [(header::ETAG, tag)],
             Json(self.body),
         )
             .into_response()

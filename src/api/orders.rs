@@ -1,6 +1,10 @@
 //! `/v1/orders`: take, list, read, change and cancel orders.
 
-use axum::{Json, extract::State};
+use axum::{
+    Json,
+    extract::State,
+    response::{IntoResponse, Response},
+};
 use serde::Deserialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
@@ -9,6 +13,7 @@ use uuid::Uuid;
 
 use super::{
     Created, List, ListOrdersQuery,
+    conditional::{Current, Preconditions, Tagged},
     extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
     problems,
 };
@@ -253,11 +258,15 @@ pub async fn get(
     State(pool): State<PgPool>,
     account: Account,
     PathId(id, ..): PathId<Order>,
-) -> Result<Json<Order>, ApiError> {
-    db::orders::find(&pool, account.id, id)
+    preconditions: Preconditions,
+) -> Result<Response, ApiError> {
+    let order = db::orders::find(&pool, account.id, id)
         .await?
-        .map(Json)
-        .ok_or_else(|| not_found(id))
+        .ok_or_else(|| not_found(id))?;
+    if let Some(not_modified) = preconditions.check_read(order.entity_tag())? {
+        return Ok(not_modified);
+    }
+    Ok(Current(order).into_response())
 }
 
 /// Update an order
@@ -287,13 +296,15 @@ pub async fn get(
 pub async fn update(
     account: Account,
     PathId(id, ..): PathId<Order>,
+    preconditions: Preconditions,
     mut tx: Tx,
     ValidJson(changes): ValidJson<UpdateOrder>,
-) -> Result<Json<Order>, ApiError> {
+) -> Result<Current<Order>, ApiError> {
     let conn = tx.conn().await?;
     let current = db::orders::find_for_update(conn, account.id, id)
         .await?
         .ok_or_else(|| not_found(id))?;
+    preconditions.check_change(current.entity_tag())?;
     if current.status != OrderStatus::Received {
         return Err(ApiError::OrderNotModifiable {
             id,
@@ -301,7 +312,7 @@ pub async fn update(
         });
     }
     let Some(next) = changes.apply_to(&current) else {
-        return Ok(Json(current));
+        return Ok(Current(current));
     };
     if next.merge_variables != current.merge_variables {
         let template = db::templates::find_for_order(conn, account.id, current.template_id)
@@ -312,7 +323,9 @@ pub async fn update(
             return Err(ApiError::MissingMergeVariables { missing });
         }
     }
-    Ok(Json(db::orders::update(conn, account.id, id, &next).await?))
+    Ok(Current(
+        db::orders::update(conn, account.id, id, &next).await?,
+    ))
 }
 
 /// Cancel an order
@@ -337,15 +350,17 @@ pub async fn update(
 pub async fn cancel(
     account: Account,
     PathId(id, ..): PathId<Order>,
+    preconditions: Preconditions,
     mut tx: Tx,
-) -> Result<Json<Order>, ApiError> {
+) -> Result<Current<Order>, ApiError> {
     let conn = tx.conn().await?;
     let order = db::orders::find_for_update(conn, account.id, id)
         .await?
         .ok_or_else(|| not_found(id))?;
+    preconditions.check_change(order.entity_tag())?;
     match order.status {
-        OrderStatus::Cancelled => Ok(Json(order)),
-        OrderStatus::Received => Ok(Json(
+        OrderStatus::Cancelled => Ok(Current(order)),
+        OrderStatus::Received => Ok(Current(
             db::orders::set_status(conn, account.id, id, OrderStatus::Cancelled).await?,
         )),
         status @ (OrderStatus::Processing | OrderStatus::Sent) => {

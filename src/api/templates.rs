@@ -1,6 +1,11 @@
 //! `/v1/templates`: create, list, read, change and delete templates.
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
 use serde::Deserialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
@@ -8,6 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     Created, List, ListQuery,
+    conditional::{Current, Preconditions, Tagged},
     extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
     problems,
 };
@@ -196,11 +202,15 @@ pub async fn get(
     State(pool): State<PgPool>,
     account: Account,
     PathId(id, ..): PathId<Template>,
-) -> Result<Json<Template>, ApiError> {
-    db::templates::find(&pool, account.id, id)
+    preconditions: Preconditions,
+) -> Result<Response, ApiError> {
+    let template = db::templates::find(&pool, account.id, id)
         .await?
-        .map(Json)
-        .ok_or_else(|| not_found(id))
+        .ok_or_else(|| not_found(id))?;
+    if let Some(not_modified) = preconditions.check_read(template.entity_tag())? {
+        return Ok(not_modified);
+    }
+    Ok(Current(template).into_response())
 }
 
 /// Update a template
@@ -229,16 +239,18 @@ pub async fn get(
 pub async fn update(
     account: Account,
     PathId(id, ..): PathId<Template>,
+    preconditions: Preconditions,
     mut tx: Tx,
     ValidJson(changes): ValidJson<UpdateTemplate>,
-) -> Result<Json<Template>, ApiError> {
+) -> Result<Current<Template>, ApiError> {
     let conn = tx.conn().await?;
     let current = db::templates::find_for_update(conn, account.id, id)
         .await?
         .ok_or_else(|| not_found(id))?;
+    preconditions.check_change(current.entity_tag())?;
     match changes.apply_to(&current) {
-        None => Ok(Json(current)),
-        Some(next) => Ok(Json(
+        None => Ok(Current(current)),
+        Some(next) => Ok(Current(
             db::templates::update(conn, account.id, id, &next).await?,
         )),
     }
@@ -266,9 +278,17 @@ pub async fn update(
 pub async fn delete(
     account: Account,
     PathId(id, ..): PathId<Template>,
+    preconditions: Preconditions,
     mut tx: Tx,
 ) -> Result<StatusCode, ApiError> {
-    match db::templates::delete(tx.conn().await?, account.id, id).await? {
+    let conn = tx.conn().await?;
+    if preconditions.is_given() {
+        let current = db::templates::find_for_update(conn, account.id, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        preconditions.check_change(current.entity_tag())?;
+    }
+    match db::templates::delete(conn, account.id, id).await? {
         Deletion::Deleted => Ok(StatusCode::NO_CONTENT),
         Deletion::NotFound => Err(not_found(id)),
         Deletion::InUse { orders } => Err(ApiError::TemplateInUse { id, orders }),

@@ -22,6 +22,7 @@ struct OrderRow {
     status: OrderStatus,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
+    row_version: i32,
 }
 
 /// `sqlx::query_as!` into an [`OrderRow`], with the order's columns between `$before` and `$after`: the one place
@@ -34,7 +35,7 @@ macro_rules! query_order {
                 + r#" id, template_id, template_version,
                       recipient AS "recipient: Json<Address>", sender AS "sender: Json<Address>",
                       merge_variables AS "merge_variables: Json<MergeVariables>", send_date,
-                      status AS "status: OrderStatus", created_at, updated_at "#
+                      status AS "status: OrderStatus", created_at, updated_at, row_version "#
                 + $after,
             $($arguments)*
         )
@@ -54,6 +55,7 @@ impl From<OrderRow> for Order {
             status: row.status,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            row_version: row.row_version,
         }
     }
 }
@@ -151,7 +153,8 @@ pub async fn update(
 ) -> Result<Order, sqlx::Error> {
     let row = query_order!(
         r#"UPDATE orders
-           SET recipient = $3, sender = $4, merge_variables = $5, send_date = $6, updated_at = now()
+           SET recipient = $3, sender = $4, merge_variables = $5, send_date = $6, updated_at = now(),
+               row_version = row_version + 1
            WHERE account_id = $1 AND id = $2
            RETURNING"#,
         "",
@@ -175,7 +178,7 @@ pub async fn set_status(
     status: OrderStatus,
 ) -> Result<Order, sqlx::Error> {
     let row = query_order!(
-        r#"UPDATE orders SET status = $3, updated_at = now()
+        r#"UPDATE orders SET status = $3, updated_at = now(), row_version = row_version + 1
            WHERE account_id = $1 AND id = $2
            RETURNING"#,
         "",

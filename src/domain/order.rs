@@ -75,6 +75,9 @@ pub struct Order {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// 1 when taken, one more with every change: the version its entity tag names. Sent as `ETag`, not in the body.
+    #[serde(skip)]
+    pub row_version: i32,
 }
 
 impl Order {
