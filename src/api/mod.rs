@@ -20,14 +20,22 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use tower_http::catch_panic::CatchPanicLayer;
-use utoipa::{IntoParams, ToSchema, openapi::OpenApi};
+use utoipa::{
+    IntoParams, PartialSchema, ToSchema,
+    openapi::{ArrayBuilder, ObjectBuilder, OpenApi, Ref, RefOr, Schema, Type},
+};
 use utoipa_axum::router::OpenApiRouter;
 
 use self::conditional::Tagged;
 use crate::{
     auth,
     db::{Page, PageRequest},
-    domain::{id::parse_id, order::OrderStatus, validation::Validator},
+    domain::{
+        id::parse_id,
+        order::{Order, OrderStatus},
+        template::Template,
+        validation::Validator,
+    },
     error::ApiError,
     idempotency,
     state::AppState,
@@ -124,15 +132,14 @@ impl<T: Serialize + Tagged> IntoResponse for Created<T> {
     }
 }
 
-/// One page of a list, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct List<T: ToSchema> {
+/// One page of a list, newest first; its schema is [`TemplateList`] or [`OrderList`].
+#[derive(Debug, Serialize)]
+pub struct List<T> {
     pub data: Vec<T>,
-    /// Whether older objects follow; ask for them with `starting_after` set to the last `id` of `data`.
     pub has_more: bool,
 }
 
-impl<T: ToSchema> From<Page<T>> for List<T> {
+impl<T> From<Page<T>> for List<T> {
     fn from(page: Page<T>) -> Self {
         Self {
             data: page.data,
@@ -140,6 +147,58 @@ impl<T: ToSchema> From<Page<T>> for List<T> {
         }
     }
 }
+
+/// The schema of a [`List`] of `T`, whose `data` items refer to `T`'s own schema. utoipa's derive would copy
+/// `T`'s schema into each list instead, and generated clients would get a second class for the same object.
+fn list_schema<T: ToSchema>() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .description(Some("One page of a list, newest first."))
+        .property(
+            "data",
+            ArrayBuilder::new()
+                .items(Ref::from_schema_name(T::name()))
+                .description(Some("The objects of the page, newest first.")),
+        )
+        .required("data")
+        .property(
+            "has_more",
+            ObjectBuilder::new().schema_type(Type::Boolean).description(Some(
+                "Whether older objects follow; ask for them with `starting_after` set to the last `id` of `data`.",
+            )),
+        )
+        .required("has_more")
+        .into()
+}
+
+/// Declares the named schema of a list of one kind of object.
+macro_rules! list_schema {
+    ($(#[$doc:meta])* $name:ident of $item:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                list_schema::<$item>()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+                schemas.push((<$item>::name().into_owned(), <$item>::schema()));
+                <$item>::schemas(schemas);
+            }
+        }
+    };
+}
+
+list_schema!(
+    /// `TemplateList`: a page of templates.
+    TemplateList of Template
+);
+list_schema!(
+    /// `OrderList`: a page of orders.
+    OrderList of Order
+);
 
 /// The default page size.
 const DEFAULT_LIMIT: i64 = 20;

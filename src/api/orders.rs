@@ -12,7 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    Created, List, ListOrdersQuery,
+    Created, List, ListOrdersQuery, OrderList,
     conditional::{Current, Preconditions, Tagged},
     extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
     problems,
@@ -65,7 +65,7 @@ pub struct CreateOrder {
     sender: Option<AddressInput>,
     /// A value for every merge field of the template; more are allowed.
     #[serde(default)]
-    #[schema(schema_with = schemas::merge_variables)]
+    #[schema(value_type = schemas::MergeVariablesSchema)]
     merge_variables: MergeVariables,
     /// `YYYY-MM-DD`, today (UTC) or later; leave out (or `null`) to send as soon as possible.
     #[serde(default)]
@@ -120,7 +120,7 @@ pub struct UpdateOrder {
     sender: Patch<AddressInput>,
     /// Replaces all merge variables; they must cover the template's merge fields.
     #[serde(default)]
-    #[schema(schema_with = schemas::merge_variables)]
+    #[schema(value_type = schemas::MergeVariablesSchema)]
     merge_variables: Patch<MergeVariables>,
     /// `YYYY-MM-DD`, today (UTC) or later; `null` removes the send date.
     #[serde(default)]
@@ -219,7 +219,7 @@ pub async fn create(
     tag = "orders",
     params(ListOrdersQuery),
     responses(
-        (status = 200, description = "A page of orders.", body = List<Order>),
+        (status = 200, description = "A page of orders.", body = OrderList),
         (status = 401, response = problems::Unauthorized),
         (status = 422, response = problems::UnprocessableEntity),
         (status = 500, response = problems::InternalError),

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    Created, List, ListQuery,
+    Created, List, ListQuery, TemplateList,
     conditional::{Current, Preconditions, Tagged},
     extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
     problems,
@@ -162,7 +162,7 @@ pub async fn create(
     tag = "templates",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of templates.", body = List<Template>),
+        (status = 200, description = "A page of templates.", body = TemplateList),
         (status = 401, response = problems::Unauthorized),
         (status = 422, response = problems::UnprocessableEntity),
         (status = 500, response = problems::InternalError),

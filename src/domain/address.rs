@@ -30,7 +30,7 @@ pub struct AddressInput {
     pub postal_code: String,
     #[schema(schema_with = schemas::text_100)]
     pub city: String,
-    #[schema(schema_with = schemas::country)]
+    #[schema(value_type = CountryCode)]
     pub country: String,
 }
 
@@ -48,7 +48,6 @@ pub struct Address {
     pub house_number: String,
     pub postal_code: String,
     pub city: String,
-    #[schema(schema_with = schemas::country)]
     pub country: CountryCode,
 }
 

@@ -64,7 +64,7 @@ pub struct Order {
     pub recipient: Address,
     #[schema(required = true)]
     pub sender: Option<Address>,
-    #[schema(schema_with = schemas::merge_variables)]
+    #[schema(value_type = schemas::MergeVariablesSchema)]
     pub merge_variables: MergeVariables,
     /// The day to send the mail piece (UTC); `null` for as soon as possible.
     #[serde(with = "iso_date")]

@@ -1,13 +1,18 @@
 //! JSON Schemas for values whose rules a derive cannot state, built from the same constants the domain checks,
 //! so that the documented shape of a request and the shape the server accepts are the same.
 
-use utoipa::openapi::{
-    Object, ObjectBuilder, Type,
-    schema::{AdditionalProperties, KnownFormat, SchemaFormat, SchemaType},
+use std::borrow::Cow;
+
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{
+        Object, ObjectBuilder, RefOr, Schema, Type,
+        schema::{AdditionalProperties, KnownFormat, SchemaFormat, SchemaType},
+    },
 };
 
 use super::{
-    country::ASSIGNED,
+    country::{ASSIGNED, CountryCode},
     template::{
         MAX_CONTENT_BYTES, MAX_MERGE_FIELD_LENGTH, MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES,
     },
@@ -47,8 +52,17 @@ pub fn optional_text_200() -> Object {
         .build()
 }
 
+/// `CountryCode`: one named schema that every address refers to, so that generated clients have one country enum.
+impl PartialSchema for CountryCode {
+    fn schema() -> RefOr<Schema> {
+        country().into()
+    }
+}
+
+impl ToSchema for CountryCode {}
+
 /// An assigned ISO 3166-1 alpha-2 code.
-pub fn country() -> Object {
+fn country() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .description(Some("An assigned ISO 3166-1 alpha-2 code, upper case."))
@@ -102,10 +116,22 @@ fn merge_variables_builder() -> ObjectBuilder {
         .examples([serde_json::json!({"first_name": "Anna", "city": "Amsterdam"})])
 }
 
-pub fn merge_variables() -> Object {
-    merge_variables_builder()
-        .description(Some("The values of the template's merge fields, by name."))
-        .build()
+/// The named schema `MergeVariables`, which orders and the requests that create and change them refer to.
+pub struct MergeVariablesSchema;
+
+impl PartialSchema for MergeVariablesSchema {
+    fn schema() -> RefOr<Schema> {
+        merge_variables_builder()
+            .description(Some("The values of a template's merge fields, by name."))
+            .build()
+            .into()
+    }
+}
+
+impl ToSchema for MergeVariablesSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("MergeVariables")
+    }
 }
 
 /// A date as `YYYY-MM-DD`, or `null`.

@@ -207,6 +207,79 @@ fn every_operation_documents_the_answers_of_the_layers_in_front_of_it() {
 }
 
 /// The answers documented as the HTTP parser's are what a real server sends: no body, the connection closed.
+/// Every schema object of the document, with its JSON pointer.
+fn schemas_in<'v>(value: &'v Value, pointer: String, found: &mut Vec<(String, &'v Value)>) {
+    match value {
+        Value::Object(members) => {
+            found.push((pointer.clone(), value));
+            for (name, member) in members {
+                schemas_in(member, format!("{pointer}/{name}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                schemas_in(item, format!("{pointer}/{i}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn each_concept_has_one_named_schema_that_every_use_refers_to() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    let mut found = Vec::new();
+    schemas_in(&spec, String::new(), &mut found);
+
+    // The country codes are listed once, in CountryCode.
+    let country_enums: Vec<_> = found
+        .iter()
+        .filter(|(_, schema)| schema["enum"].as_array().is_some_and(|e| e.len() == 249))
+        .map(|(pointer, _)| pointer.as_str())
+        .collect();
+    assert_eq!(country_enums, ["/components/schemas/CountryCode"]);
+
+    // Merge variables, addresses and list items are references, never copies.
+    let schemas = &spec["components"]["schemas"];
+    for (schema, property, target) in [
+        ("Address", "country", "CountryCode"),
+        ("AddressInput", "country", "CountryCode"),
+        ("Order", "merge_variables", "MergeVariables"),
+        ("CreateOrder", "merge_variables", "MergeVariables"),
+        ("UpdateOrder", "merge_variables", "MergeVariables"),
+        ("Order", "recipient", "Address"),
+        ("CreateOrder", "recipient", "AddressInput"),
+        ("UpdateOrder", "recipient", "AddressInput"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][property]["$ref"],
+            format!("#/components/schemas/{target}"),
+            "{schema}.{property}"
+        );
+    }
+    for (list, item) in [("TemplateList", "Template"), ("OrderList", "Order")] {
+        assert_eq!(
+            schemas[list]["properties"]["data"]["items"]["$ref"],
+            format!("#/components/schemas/{item}")
+        );
+    }
+    // No other schema is an object with the members of an order or a template.
+    let copies: Vec<_> = found
+        .iter()
+        .filter(|(pointer, schema)| {
+            schema["properties"]["template_version"].is_object()
+                && pointer != "/components/schemas/Order"
+        })
+        .map(|(pointer, _)| pointer.as_str())
+        .collect();
+    assert!(copies.is_empty(), "copies of Order: {copies:?}");
+    let merge_variable_objects = found
+        .iter()
+        .filter(|(_, schema)| schema["propertyNames"].is_object())
+        .count();
+    assert_eq!(merge_variable_objects, 1, "one merge-variables schema");
+}
+
 #[sqlx::test]
 async fn an_oversized_target_or_head_gets_the_documented_bare_answer(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
