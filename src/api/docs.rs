@@ -4,11 +4,11 @@
 use utoipa::{
     Modify, OpenApi,
     openapi::{
-        self, Ref, RefOr, Required,
+        self, Content, Ref, RefOr, Required, Schema,
         header::HeaderBuilder,
         path::{Operation, ParameterBuilder, ParameterIn, PathItem},
         response::ResponseBuilder,
-        schema::{ObjectBuilder, Type},
+        schema::{AdditionalProperties, ObjectBuilder, Type},
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
@@ -154,6 +154,66 @@ fn document_key(operation: &mut Operation) {
         responses
             .entry(status.to_owned())
             .or_insert_with(|| RefOr::Ref(Ref::from_response_name(component)));
+    }
+}
+
+/// `additionalProperties: false` on every object schema that a request body refers to, directly or through its
+/// members: a request object takes no members but its own. The request types cannot say so with serde's
+/// `deny_unknown_fields`, from which utoipa would take it, because that stops at the first unknown member; they
+/// collect them all instead (`domain::member::UnknownMembers`). Maps (merge variables) keep their own
+/// `additionalProperties`.
+pub fn document_closed_request_objects(openapi: &mut openapi::OpenApi) {
+    let mut pending = Vec::new();
+    for item in openapi.paths.paths.values_mut() {
+        for operation in operations(item) {
+            if let Some(RefOr::T(body)) = &operation.request_body {
+                for content in body.content.values() {
+                    if let RefOr::T(Content {
+                        schema: Some(schema),
+                        ..
+                    }) = content
+                    {
+                        referred_schemas(schema, &mut pending);
+                    }
+                }
+            }
+        }
+    }
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    let mut closed = Vec::new();
+    while let Some(name) = pending.pop() {
+        if closed.contains(&name) {
+            continue;
+        }
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(&name) {
+            for property in object.properties.values() {
+                referred_schemas(property, &mut pending);
+            }
+            if !object.properties.is_empty() && object.additional_properties.is_none() {
+                object.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+        closed.push(name);
+    }
+}
+
+/// The names of the component schemas that `schema` refers to, at its top or as one of its alternatives.
+fn referred_schemas(schema: &RefOr<Schema>, names: &mut Vec<String>) {
+    match schema {
+        RefOr::Ref(reference) => {
+            if let Some(name) = reference.ref_location.strip_prefix("#/components/schemas/") {
+                names.push(name.to_owned());
+            }
+        }
+        RefOr::T(Schema::OneOf(one_of)) => {
+            for item in &one_of.items {
+                referred_schemas(item, names);
+            }
+        }
+        RefOr::T(_) => {}
     }
 }
 

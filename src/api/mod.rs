@@ -84,6 +84,7 @@ fn assemble(v1: OpenApiRouter<AppState>) -> (Router<AppState>, OpenApi) {
         .merge(public)
         .split_for_parts();
     docs::document_idempotency(&mut openapi);
+    docs::document_closed_request_objects(&mut openapi);
     docs::document_conditional_requests(&mut openapi);
     docs::document_transport_answers(&mut openapi);
     (router, openapi)

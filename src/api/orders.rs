@@ -23,6 +23,7 @@ use crate::{
     domain::{
         address::AddressInput,
         id::parse_id,
+        member::{Member, UnknownMembers},
         order::{
             MergeVariables, NewOrder, Order, OrderChanges, OrderStatus, missing_merge_variables,
             parse_merge_variables, parse_send_date, today,
@@ -48,7 +49,6 @@ impl Resource for Order {
 
 /// A new order.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "template_id": "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6e",
     "recipient": {"name": "Anna de Vries", "street": "Keizersgracht", "house_number": "123A",
@@ -58,19 +58,26 @@ impl Resource for Order {
 }))]
 pub struct CreateOrder {
     /// A template of your account.
-    #[schema(schema_with = schemas::id)]
-    template_id: String,
-    recipient: AddressInput,
     #[serde(default)]
-    sender: Option<AddressInput>,
+    #[schema(schema_with = schemas::id, required = true)]
+    template_id: Member<String>,
+    #[serde(default)]
+    #[schema(value_type = AddressInput, required = true)]
+    recipient: Member<AddressInput>,
+    #[serde(default)]
+    #[schema(value_type = Option<AddressInput>)]
+    sender: Member<AddressInput>,
     /// A value for every merge field of the template; more are allowed.
     #[serde(default)]
     #[schema(value_type = schemas::MergeVariablesSchema)]
-    merge_variables: MergeVariables,
+    merge_variables: Member<MergeVariables>,
     /// `YYYY-MM-DD`, today (UTC) or later; leave out (or `null`) to send as soon as possible.
     #[serde(default)]
     #[schema(schema_with = schemas::optional_date)]
-    send_date: Option<String>,
+    send_date: Member<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: UnknownMembers,
 }
 
 impl Validate for CreateOrder {
@@ -78,22 +85,26 @@ impl Validate for CreateOrder {
 
     fn validate(self) -> Result<NewOrder, ApiError> {
         let mut v = Validator::new();
-        let template_id = v.check("template_id", parse_id(&self.template_id));
-        let recipient = v.nested("recipient", |v| self.recipient.validate(v));
-        let sender = match self.sender {
-            None => Some(None),
-            Some(sender) => v.nested("sender", |v| sender.validate(v)).map(Some),
+        v.unknown(self.unknown);
+        let template_id = v.required_with("template_id", self.template_id, |id| parse_id(&id));
+        let recipient = v
+            .required("recipient", self.recipient)
+            .and_then(|recipient| v.nested("recipient", |v| recipient.validate(v)));
+        let sender = match v.optional("sender", self.sender) {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(sender)) => v.nested("sender", |v| sender.validate(v)).map(Some),
         };
-        let merge_variables = v.check(
-            "merge_variables",
-            parse_merge_variables(self.merge_variables),
-        );
-        let send_date = v.check(
-            "send_date",
-            self.send_date
-                .map(|d| parse_send_date(&d, today()))
-                .transpose(),
-        );
+        let merge_variables = v
+            .optional_with(
+                "merge_variables",
+                self.merge_variables,
+                parse_merge_variables,
+            )
+            .map(Option::unwrap_or_default);
+        let send_date = v.optional_with("send_date", self.send_date, |date| {
+            parse_send_date(&date, today())
+        });
         Ok(v.finish(|| {
             Some(NewOrder {
                 template_id: template_id?,
@@ -108,24 +119,26 @@ impl Validate for CreateOrder {
 
 /// Changes to an order; members left out stay as they are, `null` removes `sender` or `send_date`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"send_date": "2026-12-24", "sender": null}))]
 pub struct UpdateOrder {
     #[serde(default)]
     #[schema(value_type = AddressInput)]
-    recipient: Patch<AddressInput>,
+    recipient: Member<AddressInput>,
     /// `null` removes the sender.
     #[serde(default)]
     #[schema(value_type = Option<AddressInput>)]
-    sender: Patch<AddressInput>,
+    sender: Member<AddressInput>,
     /// Replaces all merge variables; they must cover the template's merge fields.
     #[serde(default)]
     #[schema(value_type = schemas::MergeVariablesSchema)]
-    merge_variables: Patch<MergeVariables>,
+    merge_variables: Member<MergeVariables>,
     /// `YYYY-MM-DD`, today (UTC) or later; `null` removes the send date.
     #[serde(default)]
     #[schema(schema_with = schemas::optional_date)]
-    send_date: Patch<String>,
+    send_date: Member<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: UnknownMembers,
 }
 
 impl Validate for UpdateOrder {
@@ -133,28 +146,30 @@ impl Validate for UpdateOrder {
 
     fn validate(self) -> Result<OrderChanges, ApiError> {
         let mut v = Validator::new();
-        let recipient = match self.recipient {
-            Patch::Unchanged => Some(None),
-            Patch::Clear => v.check("recipient", Err("must not be null".to_owned())),
-            Patch::Set(recipient) => v.nested("recipient", |v| recipient.validate(v)).map(Some),
+        v.unknown(self.unknown);
+        let recipient = match v.change("recipient", self.recipient) {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(recipient)) => v.nested("recipient", |v| recipient.validate(v)).map(Some),
         };
-        let sender = match self.sender {
-            Patch::Unchanged => Some(Patch::Unchanged),
-            Patch::Clear => Some(Patch::Clear),
-            Patch::Set(sender) => v.nested("sender", |v| sender.validate(v)).map(Patch::Set),
+        let sender = match v.patch("sender", self.sender) {
+            None => None,
+            Some(Patch::Set(sender)) => v.nested("sender", |v| sender.validate(v)).map(Patch::Set),
+            Some(Patch::Unchanged) => Some(Patch::Unchanged),
+            Some(Patch::Clear) => Some(Patch::Clear),
         };
-        let merge_variables = v.check(
+        let merge_variables = v.change_with(
             "merge_variables",
-            self.merge_variables
-                .required()
-                .and_then(|m| m.map(parse_merge_variables).transpose()),
+            self.merge_variables,
+            parse_merge_variables,
         );
-        let send_date = match self.send_date {
-            Patch::Unchanged => Some(Patch::Unchanged),
-            Patch::Clear => Some(Patch::Clear),
-            Patch::Set(date) => v
+        let send_date = match v.patch("send_date", self.send_date) {
+            None => None,
+            Some(Patch::Set(date)) => v
                 .check("send_date", parse_send_date(&date, today()))
                 .map(Patch::Set),
+            Some(Patch::Unchanged) => Some(Patch::Unchanged),
+            Some(Patch::Clear) => Some(Patch::Clear),
         };
         Ok(v.finish(|| {
             Some(OrderChanges {

@@ -21,7 +21,7 @@ use crate::{
     auth::Account,
     db::{self, templates::Deletion},
     domain::{
-        patch::Patch,
+        member::{Member, UnknownMembers},
         schemas,
         template::{
             NewTemplate, Template, TemplateChanges, TemplateContent, TemplateFormat, parse_name,
@@ -45,19 +45,25 @@ impl Resource for Template {
 
 /// A new template.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "name": "Welcome postcard",
     "format": "postcard_a6",
     "content": "<p>Hello {{first_name}}, welcome to {{city}}!</p>"
 }))]
 pub struct CreateTemplate {
-    #[schema(schema_with = schemas::text_200)]
-    name: String,
-    format: TemplateFormat,
+    #[serde(default)]
+    #[schema(schema_with = schemas::text_200, required = true)]
+    name: Member<String>,
+    #[serde(default)]
+    #[schema(value_type = TemplateFormat, required = true)]
+    format: Member<TemplateFormat>,
     /// `{{name}}` placeholders are filled from each order's `merge_variables`.
-    #[schema(schema_with = schemas::template_content)]
-    content: String,
+    #[serde(default)]
+    #[schema(schema_with = schemas::template_content, required = true)]
+    content: Member<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: UnknownMembers,
 }
 
 impl Validate for CreateTemplate {
@@ -65,12 +71,14 @@ impl Validate for CreateTemplate {
 
     fn validate(self) -> Result<NewTemplate, ApiError> {
         let mut v = Validator::new();
-        let name = v.check("name", parse_name(self.name));
-        let content = v.check("content", TemplateContent::parse(self.content));
+        v.unknown(self.unknown);
+        let name = v.required_with("name", self.name, parse_name);
+        let format = v.required("format", self.format);
+        let content = v.required_with("content", self.content, TemplateContent::parse);
         Ok(v.finish(|| {
             Some(NewTemplate {
                 name: name?,
-                format: self.format,
+                format: format?,
                 content: content?,
             })
         })?)
@@ -79,18 +87,20 @@ impl Validate for CreateTemplate {
 
 /// Changes to a template; members left out stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Welcome postcard (winter)"}))]
 pub struct UpdateTemplate {
     #[serde(default)]
     #[schema(schema_with = schemas::text_200)]
-    name: Patch<String>,
+    name: Member<String>,
     #[serde(default)]
     #[schema(value_type = TemplateFormat)]
-    format: Patch<TemplateFormat>,
+    format: Member<TemplateFormat>,
     #[serde(default)]
     #[schema(schema_with = schemas::template_content)]
-    content: Patch<String>,
+    content: Member<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: UnknownMembers,
 }
 
 impl Validate for UpdateTemplate {
@@ -98,19 +108,10 @@ impl Validate for UpdateTemplate {
 
     fn validate(self) -> Result<TemplateChanges, ApiError> {
         let mut v = Validator::new();
-        let name = v.check(
-            "name",
-            self.name
-                .required()
-                .and_then(|n| n.map(parse_name).transpose()),
-        );
-        let format = v.check("format", self.format.required());
-        let content = v.check(
-            "content",
-            self.content
-                .required()
-                .and_then(|c| c.map(TemplateContent::parse).transpose()),
-        );
+        v.unknown(self.unknown);
+        let name = v.change_with("name", self.name, parse_name);
+        let format = v.change("format", self.format);
+        let content = v.change_with("content", self.content, TemplateContent::parse);
         Ok(v.finish(|| {
             Some(TemplateChanges {
                 name: name?,

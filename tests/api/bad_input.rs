@@ -236,3 +236,100 @@ async fn nul_characters_are_rejected_where_postgresql_cannot_store_them(pool: Pg
     );
     assert_eq!(count(&app.pool, "orders").await, 0);
 }
+
+#[sqlx::test]
+async fn every_problem_of_a_body_is_listed_in_one_422_in_document_order(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let errors = |response: crate::helpers::TestResponse| -> Vec<(String, String)> {
+        let problem =
+            response.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
+        problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["field"].as_str().unwrap().to_owned(),
+                    e["message"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+
+    // Missing members: every one of them.
+    let missing = errors(app.post("/v1/templates", &json!({})).await);
+    let fields: Vec<_> = missing.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(fields, ["name", "format", "content"]);
+    assert!(
+        missing.iter().all(|(_, m)| m == "is required"),
+        "{missing:?}"
+    );
+
+    // Wrong types, an unknown enum value, an unknown member and a broken rule, as they come in the document.
+    let body = r#"{"content": 2, "nmae": "typo", "format": "zz", "name": 1}"#;
+    let mixed = errors(
+        send(
+            app.request(Method::POST, "/v1/templates")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body),
+        )
+        .await,
+    );
+    let fields: Vec<_> = mixed.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(fields, ["content", "nmae", "format", "name"]);
+    assert!(mixed[0].1.contains("expected a string"), "{mixed:?}");
+    assert_eq!(mixed[1].1, "is not a known field");
+    assert!(mixed[2].1.contains("unknown variant `zz`"), "{mixed:?}");
+
+    // Nested members: types, rules, unknown and missing members of an address, merge variables of the wrong type.
+    let template = app.create_template("<p>Hi</p>").await;
+    let body = json!({
+        "template_id": template["id"],
+        "send_date": 20261224,
+        "recipient": {"name": "", "zip": "1015", "street": 5, "house_number": "1",
+                      "postal_code": "1015 CJ", "city": "Amsterdam", "country": "XX"},
+        "merge_variables": {"first_name": 7, "bad name": "x"},
+        "colour": "red",
+    });
+    let nested = errors(app.post("/v1/orders", &body).await);
+    let fields: Vec<_> = nested.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "send_date",
+            "recipient.name",
+            "recipient.zip",
+            "recipient.street",
+            "recipient.country",
+            "merge_variables.first_name",
+            "colour",
+        ]
+    );
+
+    // A PATCH the same way: null where a value is needed, a wrong type, an unknown member.
+    let order = app.create_order().await;
+    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let patch = errors(
+        app.patch(
+            &path,
+            &json!({"status": "sent", "recipient": null, "sender": {"name": "A"}, "send_date": false}),
+        )
+        .await,
+    );
+    let fields: Vec<_> = patch.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "status",
+            "recipient",
+            "sender.street",
+            "sender.house_number",
+            "sender.postal_code",
+            "sender.city",
+            "sender.country",
+            "send_date",
+        ]
+    );
+    assert_eq!(count(&app.pool, "orders").await, 1);
+    assert_eq!(count(&app.pool, "templates").await, 2);
+}

@@ -53,7 +53,7 @@ async fn accounts_create_prints_the_account_and_a_working_key(
     );
     let account: Value = serde_json::from_str(&stdout).unwrap();
     let object = account.as_object().unwrap();
-    assert_eq!(object.keys().collect::<Vec<_>>(), ["api_key", "id", "name"]);
+    assert_eq!(object.keys().collect::<Vec<_>>(), ["id", "name", "api_key"]);
     assert_eq!(account["name"], "Acme Print");
     let key = account["api_key"].as_str().unwrap();
     assert!(key.len() >= 4 + 32, "at least 128 bits of entropy: {key}");
