@@ -16,8 +16,9 @@ INSERT INTO idempotency_keys (account_id, key, fingerprint, response_status, res
           '[["content-type","application/json"],["location","/v1/orders/019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f"]]',
           convert_to(repeat('x', 480), 'UTF8'))
   ON CONFLICT (account_id, key) DO UPDATE
-    SET fingerprint = EXCLUDED.fingerprint, created_at = now(), response_status = EXCLUDED.response_status,
-        response_headers = EXCLUDED.response_headers, response_body = EXCLUDED.response_body
-    WHERE idempotency_keys.created_at <= now() - make_interval(secs => 86400)
+    SET fingerprint = EXCLUDED.fingerprint, created_at = EXCLUDED.created_at,
+        response_status = EXCLUDED.response_status, response_headers = EXCLUDED.response_headers,
+        response_body = EXCLUDED.response_body
+    WHERE EXCLUDED.created_at - idempotency_keys.created_at >= make_interval(secs => 86400)
   RETURNING true;
 COMMIT;

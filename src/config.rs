@@ -95,6 +95,13 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before it gets a 503.
     pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` for the sessions that serve requests: the longest a statement (lock waits
+    /// included) may run before the database cancels it and the request gets a 503. Migrations are exempt.
+    pub statement_timeout: Duration,
+    /// PostgreSQL's `idle_in_transaction_session_timeout` for the sessions that serve requests: a session whose
+    /// client stops sending inside a transaction is ended after this long, and its transaction rolled back, so
+    /// that a vanished or stalled server does not hold keys and row locks.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 /// The idempotency-key settings.
@@ -137,6 +144,26 @@ impl IdempotencyConfig {
     }
 }
 
+/// The per-account rate limit in front of `/v1`: a token bucket of `burst` requests refilled at
+/// `requests_per_second`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Requests per second each account may send on average; 0 turns rate limiting off (the default).
+    pub requests_per_second: u32,
+    /// Requests an account may send at once after a pause; 0 means one second's worth (`requests_per_second`).
+    pub burst: u32,
+}
+
+impl RateLimitConfig {
+    /// Reads the rate-limit settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            requests_per_second: optional("RATE_LIMIT_REQUESTS_PER_SECOND", 0)?,
+            burst: optional("RATE_LIMIT_BURST", 0)?,
+        })
+    }
+}
+
 /// Everything the HTTP server needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -145,9 +172,13 @@ pub struct Config {
     pub request_body_limit_bytes: usize,
     pub request_timeout: Duration,
     pub run_migrations: bool,
+    /// After SIGTERM or SIGINT, how long in-flight requests may take to finish; then they are abandoned, and the
+    /// database rolls their transactions back when the process's connections close.
+    pub shutdown_timeout: Duration,
     pub idempotency: IdempotencyConfig,
     /// Browser origins allowed to call the API; none, the default, leaves CORS off.
     pub cors_allowed_origins: AllowedOrigins,
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Config {
@@ -159,8 +190,10 @@ impl Config {
             request_body_limit_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             run_migrations: false,
+            shutdown_timeout: Duration::from_secs(30),
             idempotency: IdempotencyConfig::default(),
             cors_allowed_origins: AllowedOrigins::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 
@@ -175,8 +208,10 @@ impl Config {
             )?,
             request_timeout: seconds("REQUEST_TIMEOUT_SECONDS", defaults.request_timeout)?,
             run_migrations: optional("RUN_MIGRATIONS", defaults.run_migrations)?,
+            shutdown_timeout: seconds("SHUTDOWN_TIMEOUT_SECONDS", defaults.shutdown_timeout)?,
             idempotency: IdempotencyConfig::from_env()?,
             cors_allowed_origins: optional("CORS_ALLOWED_ORIGINS", defaults.cors_allowed_origins)?,
+            rate_limit: RateLimitConfig::from_env()?,
             ..defaults
         })
     }
@@ -194,6 +229,8 @@ impl DatabaseConfig {
             url: url.into(),
             max_connections: 10,
             acquire_timeout: Duration::from_millis(3000),
+            statement_timeout: Duration::from_millis(15_000),
+            idle_in_transaction_timeout: Duration::from_millis(10_000),
         }
     }
 
@@ -203,6 +240,11 @@ impl DatabaseConfig {
         Ok(Self {
             max_connections: positive("DATABASE_MAX_CONNECTIONS", defaults.max_connections)?,
             acquire_timeout: millis("DATABASE_ACQUIRE_TIMEOUT_MS", defaults.acquire_timeout)?,
+            statement_timeout: millis("DATABASE_STATEMENT_TIMEOUT_MS", defaults.statement_timeout)?,
+            idle_in_transaction_timeout: millis(
+                "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                defaults.idle_in_transaction_timeout,
+            )?,
             ..defaults
         })
     }

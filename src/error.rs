@@ -105,7 +105,13 @@ problem_types! {
         slug: "request-timeout",
         status: REQUEST_TIMEOUT,
         title: "Request timeout",
-        description: "The request was not received and answered within the server's request timeout. It was not applied; send it again.",
+        description: "The request was not received within the server's request timeout (its body came too slowly). It never ran; send it again.",
+    },
+    OutcomeUnknown {
+        slug: "outcome-unknown",
+        status: GATEWAY_TIMEOUT,
+        title: "Outcome unknown",
+        description: "The server could not learn the outcome of the request in time: it outlived the request timeout and goes on running to completion, or the database's acknowledgement of its commit was lost. It may or may not have been applied. Retry after `Retry-After` seconds with the same Idempotency-Key to get its outcome; a request without a key may have been applied, so sending it again blindly may apply it twice (for example, create a second order).",
     },
     TemplateInUse {
         slug: "template-in-use",
@@ -159,13 +165,13 @@ problem_types! {
         slug: "internal-error",
         status: INTERNAL_SERVER_ERROR,
         title: "Internal server error",
-        description: "The server failed to handle the request. Nothing was written. When the request carried an Idempotency-Key, this answer is stored and replayed for that key.",
+        description: "The server failed to handle the request (a bug). Its transaction rolled back, so nothing was written. When the request carried an Idempotency-Key, this answer is stored and replayed for that key.",
     },
     ServiceUnavailable {
         slug: "service-unavailable",
         status: SERVICE_UNAVAILABLE,
         title: "Service unavailable",
-        description: "The service cannot reach its database right now. Nothing was written; retry later, with the same Idempotency-Key if you sent one.",
+        description: "The database cannot serve the request right now: it is out of reach, shutting down, out of resources, or a statement ran past its timeout. The request's transaction rolled back, so nothing was written; retry after `Retry-After` seconds, with the same Idempotency-Key if you sent one.",
     },
     InvalidIdempotencyKey {
         slug: "invalid-idempotency-key",
@@ -183,7 +189,7 @@ problem_types! {
         slug: "idempotency-key-reused",
         status: UNPROCESSABLE_ENTITY,
         title: "Idempotency key reused",
-        description: "The Idempotency-Key was first used for a different request (another method, path or body) within the last 24 hours. Nothing ran; use a new key for a new request.",
+        description: "The Idempotency-Key was first used for a different request (another method, route, id or body) and is still retained (24 hours by default). Nothing ran; use a new key for a new request.",
     },
     IdempotencyKeyInUse {
         slug: "idempotency-key-in-use",
@@ -191,11 +197,17 @@ problem_types! {
         title: "Idempotency key in use",
         description: "Another request with the same Idempotency-Key is still running. Nothing ran; retry after `Retry-After` seconds with the same key to get its answer.",
     },
+    RateLimited {
+        slug: "rate-limited",
+        status: TOO_MANY_REQUESTS,
+        title: "Too many requests",
+        description: "Your account sent more requests than its rate limit allows (`RateLimit-Policy`: `q` requests at once, refilled over `w` seconds). Nothing ran and nothing was stored, not even under an Idempotency-Key; retry after `Retry-After` seconds, with the same key if you sent one. Other accounts are not affected.",
+    },
     ResourceBusy {
         slug: "resource-busy",
         status: CONFLICT,
         title: "Resource busy",
-        description: "Another request held the object for longer than the server waits. Nothing was written; retry after `Retry-After` seconds.",
+        description: "Another request held the object for longer than the server waits, or the database broke a deadlock or a serialization conflict with another request by rolling this one back. Nothing was written; retry after `Retry-After` seconds.",
     },
 }
 
@@ -241,10 +253,10 @@ pub struct Problem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotRun;
 
-/// Marks the response to a passing failure (see [`ApiError::is_stored`]): the request was stopped by a condition
-/// that a retry can get past, and everything it did rolled back. An idempotency key does not store it.
+/// Marks the response to a failure its idempotency key does not store (see [`ApiError::is_stored`]): a passing
+/// failure, an unknown outcome, or a request whose content broke a rule. Everything the request did rolled back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PassingFailure;
+pub struct NotStored;
 
 /// An error found while reading the request, before its endpoint runs: the rejection of every extractor.
 #[derive(Debug)]
@@ -277,12 +289,17 @@ pub enum ApiError {
     Unauthorized(Credentials),
     #[error("No such {resource}: '{id}'.")]
     NotFound { resource: &'static str, id: String },
+    /// Unknown, expired, of another account, or not a key at all; the key is not repeated, as it may be personal data.
+    #[error("No such idempotency key in this account: it was never stored, or it expired.")]
+    IdempotencyKeyNotFound,
     #[error("No route for {0}.")]
     RouteNotFound(String),
     #[error("{method} is not allowed on this route.")]
     MethodNotAllowed { method: String },
-    #[error("The request did not complete within {seconds} seconds.")]
+    #[error("The request was not received within {seconds} seconds; it never ran.")]
     RequestTimeout { seconds: u64 },
+    #[error("{0}")]
+    OutcomeUnknown(String),
     #[error("Template '{id}' is used by {orders} order(s) and cannot be deleted.")]
     TemplateInUse { id: uuid::Uuid, orders: i64 },
     #[error("Order '{id}' is {status} and can only be changed while it is received.")]
@@ -313,6 +330,8 @@ pub enum ApiError {
     IdempotencyKeyInUse,
     #[error("Another request holds this object; retry shortly.")]
     ResourceBusy,
+    #[error("Your account's rate limit is used up; retry after {retry_after} second(s).")]
+    RateLimited { retry_after: u32 },
     #[error("The database is unavailable.")]
     DatabaseUnavailable(#[source] sqlx::Error),
     #[error("An internal error occurred.")]
@@ -351,9 +370,12 @@ impl ApiError {
             Self::DuplicateMemberName(_) => ProblemType::DuplicateMemberName,
             Self::UnreadableBody(_) => ProblemType::UnreadableBody,
             Self::Unauthorized(_) => ProblemType::Unauthorized,
-            Self::NotFound { .. } | Self::RouteNotFound(_) => ProblemType::NotFound,
+            Self::NotFound { .. } | Self::RouteNotFound(_) | Self::IdempotencyKeyNotFound => {
+                ProblemType::NotFound
+            }
             Self::MethodNotAllowed { .. } => ProblemType::MethodNotAllowed,
             Self::RequestTimeout { .. } => ProblemType::RequestTimeout,
+            Self::OutcomeUnknown(_) => ProblemType::OutcomeUnknown,
             Self::TemplateInUse { .. } => ProblemType::TemplateInUse,
             Self::OrderNotModifiable { .. } => ProblemType::OrderNotModifiable,
             Self::PreconditionFailed => ProblemType::PreconditionFailed,
@@ -367,6 +389,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => ProblemType::IdempotencyKeyReused,
             Self::IdempotencyKeyInUse => ProblemType::IdempotencyKeyInUse,
             Self::ResourceBusy => ProblemType::ResourceBusy,
+            Self::RateLimited { .. } => ProblemType::RateLimited,
             Self::DatabaseUnavailable(_) => ProblemType::ServiceUnavailable,
             Self::Internal(_) => ProblemType::InternalError,
         }
@@ -378,12 +401,25 @@ impl ApiError {
 
     /// Whether an idempotency key stores this failure as the outcome of its request, to replay it for every retry.
     ///
-    /// A passing failure is not stored: the database out of reach, or the key or a row held too long by another
-    /// request. Everything the request did rolled back, so a retry with the same key may run it.
+    /// A passing failure is not stored: the database out of reach, out of resources or past a statement timeout,
+    /// the key or a row held too long by another request, a deadlock or serialization conflict the database broke
+    /// by rolling this request back, or the account's rate limit used up. Everything the request did rolled back, so a retry with the same key may run
+    /// it. Nor is an unknown outcome: the request may still commit, and its key then stores that outcome.
+    ///
+    /// Nor is `validation-failed`, wherever it is found: before the endpoint runs, or inside it as a violated CHECK
+    /// constraint (at UTC midnight, say, when a send date passed the service's check and fails the database's).
+    /// It judges the request's content, and a key that stored it could never serve the corrected request, whose
+    /// fingerprint differs. The 422s that depend on other objects (`template-not-found`,
+    /// `missing-merge-variables`) are outcomes of the endpoint, and stored.
     pub fn is_stored(&self) -> bool {
         !matches!(
             self,
-            Self::DatabaseUnavailable(_) | Self::IdempotencyKeyInUse | Self::ResourceBusy
+            Self::DatabaseUnavailable(_)
+                | Self::IdempotencyKeyInUse
+                | Self::ResourceBusy
+                | Self::OutcomeUnknown(_)
+                | Self::Validation(_)
+                | Self::RateLimited { .. }
         )
     }
 
@@ -391,10 +427,40 @@ impl ApiError {
     /// past: the `Retry-After` header (RFC 9110, section 10.2.3).
     pub fn retry_after(&self) -> Option<u32> {
         match self {
-            Self::DatabaseUnavailable(_) | Self::IdempotencyKeyInUse | Self::ResourceBusy => {
-                Some(1)
-            }
+            Self::DatabaseUnavailable(_)
+            | Self::IdempotencyKeyInUse
+            | Self::ResourceBusy
+            | Self::OutcomeUnknown(_) => Some(1),
+
+            Self::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
+        }
+    }
+
+    /// The answer to a request that outlived the request timeout after it started to run: it runs on to
+    /// completion (`api::detached`), so whether it is applied is not known yet.
+    pub fn still_running(seconds: u64) -> Self {
+        Self::OutcomeUnknown(format!(
+            "The request did not finish within {seconds} seconds and is still running; it may or may not be \
+             applied. Retry with the same Idempotency-Key to learn its outcome; without a key, a blind retry may \
+             apply it twice."
+        ))
+    }
+
+    /// A failed COMMIT. When the connection failed, the database may have committed before the acknowledgement
+    /// was lost, so the outcome is unknown; any other failure of a COMMIT rolled the transaction back.
+    pub fn from_commit(error: sqlx::Error) -> Self {
+        match Self::from(error) {
+            Self::DatabaseUnavailable(source) => {
+                tracing::warn!(error = %source, "the commit's acknowledgement was lost");
+                Self::OutcomeUnknown(
+                    "The connection to the database failed while the request committed; it may or may not be \
+                     applied. Retry with the same Idempotency-Key to learn its outcome; without a key, a blind \
+                     retry may apply it twice."
+                        .to_owned(),
+                )
+            }
+            error => error,
         }
     }
 
@@ -465,12 +531,13 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// A database failure after which nothing was written and the same request may simply be sent again.
+/// A database failure after which nothing was written and the same request may simply be sent again: the
+/// database rolled the request's transaction back for a reason of the moment, not for what the request asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Passing {
     /// The database cannot serve the request now (503).
     Unavailable,
-    /// Another request held a row longer than `lock_timeout` (409).
+    /// Another request held a row too long, or a conflict with one was broken by rolling this one back (409).
     Busy,
 }
 
@@ -480,8 +547,17 @@ fn passing_failure(code: &str) -> Option<Passing> {
     match code {
         // Class 08: connection exception.
         _ if code.starts_with("08") => Some(Passing::Unavailable),
-        // admin_shutdown, crash_shutdown, cannot_connect_now.
-        "57P01" | "57P02" | "57P03" => Some(Passing::Unavailable),
+        // Class 53, insufficient resources: disk full, out of memory, too many connections.
+        _ if code.starts_with("53") => Some(Passing::Unavailable),
+        // query_canceled: `statement_timeout` (ours, or one an operator set on the database or role) or a cancel
+        // request; admin_shutdown, crash_shutdown, cannot_connect_now; idle_session_timeout.
+        "57014" | "57P01" | "57P02" | "57P03" | "57P05" => Some(Passing::Unavailable),
+        // idle_in_transaction_session_timeout ended the session; its transaction rolled back.
+        "25P03" => Some(Passing::Unavailable),
+        // io_error: the server could not read or write a file.
+        "58030" => Some(Passing::Unavailable),
+        // Class 40, transaction rollback: serialization_failure, deadlock_detected and the like.
+        _ if code.starts_with("40") => Some(Passing::Busy),
         // lock_not_available: `lock_timeout` ran out.
         "55P03" => Some(Passing::Busy),
         _ => None,
@@ -544,12 +620,13 @@ impl IntoResponse for ApiError {
             Self::DatabaseUnavailable(source) => {
                 tracing::warn!(error = %source, "database unavailable")
             }
+            Self::OutcomeUnknown(detail) => tracing::warn!(%detail, "outcome unknown"),
             _ => tracing::debug!(status = status.as_u16(), detail = %self, "request rejected"),
         }
         let body = serde_json::to_vec(&self.to_problem()).unwrap_or_default();
         let mut response = (status, body).into_response();
         if !self.is_stored() {
-            response.extensions_mut().insert(PassingFailure);
+            response.extensions_mut().insert(NotStored);
         }
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
@@ -581,9 +658,17 @@ mod tests {
         assert_eq!(passing_failure("08006"), Some(Passing::Unavailable));
         assert_eq!(passing_failure("57P01"), Some(Passing::Unavailable));
         assert_eq!(passing_failure("55P03"), Some(Passing::Busy));
+        assert_eq!(passing_failure("40001"), Some(Passing::Busy));
+        assert_eq!(passing_failure("40P01"), Some(Passing::Busy));
+        assert_eq!(passing_failure("57014"), Some(Passing::Unavailable));
+        assert_eq!(passing_failure("53100"), Some(Passing::Unavailable));
+        assert_eq!(passing_failure("53300"), Some(Passing::Unavailable));
+        assert_eq!(passing_failure("25P03"), Some(Passing::Unavailable));
         // check_violation and unique_violation are outcomes of the request.
         assert_eq!(passing_failure("23514"), None);
         assert_eq!(passing_failure("23505"), None);
+        // undefined_table is a bug, not a passing condition.
+        assert_eq!(passing_failure("42P01"), None);
     }
 
     #[test]
@@ -591,8 +676,19 @@ mod tests {
         let unavailable = ApiError::from(sqlx::Error::PoolTimedOut);
         assert!(!unavailable.is_stored());
         assert_eq!(unavailable.retry_after(), Some(1));
+        assert!(!ApiError::invalid_field("send_date", "must not be in the past").is_stored());
         let bug = ApiError::internal("a bug");
         assert!(bug.is_stored());
         assert_eq!(bug.retry_after(), None);
+    }
+
+    #[test]
+    fn a_lost_commit_acknowledgement_is_an_unknown_outcome() {
+        let lost =
+            ApiError::from_commit(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()));
+        assert_eq!(lost.problem_type(), ProblemType::OutcomeUnknown);
+        assert_eq!(lost.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(!lost.is_stored());
+        assert_eq!(lost.retry_after(), Some(1));
     }
 }

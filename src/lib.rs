@@ -12,6 +12,8 @@ pub mod entity_tag_coding;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
+pub mod rate_limit;
+pub mod request_id;
 pub mod serve;
 pub mod server;
 pub mod state;

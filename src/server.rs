@@ -25,23 +25,24 @@ use tracing::{Level, Span};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    accept_encoding, api,
+    accept_encoding,
+    api::{self, detached::RunStarted},
     config::{AllowedOrigins, Config},
     db, entity_tag_coding,
     error::{ApiError, PROBLEM_JSON},
     idempotency::sweeper,
     metrics::Metrics,
+    request_id::{self, REQUEST_ID},
     serve,
     state::AppState,
 };
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole service as a router, so that tests can drive it.
 pub fn app(state: AppState) -> Router {
     let (router, openapi) = api::router(&state);
     let config = &state.config;
     let layers = ServiceBuilder::new()
+        .layer(middleware::map_request(request_id::drop_unfit))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
@@ -69,7 +70,7 @@ pub fn app(state: AppState) -> Router {
             state.metrics.clone(),
             record_request,
         ))
-        .layer(middleware::map_response_with_state(
+        .layer(middleware::from_fn_with_state(
             state.clone(),
             problem_for_layer_errors,
         ))
@@ -187,63 +188,102 @@ async fn record_request(State(metrics): State<Metrics>, request: Request, next: 
 }
 
 /// The timeout and body-limit layers answer with bare status codes; give them problem bodies like every error.
-async fn problem_for_layer_errors<B>(
+///
+/// A timeout before the request began to run is a 408 (it never ran); after that, the request runs on to
+/// completion, so the answer is 504 `outcome-unknown`.
+async fn problem_for_layer_errors(
     State(state): State<AppState>,
-    response: Response<B>,
-) -> Response
-where
-    B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = RunStarted::default();
+    request.extensions_mut().insert(started.clone());
+    let response = next.run(request).await;
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|content_type| content_type == PROBLEM_JSON);
     if is_problem {
-        return response.map(axum::body::Body::new);
+        return response;
     }
+    let seconds = state.config.request_timeout.as_secs();
     match response.status() {
-        StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout {
-            seconds: state.config.request_timeout.as_secs(),
+        StatusCode::REQUEST_TIMEOUT if started.is_marked() => {
+            ApiError::still_running(seconds).into_response()
         }
-        .into_response(),
+        StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout { seconds }.into_response(),
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
             limit: state.config.request_body_limit_bytes,
         }
         .into_response(),
-        _ => response.map(axum::body::Body::new),
+        _ => response,
     }
 }
 
-/// Connects, migrates when asked to, and serves until SIGINT or SIGTERM; in-flight requests finish first.
+/// Connects, migrates when asked to, and serves until SIGINT or SIGTERM; in-flight requests then have
+/// `SHUTDOWN_TIMEOUT_SECONDS` to finish.
+///
+/// Past that deadline they are abandoned: the process exits with an error, its database connections close, and
+/// PostgreSQL rolls their transactions back, so nothing half-done commits and their keys are free for a retry.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let pool = db::pool(&config.database, Some(config.idempotency.wait_timeout))?;
     if config.run_migrations {
-        db::MIGRATOR.run(&pool).await?;
+        db::migrate(&config.database).await?;
         tracing::info!("migrations applied");
     }
+    let pool = db::pool(
+        &config.database,
+        db::Sessions::Requests {
+            lock_timeout: config.idempotency.wait_timeout,
+        },
+    )?;
     let listener = TcpListener::bind(config.listen_addr).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     let state = AppState::new(pool.clone(), config);
     let stop = CancellationToken::new();
     let sweeper = sweeper::spawn(
         pool.clone(),
-        state.config.idempotency.key_ttl,
         state.config.idempotency.sweep_interval,
         stop.clone(),
         state.metrics.clone(),
     );
     let header_read_timeout = state.config.request_timeout;
+    let shutdown_timeout = state.config.shutdown_timeout;
     let tasks = state.tasks.clone();
-    serve::serve(listener, app(state), header_read_timeout, shutdown_signal()).await;
-    // Requests whose clients hung up still run; their outcomes are stored before the pool closes.
-    tasks.close();
-    tasks.wait().await;
-    stop.cancel();
-    if let Err(error) = sweeper.await {
-        tracing::error!(%error, "the sweeper task failed");
+    let signalled = CancellationToken::new();
+    let serving = tokio::spawn(serve::serve(
+        listener,
+        app(state),
+        header_read_timeout,
+        signalled.clone().cancelled_owned(),
+    ));
+    shutdown_signal().await;
+    signalled.cancel();
+    let drained = tokio::time::timeout(shutdown_timeout, async {
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "the server task failed");
+        }
+        // Requests whose clients hung up still run; their outcomes are stored before the pool closes.
+        tasks.close();
+        tasks.wait().await;
+        stop.cancel();
+        if let Err(error) = sweeper.await {
+            tracing::error!(%error, "the sweeper task failed");
+        }
+        pool.close().await;
+    })
+    .await;
+    if drained.is_err() {
+        let abandoned = tasks.len();
+        tracing::error!(
+            abandoned,
+            "in-flight requests did not finish within the shutdown timeout; abandoning them"
+        );
+        return Err(format!(
+            "{abandoned} request(s) abandoned after {} s; the database rolls back what they did not commit",
+            shutdown_timeout.as_secs()
+        )
+        .into());
     }
-    pool.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -7,7 +7,13 @@
 //! `/v1` request runs in a task of its own: it commits or rolls back, and stores its key's outcome, whoever is still
 //! listening. A retry with the same key then gets that outcome.
 //!
-//! The body is read first, within the request timeout: a request whose body is late never runs.
+//! The body is read first, within the request timeout: a request whose body is late never runs. Once it runs, the
+//! request is marked [`RunStarted`], so that a timeout after that answers "outcome unknown", not "never ran".
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 use axum::{
     body::Body,
@@ -18,6 +24,22 @@ use axum::{
 use tracing::Instrument;
 
 use crate::{body::read_body, error::ApiError, state::AppState};
+
+/// Whether a request has begun to run to completion; set by [`run_to_completion`], read by the layer that answers
+/// for the request timeout.
+#[derive(Debug, Clone, Default)]
+pub struct RunStarted(Arc<AtomicBool>);
+
+impl RunStarted {
+    fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// True once the request's body has arrived and its handler runs.
+    pub fn is_marked(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
 
 /// Reads the body, then runs the rest of the request in a task the server waits for when it shuts down.
 pub async fn run_to_completion(
@@ -30,6 +52,9 @@ pub async fn run_to_completion(
         Ok(body) => body,
         Err(error) => return error.into_response(),
     };
+    if let Some(started) = parts.extensions.get::<RunStarted>() {
+        started.mark();
+    }
     let request = Request::from_parts(parts, Body::from(body));
     let task = state
         .tasks

@@ -1,5 +1,6 @@
-//! The OpenAPI document's frame (title, security scheme, tags, reusable responses) and the idempotency contract
-//! that every POST and PATCH under `/v1` shares; the routes add their own paths.
+//! The OpenAPI document's frame (title, security scheme, tags, reusable responses), the idempotency contract that
+//! every POST and PATCH under `/v1` shares, and the rate limit every `/v1` operation shares; the routes add their
+//! own paths.
 
 use utoipa::{
     Modify, OpenApi,
@@ -41,12 +42,15 @@ use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MA
         problems::PayloadTooLarge,
         problems::UnsupportedMediaType,
         problems::UnprocessableEntity,
+        problems::TooManyRequests,
         problems::InternalError,
         problems::ServiceUnavailable,
+        problems::OutcomeUnknown,
     )),
     tags(
         (name = "templates", description = "HTML templates with `{{field}}` merge placeholders."),
         (name = "orders", description = "Mail pieces to print from a template for one recipient."),
+        (name = "idempotency_keys", description = "What the server stored for an Idempotency-Key."),
         (name = "operations", description = "Health checks and metrics for operators and orchestrators."),
         (name = "problems", description = "What the `type` of an error response means."),
     )
@@ -78,17 +82,25 @@ impl Modify for BearerAuth {
 }
 
 const KEY_DESCRIPTION: &str = "Makes the request exactly-once. 1 to 255 printable ASCII characters (0x20 to \
-0x7E); a value in double quotes is read as an RFC 8941 string. The first outcome of the request (its status, \
-`Content-Type`, `Location` and body, including a 404, 409, 422 or 500 from the endpoint) is stored with the key in \
-the same transaction as the write and replayed, byte for byte and with `Idempotent-Replayed: true`, to every later \
-request from your account with the same key and the same method, path and body, for 24 hours. The same key with a \
-different request gets 422 `idempotency-key-reused`; while the first request still runs, a duplicate waits for it, \
-or gets 409 `idempotency-key-in-use` after the wait timeout. Requests rejected before they run (401, 400, 413, \
-415, field validation 422) are not stored, so they can be corrected and retried with the same key.";
+0x7E); a value in double quotes is read as an RFC 8941 string, whose quotes and backslash escapes do not count \
+towards the 255 (so its header value may be up to 512 characters long). The first outcome of the request (its \
+status, `Content-Type`, `Location` and body, including a 404, a 409 `order-not-modifiable`, a 422 \
+`template-not-found` or `missing-merge-variables`, or a 500 from the endpoint) is stored with the key in the same \
+transaction as the write and replayed, byte for byte and with `Idempotent-Replayed: true`, to every later request \
+from your account with the same key and the same method, route, ids and body, for 24 hours (the retention the \
+server had when it stored the key). The same key with a different request gets 422 `idempotency-key-reused`; \
+while the first request still runs, a duplicate waits for it, or gets 409 `idempotency-key-in-use` after the wait \
+timeout. Not stored, so they can be retried (corrected, where it applies) with the same key: requests rejected \
+before they run (401, 400, 413, 415), every 422 `validation-failed`, and passing failures after which nothing was \
+written (409 `resource-busy`, 503) or whose outcome is not known yet (504 `outcome-unknown`).";
 
 /// A key as the server reads it: printable ASCII that neither starts nor ends with a space (HTTP trims those),
 /// or an RFC 8941 string in double quotes.
 const KEY_PATTERN: &str = r#"^(?:[\x21\x23-\x7E](?:[\x20-\x7E]{0,253}[\x21-\x7E])?|"(?:[\x20\x21\x23-\x5B\x5D-\x7E]|\\["\\]){1,255}")$"#;
+
+/// The longest header value the server accepts: a key of `MAX_LENGTH` characters as an RFC 8941 string, every one
+/// of them escaped (`\"` or `\\`), between its two quotes. The pattern holds the key itself to `MAX_LENGTH`.
+const MAX_HEADER_LENGTH: usize = 2 + 2 * MAX_LENGTH;
 
 const REPLAYED_DESCRIPTION: &str =
     "`true` when this is the stored answer of an earlier request with the same Idempotency-Key.";
@@ -109,6 +121,31 @@ pub fn document_idempotency(openapi: &mut openapi::OpenApi) {
     }
 }
 
+/// Adds 504 `outcome-unknown` to every operation under `/v1`: any of them may outlive the request timeout once it
+/// runs, and any that writes may lose its commit's acknowledgement.
+pub fn document_outcome_unknown(openapi: &mut openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for operation in [
+            item.get.as_mut(),
+            item.post.as_mut(),
+            item.patch.as_mut(),
+            item.delete.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .entry("504".to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("OutcomeUnknown")));
+        }
+    }
+}
+
 fn document_key(operation: &mut Operation) {
     let key = ParameterBuilder::new()
         .name("Idempotency-Key")
@@ -119,7 +156,7 @@ fn document_key(operation: &mut Operation) {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .min_length(Some(1))
-                .max_length(Some(MAX_LENGTH))
+                .max_length(Some(MAX_HEADER_LENGTH))
                 .pattern(Some(KEY_PATTERN)),
         ))
         .build();
@@ -361,4 +398,28 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .into_iter()
     .flatten()
     .chain(item.additional_operations.values_mut())
+}
+/// Adds the 429 of the per-account rate limit to every operation under `/v1`, which all pass through it (when the
+/// server has a rate limit set: `RATE_LIMIT_REQUESTS_PER_SECOND`).
+pub fn document_rate_limits(openapi: &mut openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for operation in [
+            item.get.as_mut(),
+            item.post.as_mut(),
+            item.patch.as_mut(),
+            item.delete.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("TooManyRequests")));
+        }
+    }
 }

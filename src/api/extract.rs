@@ -3,8 +3,10 @@
 use std::marker::PhantomData;
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, Path, Request},
-    http::request::Parts,
+    extract::{FromRequest, FromRequestParts, Path, Request, rejection::PathRejection},
+    http::{Method, request::Parts},
+    middleware::Next,
+    response::{IntoResponse, Response},
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -172,6 +174,32 @@ where
     }
 }
 
+/// POST, PATCH and DELETE take no query parameters, so one sent anyway (`POST /v1/templates?dry_run=true`) is a 422
+/// naming it, like an unknown body member, before anything runs: ignored, it would do what the client did not ask
+/// for. `GET` routes that take parameters reject unknown ones themselves ([`ValidQuery`]).
+pub async fn reject_query_on_writes(request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let query = request.uri().query().unwrap_or_default();
+    let errors: Vec<FieldError> = form_urlencoded::parse(query.as_bytes())
+        .map(|(name, _)| {
+            FieldError::new(
+                name,
+                format!(
+                    "is not a known query parameter; {} takes none",
+                    request.method()
+                ),
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        next.run(request).await
+    } else {
+        Rejection(ApiError::Validation(errors)).into_response()
+    }
+}
+
 /// A kind of object that is addressed by id, for the 404 of an id that does not exist.
 pub trait Resource {
     const NAME: &'static str;
@@ -188,9 +216,18 @@ where
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::internal(e.body_text()))?;
+        let id = match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => id,
+            // A segment that does not decode to UTF-8 (`%FF`) names no object either: keep it as it was sent.
+            Err(PathRejection::FailedToDeserializePathParams(_)) => parts
+                .uri
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            Err(rejection) => return Err(ApiError::internal(rejection.body_text()).into()),
+        };
         match parse_id(&id) {
             Ok(uuid) => Ok(Self(uuid, PhantomData)),
             Err(_) => Err(ApiError::NotFound {

@@ -5,6 +5,7 @@ pub mod detached;
 pub mod docs;
 pub mod extract;
 pub mod health;
+pub mod idempotency_keys;
 pub mod metrics;
 pub mod orders;
 pub mod problems;
@@ -37,15 +38,16 @@ use crate::{
         validation::Validator,
     },
     error::ApiError,
-    idempotency,
+    idempotency, rate_limit,
     state::AppState,
 };
 
-/// Every route and the OpenAPI document that describes it. A `/v1` request is authenticated, then, once its body
-/// has arrived, runs to completion in a task of its own through the exactly-once layer, which runs keyed POST and
-/// PATCH once and gives every request its transaction. A handler that panics answers 500 like any failing handler
-/// ([`answer_panics`]), so the layers around it see an ordinary response: its transaction rolls back and a key
-/// stores the 500.
+/// Every route and the OpenAPI document that describes it. A `/v1` request is authenticated, counted against its
+/// account's rate limit, a write with query parameters is rejected ([`extract::reject_query_on_writes`]), then, once
+/// its body has arrived, runs to completion in a task of its own through the exactly-once layer, which runs keyed
+/// POST and PATCH once and gives every request its transaction. A handler that panics answers 500 like any failing
+/// handler ([`answer_panics`]), so the layers around it see an ordinary response: its transaction rolls back and a
+/// key stores the 500.
 pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
     let v1 = v1_routes()
         .route_layer(middleware::from_fn_with_state(
@@ -55,6 +57,11 @@ pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             detached::run_to_completion,
+        ))
+        .route_layer(middleware::from_fn(extract::reject_query_on_writes))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_account,
         ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -71,6 +78,7 @@ pub fn openapi() -> OpenApi {
 fn v1_routes() -> OpenApiRouter<AppState> {
     templates::router()
         .merge(orders::router())
+        .merge(idempotency_keys::router())
         .layer(answer_panics())
 }
 
@@ -87,6 +95,8 @@ fn assemble(v1: OpenApiRouter<AppState>) -> (Router<AppState>, OpenApi) {
     docs::document_closed_request_objects(&mut openapi);
     docs::document_conditional_requests(&mut openapi);
     docs::document_transport_answers(&mut openapi);
+    docs::document_outcome_unknown(&mut openapi);
+    docs::document_rate_limits(&mut openapi);
     (router, openapi)
 }
 

@@ -7,6 +7,7 @@ use axum::{
 };
 use serde::Deserialize;
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -102,8 +103,9 @@ impl Validate for CreateOrder {
                 parse_merge_variables,
             )
             .map(Option::unwrap_or_default);
+        let taken_at = OffsetDateTime::now_utc();
         let send_date = v.optional_with("send_date", self.send_date, |date| {
-            parse_send_date(&date, today())
+            parse_send_date(&date, taken_at.date())
         });
         Ok(v.finish(|| {
             Some(NewOrder {
@@ -112,6 +114,7 @@ impl Validate for CreateOrder {
                 sender: sender?,
                 merge_variables: merge_variables?,
                 send_date: send_date?,
+                taken_at,
             })
         })?)
     }

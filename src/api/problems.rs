@@ -126,6 +126,34 @@ pub struct InternalError(pub Problem);
 )]
 pub struct ServiceUnavailable(pub Problem);
 
+/// The request outlived the request timeout and runs on, or its commit was not acknowledged: its outcome is
+/// unknown.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("Retry-After" = String, description = "Seconds to wait before retrying with the same Idempotency-Key.")),
+    example = json!({
+        "type": "/problems/outcome-unknown", "title": "Outcome unknown", "status": 504,
+        "detail": "The request did not finish within 30 seconds and is still running; it may or may not be applied. Retry with the same Idempotency-Key to learn its outcome; without a key, a blind retry may apply it twice."
+    })
+)]
+pub struct OutcomeUnknown(pub Problem);
+/// The account's rate limit is used up; nothing ran and nothing was stored.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(
+        ("Retry-After" = String, description = "Seconds to wait before the next request is let through."),
+        ("RateLimit-Policy" = String, description = "The account's quota policy (draft-ietf-httpapi-ratelimit-headers): `\"account\";q=<requests at once>;w=<seconds to refill them>`."),
+        ("RateLimit" = String, description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers): `\"account\";r=<requests left>;t=<seconds until the quota is full again>`."),
+    ),
+    example = json!({
+        "type": "/problems/rate-limited", "title": "Too many requests", "status": 429,
+        "detail": "Your account's rate limit is used up; retry after 1 second(s)."
+    })
+)]
+pub struct TooManyRequests(pub Problem);
+
 /// What a problem type means.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({

@@ -1,9 +1,34 @@
-//! Idempotency keys: the stored outcome of a keyed request, and the sweeper's batch delete.
+//! Idempotency keys: the stored outcome of a keyed request, its inspection, and the sweeper's batch delete.
 
 use std::time::Duration;
 
 use sqlx::{PgConnection, PgExecutor, types::Json};
+use time::OffsetDateTime;
 use uuid::Uuid;
+
+/// The request a key was used for, stored with its outcome so that the key can be inspected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLine<'a> {
+    /// `POST` or `PATCH`.
+    pub method: &'a str,
+    /// The path, with ids, without the query.
+    pub path: &'a str,
+}
+
+/// A live key as its account may inspect it; never the fingerprint nor the stored body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub created_at: OffsetDateTime,
+    /// When the key stops being replayed.
+    pub expires_at: OffsetDateTime,
+    /// `None` for rows stored before the request was kept with its key.
+    pub method: Option<String>,
+    pub path: Option<String>,
+    /// The stored response's status.
+    pub status: u16,
+    /// The stored response's headers (`Content-Type`, `Location`).
+    pub headers: Vec<(String, String)>,
+}
 
 /// The outcome stored for a key: what the endpoint answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,25 +42,23 @@ pub struct StoredResponse {
 #[derive(Debug, Clone)]
 pub struct StoredKey {
     pub fingerprint: Vec<u8>,
-    /// Older than the retention: never replayed, and taken over by the next request with the key.
+    /// Past its `expires_at`: never replayed, and taken over by the next request with the key.
     pub expired: bool,
     pub response: StoredResponse,
 }
 
-/// The key row of (account, key), if there is one.
+/// The key row of (account, key), if there is one; whether it expired is read from the row's own `expires_at`.
 pub async fn find(
     db: impl PgExecutor<'_>,
     account_id: Uuid,
     key: &str,
-    ttl: Duration,
 ) -> Result<Option<StoredKey>, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT fingerprint, response_status, response_headers AS "response_headers: Json<Vec<(String, String)>>",
-                  response_body, created_at <= now() - make_interval(secs => $3) AS "expired!"
+                  response_body, expires_at <= now() AS "expired!"
            FROM idempotency_keys WHERE account_id = $1 AND key = $2"#,
         account_id,
         key,
-        ttl.as_secs_f64(),
     )
     .fetch_optional(db)
     .await?;
@@ -50,26 +73,34 @@ pub async fn find(
     }))
 }
 
-/// Stores the outcome for a key, taking over an expired row; `false` when a live row holds the key.
+/// Stores the outcome for a key, to be replayed for `ttl` from now (its `expires_at`), taking over a row past its
+/// own `expires_at`; `false` when a live row holds the key.
 ///
 /// Inside the request's transaction this waits for a concurrent transaction that holds the key (bounded by
-/// `lock_timeout`) and then sees its row.
+/// `lock_timeout`) and then sees its row. The new row's `created_at` (its default, `now()`) is the clock of the
+/// takeover: Citus evaluates `now()` once on the coordinator for the inserted row, and allows only immutable
+/// functions in the `DO UPDATE` clauses it sends to the shard, so the expiry is compared with it, not with `now()`.
 #[tracing::instrument(skip_all, fields(%account_id))]
 pub async fn insert(
     conn: &mut PgConnection,
     account_id: Uuid,
     key: &str,
+    request: RequestLine<'_>,
     fingerprint: &[u8],
     response: &StoredResponse,
     ttl: Duration,
 ) -> Result<bool, sqlx::Error> {
     let stored = sqlx::query_scalar!(
-        r#"INSERT INTO idempotency_keys (account_id, key, fingerprint, response_status, response_headers, response_body)
-           VALUES ($1, $2, $3, $4, $5, $6)
+        r#"INSERT INTO idempotency_keys
+               (account_id, key, fingerprint, response_status, response_headers, response_body, expires_at,
+                request_method, request_path)
+           VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8, $9)
            ON CONFLICT (account_id, key) DO UPDATE
-               SET fingerprint = EXCLUDED.fingerprint, created_at = now(), response_status = EXCLUDED.response_status,
-                   response_headers = EXCLUDED.response_headers, response_body = EXCLUDED.response_body
-               WHERE idempotency_keys.created_at <= now() - make_interval(secs => $7)
+               SET fingerprint = EXCLUDED.fingerprint, created_at = EXCLUDED.created_at,
+                   expires_at = EXCLUDED.expires_at, response_status = EXCLUDED.response_status,
+                   response_headers = EXCLUDED.response_headers, response_body = EXCLUDED.response_body,
+                   request_method = EXCLUDED.request_method, request_path = EXCLUDED.request_path
+               WHERE idempotency_keys.expires_at <= EXCLUDED.created_at
            RETURNING true AS "stored!""#,
         account_id,
         key,
@@ -78,28 +109,56 @@ pub async fn insert(
         Json(&response.headers) as _,
         &response.body,
         ttl.as_secs_f64(),
+        request.method,
+        request.path,
     )
     .fetch_optional(conn)
     .await?;
     Ok(stored.is_some())
 }
 
-/// Deletes at most `limit` expired keys, oldest first, skipping rows a request is taking over right now.
-pub async fn delete_expired(
-    conn: &mut PgConnection,
-    ttl: Duration,
-    limit: i64,
-) -> Result<u64, sqlx::Error> {
+/// The live key row of (account, key) for inspection; `None` when there is none or it expired. Only reads.
+pub async fn inspect(
+    db: impl PgExecutor<'_>,
+    account_id: Uuid,
+    key: &str,
+) -> Result<Option<KeyRecord>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT created_at, expires_at, request_method, request_path, response_status,
+                  response_headers AS "response_headers: Json<Vec<(String, String)>>"
+           FROM idempotency_keys
+           WHERE account_id = $1 AND key = $2 AND expires_at > now()"#,
+        account_id,
+        key,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|row| KeyRecord {
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+        method: row.request_method,
+        path: row.request_path,
+        status: u16::try_from(row.response_status).unwrap_or(500),
+        headers: row.response_headers.0,
+    }))
+}
+
+/// Deletes at most `limit` keys past their `expires_at`, those that expired first first; a row a request is taking
+/// over right now stays.
+///
+/// The statement spans every account, so on Citus it spans every shard: Citus runs the `LIMIT` subquery first,
+/// across the shards, and then the `DELETE` on each shard against its result (a row lock in the subquery,
+/// `FOR UPDATE SKIP LOCKED`, is not supported across shards). A row that a request is taking over is waited for and
+/// then checked again: its `expires_at` is new, so it is not deleted.
+pub async fn delete_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, sqlx::Error> {
     let result = sqlx::query!(
         r#"DELETE FROM idempotency_keys
            WHERE (account_id, key) IN (
                      SELECT account_id, key FROM idempotency_keys
-                     WHERE created_at <= now() - make_interval(secs => $1)
-                     ORDER BY created_at
-                     LIMIT $2
-                     FOR UPDATE SKIP LOCKED)
-             AND created_at <= now() - make_interval(secs => $1)"#,
-        ttl.as_secs_f64(),
+                     WHERE expires_at <= now()
+                     ORDER BY expires_at
+                     LIMIT $1)
+             AND expires_at <= now()"#,
         limit,
     )
     .execute(conn)

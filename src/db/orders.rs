@@ -68,8 +68,9 @@ pub async fn insert(
     new: &NewOrder,
 ) -> Result<Order, sqlx::Error> {
     let row = query_order!(
-        r#"INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables, send_date)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        r#"INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables, send_date,
+                              created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
            RETURNING"#,
         "",
         Uuid::now_v7(),
@@ -80,6 +81,7 @@ pub async fn insert(
         new.sender.as_ref().map(Json) as _,
         Json(&new.merge_variables) as _,
         new.send_date,
+        new.taken_at,
     )
     .fetch_one(db)
     .await?;

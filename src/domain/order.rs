@@ -94,6 +94,10 @@ pub struct NewOrder {
     pub sender: Option<Address>,
     pub merge_variables: MergeVariables,
     pub send_date: Option<Date>,
+    /// When the order was taken, by this service's clock (UTC): its `created_at`, and the "today" its send date
+    /// was checked against. One instant for both, so the database's `orders_send_date_not_before_creation` check
+    /// cannot disagree with the validation at midnight.
+    pub taken_at: OffsetDateTime,
 }
 
 /// The members a PATCH sets; the others stay as they are.

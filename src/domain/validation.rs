@@ -1,6 +1,7 @@
 //! Field validation: collects every rule a request breaks, each under its dotted field path.
 
 use serde::Serialize;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use utoipa::ToSchema;
 
 use super::{
@@ -189,7 +190,12 @@ impl Validator {
     }
 }
 
-/// A line of printable text of 1 to `max` characters, not blank.
+/// A line of printable text of 1 to `max` characters, not blank, without control characters (Unicode Cc) or
+/// format characters (Unicode Cf).
+///
+/// Format characters are invisible yet change how the text around them prints: bidirectional overrides and
+/// isolates (U+202A–U+202E, U+2066–U+2069) reorder it, zero-width characters (U+200B–U+200D, U+2060, U+FEFF) hide
+/// breaks or join what should stay apart. On an envelope that misdirects mail, so the whole category is refused.
 pub fn text(value: String, max: usize) -> Result<String, String> {
     let length = value.chars().count();
     if length == 0 || length > max {
@@ -201,7 +207,18 @@ pub fn text(value: String, max: usize) -> Result<String, String> {
     if value.chars().any(char::is_control) {
         return Err("must not contain control characters".to_owned());
     }
+    if let Some(format) = value.chars().find(|c| is_format(*c)) {
+        return Err(format!(
+            "must not contain invisible format characters (Unicode Cf), such as U+{:04X}",
+            u32::from(format)
+        ));
+    }
     Ok(value)
+}
+
+/// Whether `c` is a format character (Unicode general category Cf).
+fn is_format(c: char) -> bool {
+    c.general_category() == GeneralCategory::Format
 }
 
 #[cfg(test)]
@@ -219,6 +236,30 @@ mod tests {
         assert!(text(String::new(), 10).is_err());
         assert!(text("   ".to_owned(), 10).is_err());
         assert!(text("a\nb".to_owned(), 10).is_err());
+    }
+
+    #[test]
+    fn text_rejects_format_characters_and_names_one() {
+        for c in [
+            '\u{202A}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{200B}',
+            '\u{200D}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{E0041}',
+        ] {
+            let message = text(format!("Anna{c} de Vries"), 200).expect_err("a format character");
+            assert!(
+                message.contains(&format!("U+{:04X}", u32::from(c))),
+                "{message}"
+            );
+        }
+        // Letters, marks and spaces of other scripts are not format characters.
+        assert!(text("Zoë Ὀδυσσεύς שלום مرحبا नमस्ते".to_owned(), 200).is_ok());
     }
 
     #[test]

@@ -4,23 +4,38 @@ use axum::http::Method;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// SHA-256 of the method, the path and the body as canonical JSON: object members sorted by name, no
-/// insignificant whitespace. Whitespace and member order do not change it; any value does.
+use crate::domain::id::parse_id;
+
+/// SHA-256 of the method, the target (see [`target`]) and the body as canonical JSON: object members sorted by
+/// name, no insignificant whitespace. Whitespace, member order and the spelling of an id do not change it; any
+/// value does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint(pub [u8; 32]);
 
 impl Fingerprint {
-    pub fn of(method: &Method, path: &str, body: &Value) -> Self {
+    pub fn of(method: &Method, target: &str, body: &Value) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(method.as_str().as_bytes());
         hasher.update(b"\n");
-        hasher.update(path.as_bytes());
+        hasher.update(target.as_bytes());
         hasher.update(b"\n");
         let mut canonical = Vec::new();
         write_canonical(body, &mut canonical);
         hasher.update(&canonical);
         Self(hasher.finalize().into())
     }
+}
+
+/// What a request addresses: its route template (`/v1/orders/{id}`) and each path parameter, an id in its one
+/// canonical form. `/v1/orders/019AC…` and `/v1/orders/019ac…` name the same order, so they are the same target;
+/// a parameter that is no id stays as it is (such a request is a 404 that runs nothing).
+pub fn target<'a>(route: &str, parameters: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut target = route.to_owned();
+    for (name, value) in parameters {
+        let value = parse_id(value).map_or_else(|_| value.to_owned(), |id| id.to_string());
+        target.push_str(&format!("\n{name}={value}"));
+    }
+    target
 }
 
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
@@ -86,6 +101,31 @@ mod tests {
         assert_ne!(base, of(r#"{"a": [1, 2], "b": null}"#));
         assert_ne!(base, Fingerprint::of(&Method::PATCH, "/v1/orders", &body));
         assert_ne!(base, Fingerprint::of(&Method::POST, "/v1/templates", &body));
+    }
+
+    #[test]
+    fn an_id_is_the_same_target_in_either_case() {
+        let upper = target(
+            "/v1/orders/{id}",
+            [("id", "019AC9F0-7C1E-7A4B-9D0E-2F1C3B4A5D6E")],
+        );
+        let lower = target(
+            "/v1/orders/{id}",
+            [("id", "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6e")],
+        );
+        assert_eq!(upper, lower);
+        let other = target(
+            "/v1/orders/{id}",
+            [("id", "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6f")],
+        );
+        assert_ne!(upper, other);
+        assert_ne!(
+            lower,
+            target(
+                "/v1/templates/{id}",
+                [("id", "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6e")]
+            )
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! 3. The key row is read in the transaction the endpoint will write in. A live row answers at once: its response
 //!    again, or 422 when the fingerprint differs.
 //! 4. Otherwise the endpoint runs in that transaction, and a success is stored with its key row in it too: both
-//!    commit or neither does. A failure (4xx or 500) rolls back and is stored on its own.
+//!    commit or neither does. A failure (4xx or 500) rolls back and is stored on its own, unless it is one that
+//!    is not stored ([`ApiError::is_stored`]: validation, passing database faults, an unknown outcome).
 //! 5. When another server committed the key first, the unique row makes this transaction wait for it, then roll
 //!    back and answer with the stored outcome: the operation never happens twice.
 //!
@@ -14,15 +15,15 @@
 
 use axum::{
     body::Body,
-    extract::{Request, State},
-    http::Method,
+    extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State},
+    http::{Method, request::Parts},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use sqlx::{PgConnection, PgExecutor, Postgres, Transaction};
 
 use super::{
-    fingerprint::Fingerprint,
+    fingerprint::{self, Fingerprint},
     key::IdempotencyKey,
     replay::{capture, replay},
     tx::{self, TxSlot},
@@ -30,8 +31,11 @@ use super::{
 use crate::{
     auth::Account,
     body::{JsonBody, parse_json, read_body},
-    db::{self, idempotency_keys::StoredResponse},
-    error::{ApiError, NotRun, PassingFailure},
+    db::{
+        self,
+        idempotency_keys::{RequestLine, StoredResponse},
+    },
+    error::{ApiError, NotRun, NotStored},
     metrics::Outcome,
     state::AppState,
 };
@@ -53,7 +57,8 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         return ApiError::internal("the idempotency layer runs without authentication")
             .into_response();
     };
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    let target = request_target(&mut parts, &state).await;
     let bytes = match read_body(Request::from_parts(parts.clone(), body), &state).await {
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
@@ -62,7 +67,8 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         Ok(json) => json,
         Err(error) => return error.into_response(),
     };
-    let fingerprint = Fingerprint::of(&parts.method, parts.uri.path(), &json);
+    let fingerprint = Fingerprint::of(&parts.method, &target, &json);
+    let (method, path) = (parts.method.clone(), parts.uri.path().to_owned());
     let mut request = Request::from_parts(parts, Body::from(bytes));
     request.extensions_mut().insert(JsonBody(json));
 
@@ -70,6 +76,10 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         state: &state,
         account,
         key: &key,
+        request: RequestLine {
+            method: method.as_str(),
+            path: &path,
+        },
         fingerprint,
     };
     keyed
@@ -78,11 +88,24 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The request's route and path parameters as the fingerprint takes them; the raw path when no route matched.
+async fn request_target(parts: &mut Parts, state: &AppState) -> String {
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|route| route.as_str().to_owned());
+    let parameters = RawPathParams::from_request_parts(parts, state).await;
+    match (route, parameters) {
+        (Some(route), Ok(parameters)) => fingerprint::target(&route, &parameters),
+        _ => parts.uri.path().to_owned(),
+    }
+}
+
 /// Whether `response` is an outcome of the endpoint, which its key stores: neither the rejection of a request the
-/// endpoint never ran nor a passing failure.
+/// endpoint never ran nor a failure that is not stored ([`ApiError::is_stored`]).
 fn is_outcome(response: &Response) -> bool {
     let extensions = response.extensions();
-    extensions.get::<NotRun>().is_none() && extensions.get::<PassingFailure>().is_none()
+    extensions.get::<NotRun>().is_none() && extensions.get::<NotStored>().is_none()
 }
 
 /// What the key row says about a request.
@@ -100,11 +123,13 @@ struct Keyed<'a> {
     state: &'a AppState,
     account: Account,
     key: &'a IdempotencyKey,
+    /// Stored with the outcome, for inspection.
+    request: RequestLine<'a>,
     fingerprint: Fingerprint,
 }
 
 impl Keyed<'_> {
-    #[tracing::instrument(name = "idempotency", skip_all, fields(key = self.key.as_str()))]
+    #[tracing::instrument(name = "idempotency", skip_all, fields(key_digest = %self.key.digest()))]
     async fn run(&self, request: Request, next: Next) -> Result<Response, ApiError> {
         let config = &self.state.config.idempotency;
         let _turn = self
@@ -135,7 +160,8 @@ impl Keyed<'_> {
             .take()
             .ok_or_else(|| ApiError::internal("the request's transaction was not given back"))?;
         if !is_outcome(&response) {
-            // Rejected before the endpoint ran, or stopped by a passing condition: a retry may run it.
+            // Rejected before the endpoint ran, its content broke a rule, or a passing condition stopped it: a
+            // retry with the same key may run it.
             return Ok(tx::finish(Some(tx), response).await);
         }
         let (stored, response) = capture(response).await?;
@@ -161,8 +187,7 @@ impl Keyed<'_> {
 
     /// Reads the key row: a live one answers with its response, or 422 when it was stored for another request.
     async fn key_row(&self, db: impl PgExecutor<'_>) -> Result<KeyRow, ApiError> {
-        let ttl = self.state.config.idempotency.key_ttl;
-        let found = db::idempotency_keys::find(db, self.account.id, self.key.as_str(), ttl).await?;
+        let found = db::idempotency_keys::find(db, self.account.id, self.key.as_str()).await?;
         match found {
             Some(row) if !row.expired => {
                 if row.fingerprint != self.fingerprint.0 {
@@ -191,7 +216,7 @@ impl Keyed<'_> {
             tx.rollback().await?;
             return Ok(false);
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(ApiError::from_commit)?;
         Ok(true)
     }
 
@@ -205,7 +230,7 @@ impl Keyed<'_> {
         let mut tx = self.begin().await?;
         match self.insert(&mut tx, stored).await {
             Ok(true) => {
-                tx.commit().await?;
+                tx.commit().await.map_err(ApiError::from_commit)?;
                 self.count_executed(takes_over);
                 Ok(response)
             }
@@ -221,7 +246,8 @@ impl Keyed<'_> {
         }
     }
 
-    /// Inserts or takes over the key row; waiting on a concurrent holder is bounded by `lock_timeout`.
+    /// Inserts or takes over the key row, to live `IDEMPOTENCY_KEY_TTL_SECONDS` from now; waiting on a concurrent
+    /// holder is bounded by `lock_timeout`.
     async fn insert(
         &self,
         conn: &mut PgConnection,
@@ -232,6 +258,7 @@ impl Keyed<'_> {
             conn,
             self.account.id,
             self.key.as_str(),
+            self.request,
             &self.fingerprint.0,
             stored,
             ttl,

@@ -23,12 +23,12 @@ pub enum Sweep {
     Skipped,
 }
 
-/// One pass: deletes every key older than `ttl`, `batch` rows per statement, under the advisory lock.
+/// One pass: deletes every key past its own `expires_at`, `batch` rows per statement, under the advisory lock.
+/// The pass needs no retention setting: each key carries the expiry it was stored with.
 ///
 /// Stops between batches when `stop` is cancelled; what is left waits for the next pass.
 pub async fn sweep_once(
     pool: &PgPool,
-    ttl: Duration,
     batch: i64,
     stop: &CancellationToken,
 ) -> Result<Sweep, sqlx::Error> {
@@ -41,7 +41,7 @@ pub async fn sweep_once(
     let mut batches = 0;
     let swept = async {
         loop {
-            let rows = idempotency_keys::delete_expired(&mut conn, ttl, batch).await?;
+            let rows = idempotency_keys::delete_expired(&mut conn, batch).await?;
             deleted += rows;
             batches += 1;
             if rows < batch.unsigned_abs() || stop.is_cancelled() {
@@ -63,7 +63,6 @@ pub async fn sweep_once(
 /// Every pass is counted in `metrics`: swept (with the keys deleted), skipped or failed.
 pub fn spawn(
     pool: PgPool,
-    ttl: Duration,
     interval: Duration,
     stop: CancellationToken,
     metrics: Metrics,
@@ -76,7 +75,7 @@ pub fn spawn(
                 () = stop.cancelled() => break,
                 _ = ticks.tick() => {}
             }
-            let pass = sweep_once(&pool, ttl, MAX_BATCH, &stop).await;
+            let pass = sweep_once(&pool, MAX_BATCH, &stop).await;
             metrics.sweeper_run(match pass {
                 Ok(Sweep::Done { deleted, .. }) => SweeperRun::Swept { deleted },
                 Ok(Sweep::Skipped) => SweeperRun::Skipped,

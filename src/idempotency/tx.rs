@@ -95,12 +95,13 @@ pub async fn commit_on_success(mut request: Request, next: Next) -> Response {
     finish(slot.take(), response).await
 }
 
-/// Commits `tx` when `response` is a success and rolls it back otherwise; a failed commit replaces the answer.
+/// Commits `tx` when `response` is a success and rolls it back otherwise; a failed commit replaces the answer
+/// (with 504 `outcome-unknown` when the connection failed during the commit: see [`ApiError::from_commit`]).
 pub async fn finish(tx: Option<Transaction<'static, Postgres>>, response: Response) -> Response {
     let Some(tx) = tx else { return response };
     if response.status().is_success() {
         if let Err(error) = tx.commit().await {
-            return ApiError::from(error).into_response();
+            return ApiError::from_commit(error).into_response();
         }
     } else if let Err(error) = tx.rollback().await {
         tracing::warn!(%error, "rollback failed");

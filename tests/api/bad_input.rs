@@ -164,6 +164,9 @@ async fn a_malformed_id_is_404_like_an_unknown_one(pool: PgPool) {
     for path in [
         "/v1/orders/not-a-uuid",
         "/v1/templates/123",
+        // Not UTF-8 once decoded.
+        "/v1/orders/%FF",
+        "/v1/templates/%C3%28",
         "/v1/orders/019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
     ] {
         app.get(path)
@@ -332,4 +335,84 @@ async fn every_problem_of_a_body_is_listed_in_one_422_in_document_order(pool: Pg
     );
     assert_eq!(count(&app.pool, "orders").await, 1);
     assert_eq!(count(&app.pool, "templates").await, 2);
+}
+
+/// A write takes no query parameters: one sent anyway is a 422 naming it, and nothing runs or is stored.
+#[sqlx::test]
+async fn query_parameters_on_writes_are_422(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let order = app.create_order().await;
+    let order_path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let template = json!({"name": "Dry", "format": "postcard_a6", "content": "<p>Hi</p>"});
+    let templates_before = count(&app.pool, "templates").await;
+
+    let dry_run = send(
+        app.request(Method::POST, "/v1/templates?dry_run=true")
+            .header("idempotency-key", "dry")
+            .json(&template),
+    )
+    .await;
+    assert_eq!(dry_run.assert_invalid_fields(), ["dry_run"]);
+    let patch = send(
+        app.request(Method::PATCH, &format!("{order_path}?notify=1&force"))
+            .json(&json!({"send_date": null})),
+    )
+    .await;
+    assert_eq!(patch.assert_invalid_fields(), ["notify", "force"]);
+    let cancel = app.delete(&format!("{order_path}?reason=x")).await;
+    assert_eq!(cancel.assert_invalid_fields(), ["reason"]);
+
+    assert_eq!(count(&app.pool, "templates").await, templates_before);
+    assert_eq!(count(&app.pool, "idempotency_keys").await, 0);
+    assert_eq!(app.get(&order_path).await.json()["status"], "received");
+    // The corrected request runs, with the same key.
+    let corrected = app
+        .keyed(Method::POST, "/v1/templates", "dry", &template)
+        .await;
+    corrected.assert_status(StatusCode::CREATED);
+}
+
+#[sqlx::test]
+async fn invisible_format_characters_in_names_and_addresses_are_422(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    // A right-to-left override would print "Keizersgracht" reversed; the others hide in the text.
+    let response = app
+        .post(
+            "/v1/templates",
+            &json!({"name": "Welcome\u{FEFF}", "format": "postcard_a6", "content": "x"}),
+        )
+        .await;
+    assert_eq!(response.assert_invalid_fields(), ["name"]);
+
+    let template = app.create_template("<p>Hello</p>").await;
+    let mut recipient = crate::helpers::address();
+    recipient["name"] = json!("Anna de Vries\u{202E}");
+    recipient["street"] = json!("Keizers\u{200B}gracht");
+    recipient["city"] = json!("\u{2066}Amsterdam\u{2069}");
+    let mut sender = crate::helpers::address();
+    sender["company"] = json!("Acme\u{200D}Print");
+    sender["postal_code"] = json!("1015\u{2060}CJ");
+    let response = app
+        .post(
+            "/v1/orders",
+            &json!({"template_id": template["id"], "recipient": recipient, "sender": sender}),
+        )
+        .await;
+    let mut fields = response.assert_invalid_fields();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "recipient.city",
+            "recipient.name",
+            "recipient.street",
+            "sender.company",
+            "sender.postal_code"
+        ]
+    );
+    assert!(
+        String::from_utf8_lossy(&response.body).contains("U+202E"),
+        "the message names the character"
+    );
+    assert_eq!(count(&app.pool, "orders").await, 0);
 }

@@ -249,8 +249,9 @@ async fn sweep_prints_how_many_keys_it_deleted(options: PgPoolOptions, connect: 
     let pool = options.connect_with(connect).await.unwrap();
     let (account_id, _) = crate::helpers::create_account(&pool, "Sweeper").await;
     sqlx::query(
-        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, response_status, response_body)
-         SELECT $1, 'k' || i, sha256(i::text::bytea), now() - interval '25 hours' * (i % 2), 201, ''::bytea
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, expires_at, response_status, response_body)
+         SELECT $1, 'k' || i, sha256(i::text::bytea), now() - interval '25 hours' * (i % 2),
+                now() - interval '25 hours' * (i % 2) + interval '24 hours', 201, ''::bytea
          FROM generate_series(1, 7) AS i",
     )
     .bind(account_id)
@@ -269,4 +270,236 @@ async fn sweep_prints_how_many_keys_it_deleted(options: PgPoolOptions, connect: 
         .await
         .unwrap();
     assert_eq!(left, 3);
+}
+
+/// Migrations wait for the locks they need as long as it takes, whatever lock or statement timeout the database
+/// (or the service's request sessions) would impose: a second instance starting during a long migration waits.
+#[sqlx::test]
+async fn migrations_wait_for_locks_whatever_the_timeouts(
+    options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let url = database_url(&connect);
+    let pool = options.connect_with(connect).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        r#"ALTER DATABASE "{0}" SET lock_timeout = '100ms'; ALTER DATABASE "{0}" SET statement_timeout = '100ms'"#,
+        url.rsplit('/').next().unwrap()
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    // A long migration of another instance, as far as this one can tell.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let migrating = tokio::spawn(async move {
+        order_intake::db::migrate(&order_intake::config::DatabaseConfig::new(url)).await
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!migrating.is_finished(), "it waits rather than failing");
+    holder.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), migrating)
+        .await
+        .expect("it finishes once the lock is free")
+        .unwrap()
+        .expect("migrations applied");
+}
+
+/// Past `SHUTDOWN_TIMEOUT_SECONDS`, a request still running is abandoned: the process exits with an error, and
+/// the database rolls back what it did, so its key is free for the retry.
+#[sqlx::test]
+async fn past_the_shutdown_timeout_in_flight_work_is_abandoned(
+    options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let url = database_url(&connect);
+    let pool = options.connect_with(connect).await.unwrap();
+    let app = TestApp::spawn(pool.clone()).await;
+    let template = app.create_template("<p>Hello</p>").await;
+    let body =
+        serde_json::json!({"template_id": template["id"], "recipient": crate::helpers::address()});
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut server = Command::new(BIN)
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("SHUTDOWN_TIMEOUT_SECONDS", "1")
+        .env("REQUEST_TIMEOUT_SECONDS", "60")
+        .env("IDEMPOTENCY_WAIT_TIMEOUT_MS", "60000")
+        .env("DATABASE_STATEMENT_TIMEOUT_MS", "60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM templates WHERE id = $1::uuid FOR UPDATE")
+        .bind(template["id"].as_str().unwrap())
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let request = tokio::spawn(
+        client
+            .post(format!("http://127.0.0.1:{port}/v1/orders"))
+            .bearer_auth(&app.api_key)
+            .header("idempotency-key", "abandoned")
+            .json(&body)
+            .send(),
+    );
+    crate::helpers::eventually(Duration::from_secs(10), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        match waiting {
+            0 => Err("the request does not wait yet".to_owned()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+
+    let signalled = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || server.wait()),
+    )
+    .await
+    .expect("the server exits after its shutdown timeout")
+    .unwrap()
+    .unwrap();
+    assert!(!status.success(), "abandoning work is an error: {status}");
+    assert!(signalled.elapsed() < Duration::from_secs(5));
+    assert!(
+        request.await.unwrap().is_err(),
+        "the connection closed unanswered"
+    );
+    holder.rollback().await.unwrap();
+
+    let retry = app
+        .keyed(reqwest::Method::POST, "/v1/orders", "abandoned", &body)
+        .await;
+    retry.assert_status(StatusCode::CREATED);
+    assert_eq!(
+        retry.header("idempotent-replayed"),
+        None,
+        "nothing was stored"
+    );
+    assert_eq!(crate::helpers::count(&pool, "orders").await, 1);
+}
+
+/// Runs a command that must succeed, and gives its standard output.
+fn succeeds(url: &str, args: &[&str]) -> String {
+    let output = order_intake(url, args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Runs a command that must fail without printing anything on stdout, and gives its standard error.
+fn fails(url: &str, args: &[&str]) -> String {
+    let output = order_intake(url, args);
+    assert!(!output.status.success(), "{args:?} succeeded");
+    assert!(output.stdout.is_empty());
+    String::from_utf8(output.stderr).unwrap()
+}
+
+#[sqlx::test]
+async fn api_keys_rotate_without_downtime_and_a_revoked_key_gets_401(
+    options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let url = database_url(&connect);
+    let account: Value =
+        serde_json::from_str(&succeeds(&url, &["accounts", "create", "--name", "Acme"])).unwrap();
+    let account_id = account["id"].as_str().unwrap();
+    let old_key = account["api_key"].as_str().unwrap();
+
+    let created = succeeds(&url, &["api-keys", "create", "--account", account_id]);
+    assert_eq!(created.lines().count(), 1, "{created}");
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let object = created.as_object().unwrap();
+    assert_eq!(
+        object.keys().collect::<Vec<_>>(),
+        ["id", "account_id", "api_key"]
+    );
+    assert_eq!(created["account_id"], account["id"]);
+    let new_key = created["api_key"].as_str().unwrap();
+    assert_ne!(new_key, old_key);
+
+    let pool = options.connect_with(connect).await.unwrap();
+    let app = TestApp::spawn(pool).await;
+    let get_with = |key: &str| send(app.client.get(app.url("/v1/orders")).bearer_auth(key));
+    get_with(old_key).await.assert_status(StatusCode::OK);
+    get_with(new_key).await.assert_status(StatusCode::OK);
+
+    let listed = succeeds(&url, &["api-keys", "list", "--account", account_id]);
+    let keys: Vec<Value> = listed
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2, "{listed}");
+    for (key, secret) in keys.iter().zip([old_key, new_key]) {
+        assert_eq!(
+            key.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["id", "prefix", "created_at", "last_used_at", "revoked_at"]
+        );
+        assert_eq!(key["prefix"].as_str().unwrap(), &secret[..12]);
+        assert!(key["last_used_at"].is_string(), "used above: {key}");
+        assert!(key["revoked_at"].is_null());
+        assert!(!listed.contains(&secret[12..]), "no secret in the list");
+    }
+    assert_eq!(keys[1]["id"], created["id"]);
+
+    let old_id = keys[0]["id"].as_str().unwrap();
+    let revoked: Value =
+        serde_json::from_str(&succeeds(&url, &["api-keys", "revoke", old_id])).unwrap();
+    assert_eq!(revoked["id"], keys[0]["id"]);
+    let revoked_at = revoked["revoked_at"].as_str().unwrap().to_owned();
+    let response = get_with(old_key).await;
+    response.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    get_with(new_key).await.assert_status(StatusCode::OK);
+
+    let again: Value =
+        serde_json::from_str(&succeeds(&url, &["api-keys", "revoke", old_id])).unwrap();
+    assert_eq!(
+        again["revoked_at"],
+        revoked_at.as_str(),
+        "the first time stays"
+    );
+    let listed = succeeds(&url, &["api-keys", "list", "--account", account_id]);
+    assert!(listed.contains(&revoked_at), "{listed}");
+
+    let unknown = uuid::Uuid::now_v7().to_string();
+    assert!(fails(&url, &["api-keys", "revoke", &unknown]).contains(&unknown));
+    assert!(fails(&url, &["api-keys", "create", "--account", &unknown]).contains(&unknown));
+    assert!(fails(&url, &["api-keys", "list", "--account", &unknown]).contains(&unknown));
+    assert!(fails(&url, &["api-keys", "revoke", "not-a-uuid"]).contains("KEY_ID"));
 }

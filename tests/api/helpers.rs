@@ -15,7 +15,7 @@ use order_intake::{
 };
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 /// The service, served on 127.0.0.1 on a free port, against the test's database.
@@ -121,6 +121,27 @@ impl TestApp {
         response.json()
     }
 
+    /// Holds the template's row lock (`FOR UPDATE`) until the transaction ends, so that orders for it wait.
+    ///
+    /// Filtered by account like every statement of the service, so that on Citus it is a single-shard lock.
+    pub async fn lock_template(&self, template: &Value) -> Transaction<'static, Postgres> {
+        let id: Uuid = template["id"]
+            .as_str()
+            .expect("template id")
+            .parse()
+            .expect("uuid");
+        let mut tx = self.pool.begin().await.expect("begin");
+        let locked =
+            sqlx::query("SELECT 1 FROM templates WHERE account_id = $1 AND id = $2 FOR UPDATE")
+                .bind(self.account_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .expect("lock the template");
+        assert_eq!(locked.rows_affected(), 1, "the template is locked");
+        tx
+    }
+
     /// Another app handle on the same server, acting for a new account.
     pub async fn other_account(&self) -> TestApp {
         let (account_id, api_key) = create_account(&self.pool, "Other account").await;
@@ -137,7 +158,7 @@ impl TestApp {
 pub async fn create_account(pool: &PgPool, name: &str) -> (Uuid, String) {
     let key = ApiKey::generate().expect("random key");
     let mut conn = pool.acquire().await.expect("connection");
-    let id = db::accounts::insert_with_key(&mut conn, name, &key.hash)
+    let id = db::accounts::insert_with_key(&mut conn, name, &key.hash, key.prefix())
         .await
         .expect("account");
     (id, key.secret)

@@ -13,11 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, TestResponse, count, order_for, send};
 use order_intake::{
+    db::idempotency_keys::{self, StoredResponse},
     idempotency::sweeper::{self, Sweep},
     metrics::Metrics,
 };
-
-const TTL: Duration = Duration::from_secs(86_400);
 
 async fn keys_of(pool: &PgPool, key: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = $1")
@@ -179,6 +178,69 @@ async fn keys_are_1_to_255_printable_ascii_characters(pool: PgPool) {
     twice.assert_problem(StatusCode::BAD_REQUEST, "invalid-idempotency-key");
     assert_eq!(count(&app.pool, "orders").await, 3);
     assert_eq!(count(&app.pool, "idempotency_keys").await, 3);
+}
+
+/// The longest header value the server accepts, a 255-character key with every character escaped, is within the
+/// `maxLength` the OpenAPI document gives the header, so a client that validates against it can send it.
+#[sqlx::test]
+async fn the_longest_quoted_key_fits_the_documented_header(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let template = app.create_template("<p>Hi</p>").await;
+    let longest = format!("\"{}\"", "\\\"".repeat(255));
+    let response = app
+        .keyed(Method::POST, "/v1/orders", &longest, &order_for(&template))
+        .await;
+    response.assert_status(StatusCode::CREATED);
+    assert_eq!(keys_of(&app.pool, &"\"".repeat(255)).await, 1);
+
+    let spec = order_intake::api::openapi().to_json().unwrap();
+    let spec: Value = serde_json::from_str(&spec).unwrap();
+    let key = spec["paths"]["/v1/orders"]["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .unwrap();
+    let max_length = key["schema"]["maxLength"].as_u64().unwrap();
+    assert!(
+        longest.len() as u64 <= max_length,
+        "{} characters are accepted, {max_length} documented",
+        longest.len()
+    );
+}
+
+/// An id in upper case names the same object as in lower case, so a retry that spells it differently is the same
+/// request and replays, rather than a false `idempotency-key-reused`.
+#[sqlx::test]
+async fn an_id_spelled_in_another_case_is_the_same_request(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let order = app.create_order().await;
+    let id = order["id"].as_str().unwrap();
+    let change = json!({"send_date": null});
+    let lower = app
+        .keyed(Method::PATCH, &format!("/v1/orders/{id}"), "case", &change)
+        .await;
+    lower.assert_status(StatusCode::OK);
+    let upper = app
+        .keyed(
+            Method::PATCH,
+            &format!("/v1/orders/{}", id.to_uppercase()),
+            "case",
+            &change,
+        )
+        .await;
+    assert_replay_of(&upper, &lower);
+
+    let other = app.create_order().await;
+    let elsewhere = app
+        .keyed(
+            Method::PATCH,
+            &format!("/v1/orders/{}", other["id"].as_str().unwrap()),
+            "case",
+            &change,
+        )
+        .await;
+    elsewhere.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused");
 }
 
 #[sqlx::test]
@@ -424,13 +486,18 @@ async fn a_rejected_request_is_not_stored_and_the_corrected_retry_runs(pool: PgP
 async fn a_500_is_stored_and_replayed_after_the_fault_is_gone(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>Hi</p>").await;
-    sqlx::raw_sql(
-        "CREATE FUNCTION fail_order() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$;
-         CREATE TRIGGER fail_order BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION fail_order();",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    // One statement at a time: Citus sends the text of a statement that changes a distributed table to the workers,
+    // which take one statement only. Citus allows triggers on distributed tables with enable_unsafe_triggers; plain
+    // PostgreSQL keeps the setting as an unused custom one.
+    let mut conn = app.pool.acquire().await.unwrap();
+    for statement in [
+        "SET citus.enable_unsafe_triggers = on",
+        "CREATE FUNCTION fail_order() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$",
+        "CREATE TRIGGER fail_order BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION fail_order()",
+    ] {
+        sqlx::raw_sql(statement).execute(&mut *conn).await.unwrap();
+    }
+    drop(conn);
     let first = app
         .keyed(Method::POST, "/v1/orders", "doomed", &order_for(&template))
         .await;
@@ -453,6 +520,45 @@ async fn a_500_is_stored_and_replayed_after_the_fault_is_gone(pool: PgPool) {
         .keyed(Method::POST, "/v1/orders", "fresh", &order_for(&template))
         .await;
     fresh.assert_status(StatusCode::CREATED);
+}
+
+/// At UTC midnight the database's check of a send date can disagree with the service's own: the order was taken
+/// (by another server's clock) a day ahead of this server's today. The CHECK constraint's 422 judges the request's
+/// content, so it is not stored, and the corrected request runs with the same key.
+#[sqlx::test]
+async fn a_check_violation_inside_the_endpoint_is_not_stored(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let order = app.create_order().await;
+    sqlx::query("UPDATE orders SET created_at = created_at + interval '1 day' WHERE id = $1::uuid")
+        .bind(order["id"].as_str().unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let today = time::OffsetDateTime::now_utc().date();
+    let rejected = app
+        .keyed(
+            Method::PATCH,
+            &path,
+            "midnight",
+            &json!({"send_date": today.to_string()}),
+        )
+        .await;
+    assert_eq!(rejected.assert_invalid_fields(), ["send_date"]);
+    assert_eq!(keys_of(&app.pool, "midnight").await, 0);
+
+    let later = (today + time::Duration::days(2)).to_string();
+    let corrected = app
+        .keyed(
+            Method::PATCH,
+            &path,
+            "midnight",
+            &json!({"send_date": later}),
+        )
+        .await;
+    corrected.assert_status(StatusCode::OK);
+    assert_eq!(corrected.json()["send_date"], later);
+    assert_eq!(keys_of(&app.pool, "midnight").await, 1);
 }
 
 // 7. Concurrency
@@ -539,26 +645,6 @@ async fn duplicates_on_several_servers_run_once(options: PgPoolOptions, connect:
     assert_eq!(count(&pool, "orders").await, 5);
 }
 
-/// Holds the template's row lock so that orders for it wait.
-async fn lock_template(
-    pool: &PgPool,
-    template: &Value,
-) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM templates WHERE id = $1 FOR UPDATE")
-        .bind(
-            template["id"]
-                .as_str()
-                .unwrap()
-                .parse::<uuid::Uuid>()
-                .unwrap(),
-        )
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx
-}
-
 #[sqlx::test]
 async fn a_duplicate_that_waits_too_long_gets_409_and_nothing_is_stored_for_it(pool: PgPool) {
     let app = Arc::new(
@@ -568,7 +654,7 @@ async fn a_duplicate_that_waits_too_long_gets_409_and_nothing_is_stored_for_it(p
         .await,
     );
     let template = app.create_template("<p>Hi</p>").await;
-    let lock = lock_template(&app.pool, &template).await;
+    let lock = app.lock_template(&template).await;
     let slow = tokio::spawn({
         let (app, body) = (Arc::clone(&app), order_for(&template));
         async move { app.keyed(Method::POST, "/v1/orders", "slow", &body).await }
@@ -602,7 +688,7 @@ async fn a_waiter_runs_the_request_when_the_first_rolled_back_without_an_outcome
         .unwrap();
     let app = Arc::new(TestApp::spawn(pool).await);
     let template = app.create_template("<p>Hi</p>").await;
-    let lock = lock_template(&app.pool, &template).await;
+    let lock = app.lock_template(&template).await;
     let first = tokio::spawn({
         let (app, body) = (Arc::clone(&app), order_for(&template));
         async move {
@@ -644,7 +730,7 @@ async fn a_storm_on_one_key_does_not_starve_other_keys(
     let app = Arc::new(TestApp::spawn(pool.clone()).await);
     let template = app.create_template("<p>Hi</p>").await;
     let other_template = app.create_template("<p>Other</p>").await;
-    let lock = lock_template(&pool, &template).await;
+    let lock = app.lock_template(&template).await;
     let storm: Vec<_> = (0..100)
         .map(|_| {
             let (app, body) = (Arc::clone(&app), order_for(&template));
@@ -684,10 +770,14 @@ async fn an_expired_key_runs_as_new_and_is_taken_over(pool: PgPool) {
         .keyed(Method::POST, "/v1/orders", "daily", &order_for(&template))
         .await;
     first.assert_status(StatusCode::CREATED);
-    sqlx::query("UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' WHERE key = 'daily'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    // Ages are set from now(): Citus does not run `created_at - interval` (a stable function of a column) on shards.
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours', \
+         expires_at = now() - interval '1 hour' WHERE key = 'daily'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let mut other_body = order_for(&template);
     other_body["recipient"]["name"] = json!("Someone else");
     let second = app
@@ -721,18 +811,25 @@ async fn retention_follows_the_configured_ttl(pool: PgPool) {
     app.keyed(Method::POST, "/v1/orders", "hourly", &order_for(&template))
         .await
         .assert_status(StatusCode::CREATED);
-    sqlx::query("UPDATE idempotency_keys SET created_at = created_at - interval '59 minutes'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    // Ages are set from now(): Citus does not run `created_at - interval` (a stable function of a column) on shards.
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '59 minutes', \
+         expires_at = now() + interval '1 minute'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let replay = app
         .keyed(Method::POST, "/v1/orders", "hourly", &order_for(&template))
         .await;
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    sqlx::query("UPDATE idempotency_keys SET created_at = created_at - interval '2 minutes'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '61 minutes', \
+         expires_at = now() - interval '1 minute'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let rerun = app
         .keyed(Method::POST, "/v1/orders", "hourly", &order_for(&template))
         .await;
@@ -740,13 +837,69 @@ async fn retention_follows_the_configured_ttl(pool: PgPool) {
     assert_eq!(count(&app.pool, "orders").await, 2);
 }
 
+/// A key keeps the expiry it was stored with: a server (or a sweep) with a shorter TTL neither takes it over nor
+/// deletes it, and its own setting applies to the keys it stores.
+#[sqlx::test]
+async fn a_key_keeps_the_expiry_it_was_stored_with(pool: PgPool) {
+    let daily = TestApp::spawn(pool.clone()).await;
+    let template = daily.create_template("<p>Hi</p>").await;
+    let body = order_for(&template);
+    let first = daily.keyed(Method::POST, "/v1/orders", "kept", &body).await;
+    first.assert_status(StatusCode::CREATED);
+    let brief = TestApp::spawn_with(pool.clone(), |config| {
+        config.idempotency.key_ttl = Duration::from_secs(1)
+    })
+    .await;
+    let brief = TestApp {
+        api_key: daily.api_key.clone(),
+        account_id: daily.account_id,
+        ..brief
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    assert_replay_of(
+        &brief.keyed(Method::POST, "/v1/orders", "kept", &body).await,
+        &first,
+    );
+    assert_eq!(
+        sweep(&pool).await,
+        Sweep::Done {
+            deleted: 0,
+            batches: 1
+        }
+    );
+    brief
+        .keyed(Method::POST, "/v1/orders", "brief", &body)
+        .await
+        .assert_status(StatusCode::CREATED);
+    let lives: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM expires_at - created_at)::float8 FROM idempotency_keys WHERE key = $1",
+    )
+    .bind("brief")
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(lives, 1.0, "a new key lives as long as its server says");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        sweep(&pool).await,
+        Sweep::Done {
+            deleted: 1,
+            batches: 1
+        }
+    );
+    assert_eq!(keys_of(&pool, "kept").await, 1);
+    assert_eq!(count(&pool, "orders").await, 2);
+}
+
 // 9. The sweeper
 
-/// Inserts `n` key rows for the account, `age` old.
+/// Inserts `n` key rows for the account, `age` old, stored for 24 hours.
 async fn insert_keys(pool: &PgPool, account_id: uuid::Uuid, prefix: &str, n: i32, age: &str) {
     sqlx::query(
-        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, response_status, response_body)
-         SELECT $1, $2 || i, sha256(i::text::bytea), now() - $4::interval, 201, '{}'::bytea
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, expires_at, response_status, response_body)
+         SELECT $1, $2 || i, sha256(i::text::bytea), now() - $4::interval, now() - $4::interval + interval '24 hours',
+                201, '{}'::bytea
          FROM generate_series(1, $3) AS i",
     )
     .bind(account_id)
@@ -760,7 +913,7 @@ async fn insert_keys(pool: &PgPool, account_id: uuid::Uuid, prefix: &str, n: i32
 
 /// One sweeper pass in batches of 100.
 async fn sweep(pool: &PgPool) -> Sweep {
-    sweeper::sweep_once(pool, TTL, 100, &CancellationToken::new())
+    sweeper::sweep_once(pool, 100, &CancellationToken::new())
         .await
         .unwrap()
 }
@@ -806,6 +959,58 @@ async fn the_sweeper_deletes_only_expired_keys_in_batches(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn a_key_being_taken_over_is_waited_for_and_not_swept(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    insert_keys(&pool, app.account_id, "old-", 3, "2 days").await;
+    // A request takes over the expired key old-1 and has not committed yet.
+    let mut takeover = pool.begin().await.unwrap();
+    let response = StoredResponse {
+        status: 201,
+        headers: Vec::new(),
+        body: b"{}".to_vec(),
+    };
+    let stored = idempotency_keys::insert(
+        &mut takeover,
+        app.account_id,
+        "old-1",
+        idempotency_keys::RequestLine {
+            method: "POST",
+            path: "/v1/orders",
+        },
+        &[7; 32],
+        &response,
+        Duration::from_secs(86_400),
+    )
+    .await
+    .unwrap();
+    assert!(stored, "the expired row is taken over");
+    let sweeping = tokio::spawn({
+        let pool = pool.clone();
+        async move { sweep(&pool).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!sweeping.is_finished(), "the sweeper waits for the row");
+    takeover.commit().await.unwrap();
+    assert_eq!(
+        sweeping.await.unwrap(),
+        Sweep::Done {
+            deleted: 2,
+            batches: 1
+        }
+    );
+    let left: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT key, fingerprint FROM idempotency_keys")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        left,
+        [("old-1".to_owned(), vec![7; 32])],
+        "the taken-over row stays"
+    );
+}
+
+#[sqlx::test]
 async fn only_one_sweeper_runs_at_a_time(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     insert_keys(&pool, app.account_id, "old-", 10, "2 days").await;
@@ -841,7 +1046,6 @@ async fn the_sweeper_task_sweeps_on_its_interval_and_stops_on_cancel(pool: PgPoo
     let stop = CancellationToken::new();
     let task = sweeper::spawn(
         pool.clone(),
-        TTL,
         Duration::from_millis(100),
         stop.clone(),
         Metrics::new(&pool),
@@ -867,7 +1071,6 @@ async fn the_sweeper_survives_database_errors(pool: PgPool) {
     let stop = CancellationToken::new();
     let task = sweeper::spawn(
         pool.clone(),
-        TTL,
         Duration::from_millis(100),
         stop.clone(),
         Metrics::new(&pool),

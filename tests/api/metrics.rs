@@ -10,8 +10,6 @@ use tokio_util::sync::CancellationToken;
 use crate::helpers::{TestApp, eventually, order_for, send};
 use order_intake::{db::idempotency_keys::SWEEPER_LOCK, idempotency::sweeper, metrics::Metrics};
 
-const TTL: Duration = Duration::from_secs(86_400);
-
 /// The value of the sample `series` (`name{labels}` exactly as exposed) in a scrape; 0 when it is absent, as a
 /// counter that has not moved yet is.
 fn sample(text: &str, series: &str) -> f64 {
@@ -162,7 +160,7 @@ async fn each_idempotency_outcome_is_counted(pool: PgPool) {
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused");
     assert_eq!(sample_of(&app, &idempotency("mismatched")).await, 1.0);
 
-    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '2 days'")
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day'")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -187,12 +185,7 @@ async fn a_duplicate_that_waits_too_long_counts_as_conflicted(pool: PgPool) {
     );
     let template = app.create_template("<p>Hi</p>").await;
     // Orders for a locked template wait, so the first request holds its key.
-    let mut lock = app.pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM templates WHERE id = $1::uuid FOR UPDATE")
-        .bind(template["id"].as_str().unwrap())
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = app.lock_template(&template).await;
     let slow = tokio::spawn({
         let (app, body) = (Arc::clone(&app), order_for(&template));
         async move { app.keyed(Method::POST, "/v1/orders", "busy", &body).await }
@@ -225,8 +218,8 @@ async fn until(metrics: &Metrics, series: &str, at_least: f64) {
 async fn sweeper_passes_and_deleted_keys_are_counted(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     sqlx::query(
-        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, response_status, response_body)
-         SELECT $1, 'old-' || i, sha256(i::text::bytea), now() - interval '2 days', 201, '{}'::bytea
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, expires_at, response_status, response_body)
+         SELECT $1, 'old-' || i, sha256(i::text::bytea), now() - interval '2 days', now() - interval '1 day', 201, '{}'::bytea
          FROM generate_series(1, 7) AS i",
     )
     .bind(app.account_id)
@@ -244,7 +237,6 @@ async fn sweeper_passes_and_deleted_keys_are_counted(pool: PgPool) {
     let stop = CancellationToken::new();
     let task = sweeper::spawn(
         pool.clone(),
-        TTL,
         Duration::from_millis(50),
         stop.clone(),
         metrics.clone(),

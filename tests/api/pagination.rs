@@ -1,4 +1,5 @@
-//! Lists: newest first, pages by `starting_after` without duplicates or gaps, `limit` and `status` checked.
+//! Lists: newest first, pages by `starting_after` without duplicates, without gaps for what committed before the
+//! walk, `limit` and `status` checked.
 
 use std::collections::HashSet;
 
@@ -137,4 +138,77 @@ async fn list_parameters_are_checked(pool: PgPool) {
             "{path}"
         );
     }
+}
+
+/// What the README says of lists while writes are in flight, with two interleaved transactions: an order whose id
+/// was taken before another's, but whose transaction commits after that one was listed, lands behind a boundary the
+/// client already passed. Its transaction was running during the walk; nothing committed before the walk is
+/// skipped, and nothing is repeated.
+#[sqlx::test]
+async fn an_order_committed_during_a_walk_can_land_behind_its_boundary(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let template = app.create_template("<p>Hi</p>").await;
+    let body = json!({"template_id": template["id"], "recipient": address()});
+    let oldest = app.post("/v1/orders", &body).await.json();
+
+    // The first order takes its id, then waits just before it commits: an uncommitted row holds its key.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, expires_at, response_status, response_body)
+         VALUES ($1, 'late', sha256('other'), now() + interval '1 day', 201, ''::bytea)",
+    )
+    .bind(app.account_id)
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    let late = tokio::spawn(crate::helpers::send(
+        app.request(reqwest::Method::POST, "/v1/orders")
+            .header("idempotency-key", "late")
+            .json(&body),
+    ));
+    crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        match waiting {
+            0 => Err("the first order does not wait yet".to_owned()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    // The second order takes a later id and commits first.
+    let newest = app.post("/v1/orders", &body).await.json();
+
+    let (walked, _) = walk(&app, "/v1/orders", 1).await;
+    assert_eq!(
+        walked,
+        [&newest["id"], &oldest["id"]].map(|id| id.as_str().unwrap())
+    );
+    holder.rollback().await.unwrap();
+    let late = late.await.unwrap();
+    late.assert_status(StatusCode::CREATED);
+    let late_id = late.json()["id"].as_str().unwrap().to_owned();
+    assert!(
+        late_id.as_str() < newest["id"].as_str().unwrap(),
+        "its id was taken first"
+    );
+
+    let (again, _) = walk(&app, "/v1/orders", 1).await;
+    assert_eq!(
+        again,
+        [
+            newest["id"].as_str().unwrap(),
+            &late_id,
+            oldest["id"].as_str().unwrap()
+        ],
+        "it lands between the two, behind the boundary the first walk passed"
+    );
+    assert_eq!(
+        again.iter().collect::<HashSet<_>>().len(),
+        3,
+        "nothing repeats"
+    );
 }

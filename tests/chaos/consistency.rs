@@ -20,7 +20,8 @@ pub async fn assert_exactly_once(
         "SELECT count(*) FROM idempotency_keys k
          WHERE k.account_id = $1 AND k.response_status = 201
            AND NOT EXISTS (SELECT 1 FROM orders o
-                           WHERE o.id = (convert_from(k.response_body, 'UTF8')::jsonb ->> 'id')::uuid)",
+                           WHERE o.account_id = k.account_id
+                             AND o.id = (convert_from(k.response_body, 'UTF8')::jsonb ->> 'id')::uuid)",
     )
     .bind(account_id)
     .fetch_one(pool)

@@ -111,8 +111,9 @@ async fn duplicates_spread_over_three_servers_run_once(pool: PgPool) {
 /// Inserts `n` keys created two days ago, long expired.
 async fn insert_expired(pool: &PgPool, account: uuid::Uuid, prefix: &str, n: i64) {
     sqlx::query(
-        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, response_status, response_body)
-         SELECT $1, $2 || i, sha256(i::text::bytea), now() - interval '2 days', 201, convert_to('{}', 'UTF8')
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, expires_at, response_status, response_body)
+         SELECT $1, $2 || i, sha256(i::text::bytea), now() - interval '2 days', now() - interval '1 day', 201,
+                convert_to('{}', 'UTF8')
          FROM generate_series(1, $3) AS i",
     )
     .bind(account)
@@ -148,12 +149,11 @@ async fn wait_for_deleted(servers: &[Server], expected: f64) -> Vec<Metrics> {
 async fn wait_until_swept(pool: &PgPool, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        let left: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM idempotency_keys WHERE created_at < now() - interval '1 day'",
-        )
-        .fetch_one(pool)
-        .await
-        .expect("count");
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE expires_at <= now()")
+                .fetch_one(pool)
+                .await
+                .expect("count");
         if left == 0 {
             return;
         }
@@ -171,8 +171,8 @@ async fn one_server_sweeps_at_a_time_and_another_takes_over_when_it_dies(pool: P
     let account = create_account(&url, "Sweeping");
     let live = "SELECT count(*) FROM idempotency_keys WHERE created_at > now() - interval '1 hour'";
     sqlx::query(
-        "INSERT INTO idempotency_keys (account_id, key, fingerprint, response_status, response_body)
-         VALUES ($1, 'live', sha256('live'), 201, convert_to('{}', 'UTF8'))",
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, expires_at, response_status, response_body)
+         VALUES ($1, 'live', sha256('live'), now() + interval '1 day', 201, convert_to('{}', 'UTF8'))",
     )
     .bind(account.id)
     .execute(&pool)

@@ -1,0 +1,13 @@
+-- A key's expiry is a property of the key, fixed when it is stored: lookup, take-over and the sweeper read it, so
+-- a server or a one-off sweep started with another IDEMPOTENCY_KEY_TTL_SECONDS cannot shorten the life of keys
+-- that others still replay. A changed setting applies to new keys only.
+ALTER TABLE idempotency_keys ADD COLUMN expires_at timestamptz;
+-- Keys stored before this migration had the default retention of 24 hours.
+UPDATE idempotency_keys SET expires_at = created_at + interval '24 hours';
+ALTER TABLE idempotency_keys
+    ALTER COLUMN expires_at SET NOT NULL,
+    ADD CONSTRAINT idempotency_keys_expires_after_creation CHECK (expires_at > created_at);
+
+-- Serves the sweeper, which deletes the keys that expired first.
+CREATE INDEX idempotency_keys_expires_at_idx ON idempotency_keys (expires_at);
+DROP INDEX idempotency_keys_created_at_idx;
