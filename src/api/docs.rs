@@ -3,7 +3,7 @@
 //! own paths.
 
 use utoipa::{
-    Modify, OpenApi,
+    Modify, OpenApi, ToSchema,
     openapi::{
         self, Content, Ref, RefOr, Required, Schema,
         header::HeaderBuilder,
@@ -15,6 +15,7 @@ use utoipa::{
 };
 
 use super::problems;
+use crate::domain::{order::Order, template::Template};
 use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MAX_LENGTH};
 
 #[derive(OpenApi)]
@@ -264,7 +265,9 @@ pub fn document_conditional_requests(openapi: &mut openapi::OpenApi) {
         let one_object = path.ends_with("/{id}");
         for operation in operations(item) {
             for status in ["200", "201"] {
-                if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) {
+                if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status)
+                    && carries_tagged_object(response)
+                {
                     response
                         .headers
                         .insert("ETag".to_owned(), RefOr::T(etag_header()));
@@ -310,6 +313,19 @@ const IF_MATCH_DESCRIPTION: &str = "Apply the request only if the object's curre
     stored for its key like any other answer.";
 const IF_NONE_MATCH_DESCRIPTION: &str = "Answer 304 without a body when the object's current `ETag` is one of \
     these (weak comparison; `*` for any).";
+
+/// Whether the answer's body is one object of a kind that has an entity tag (see `api::conditional::Tagged`).
+fn carries_tagged_object(response: &openapi::Response) -> bool {
+    let tagged =
+        [Template::name(), Order::name()].map(|name| format!("#/components/schemas/{name}"));
+    response.content.values().any(|content| {
+        matches!(
+            content,
+            RefOr::T(Content { schema: Some(RefOr::Ref(reference)), .. })
+                if tagged.contains(&reference.ref_location)
+        )
+    })
+}
 
 fn etag_header() -> openapi::header::Header {
     HeaderBuilder::new()

@@ -208,6 +208,56 @@ fn every_operation_documents_the_answers_of_the_layers_in_front_of_it() {
 }
 
 /// The answers documented as the HTTP parser's are what a real server sends: no body, the connection closed.
+#[test]
+fn etag_and_preconditions_are_documented_on_single_objects_only() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    let mut tagged = Vec::new();
+    for (path, method, operation) in operations(&spec) {
+        for (status, response) in operation["responses"].as_object().unwrap() {
+            if response["headers"]["ETag"].is_object() {
+                tagged.push(format!("{method} {path} {status}"));
+            }
+        }
+        let names: Vec<&str> = operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        let one_object = path.starts_with("/v1/") && path.ends_with("/{id}");
+        assert_eq!(
+            names.contains(&"If-Match"),
+            one_object,
+            "{method} {path}: If-Match"
+        );
+        assert_eq!(
+            operation["responses"]["412"].is_object(),
+            one_object,
+            "{method} {path}: 412"
+        );
+        assert_eq!(
+            names.contains(&"If-None-Match"),
+            one_object && method == "get",
+            "{method} {path}: If-None-Match"
+        );
+    }
+    tagged.sort();
+    assert_eq!(
+        tagged,
+        [
+            "delete /v1/orders/{id} 200",
+            "get /v1/orders/{id} 200",
+            "get /v1/orders/{id} 304",
+            "get /v1/templates/{id} 200",
+            "get /v1/templates/{id} 304",
+            "patch /v1/orders/{id} 200",
+            "patch /v1/templates/{id} 200",
+            "post /v1/orders 201",
+            "post /v1/templates 201",
+        ]
+    );
+}
+
 /// Every schema object of the document, with its JSON pointer.
 fn schemas_in<'v>(value: &'v Value, pointer: String, found: &mut Vec<(String, &'v Value)>) {
     match value {
