@@ -7,7 +7,10 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::validation::{FieldError, ValidationError};
+use crate::domain::{
+    template::RenderError,
+    validation::{FieldError, ValidationError},
+};
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -117,7 +120,7 @@ problem_types! {
         slug: "template-in-use",
         status: CONFLICT,
         title: "Template in use",
-        description: "The template cannot be deleted because orders refer to it. Orders keep their template for their whole life.",
+        description: "The template cannot be deleted because orders refer to one of its versions. Orders keep the template version they print for their whole life.",
     },
     OrderNotModifiable {
         slug: "order-not-modifiable",
@@ -159,7 +162,7 @@ problem_types! {
         slug: "missing-merge-variables",
         status: UNPROCESSABLE_ENTITY,
         title: "Missing merge variables",
-        description: "The template has merge fields that `merge_variables` does not supply: `errors` lists each of them.",
+        description: "The template version the order prints (or the preview renders) has merge fields that `merge_variables` does not supply: `errors` lists each of them.",
     },
     InternalError {
         slug: "internal-error",
@@ -506,6 +509,15 @@ impl From<ValidationError> for ApiError {
     }
 }
 
+impl From<RenderError> for ApiError {
+    fn from(error: RenderError) -> Self {
+        match error {
+            RenderError::MissingMergeVariables(missing) => Self::MissingMergeVariables { missing },
+            RenderError::Malformed(_) => Self::internal(error),
+        }
+    }
+}
+
 /// The one place where database errors become problems: by SQLSTATE, then by the name of a violated constraint.
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
@@ -521,8 +533,7 @@ impl From<sqlx::Error> for ApiError {
             Some(Passing::Busy) => return Self::ResourceBusy,
             None => {}
         }
-        if let Some(&(_, field, message)) = db
-            .constraint()
+        if let Some(&(_, field, message)) = crate::db::violated_constraint(&error)
             .and_then(|name| CHECKS.iter().find(|(constraint, ..)| *constraint == name))
         {
             return Self::invalid_field(field, message);
@@ -580,15 +591,29 @@ fn is_unreachable(error: &sqlx::Error) -> bool {
 /// validation, and a violation is the client's 422 like the handler's own check.
 const CHECKS: &[(&str, &str, &str)] = &[
     (
-        "templates_name_length",
+        "template_versions_name_length",
         "name",
         "must be 1 to 200 characters",
     ),
-    ("templates_format_known", "format", "is not a known format"),
     (
-        "templates_content_size",
+        "template_versions_format_known",
+        "format",
+        "is not a known format",
+    ),
+    (
+        "template_versions_content_size",
         "content",
         "must be 1 to 524288 bytes",
+    ),
+    (
+        "templates_metadata_is_metadata",
+        "metadata",
+        "must have at most 20 keys of 1 to 40 characters with string values of at most 500 characters",
+    ),
+    (
+        "orders_metadata_is_metadata",
+        "metadata",
+        "must have at most 20 keys of 1 to 40 characters with string values of at most 500 characters",
     ),
     (
         "orders_recipient_is_address",

@@ -12,7 +12,10 @@ use axum::{
 use serde::Serialize;
 
 use crate::{
-    domain::{order::Order, template::Template},
+    domain::{
+        order::Order,
+        template::{Template, TemplateVersion},
+    },
     error::ApiError,
 };
 
@@ -41,7 +44,15 @@ pub trait Tagged {
 }
 
 impl Tagged for Template {
-    /// A template's tag is its `version`.
+    /// A template's tag is its row version, which every change counts up: a new version, and a change of metadata
+    /// alone, which keeps `version`.
+    fn entity_tag(&self) -> EntityTag {
+        EntityTag(self.row_version)
+    }
+}
+
+impl Tagged for TemplateVersion {
+    /// A version is written once and never changed, so its number names one body for good.
     fn entity_tag(&self) -> EntityTag {
         EntityTag(self.version)
     }

@@ -15,7 +15,10 @@ use utoipa::{
 };
 
 use super::problems;
-use crate::domain::{order::Order, template::Template};
+use crate::domain::{
+    order::Order,
+    template::{Template, TemplateVersion},
+};
 use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MAX_LENGTH};
 
 #[derive(OpenApi)]
@@ -262,7 +265,7 @@ pub fn document_conditional_requests(openapi: &mut openapi::OpenApi) {
         if !path.starts_with("/v1/") {
             continue;
         }
-        let one_object = path.ends_with("/{id}");
+        let one_object = path.ends_with("/{id}") || path.ends_with("/{version}");
         for operation in operations(item) {
             for status in ["200", "201"] {
                 if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status)
@@ -316,8 +319,8 @@ const IF_NONE_MATCH_DESCRIPTION: &str = "Answer 304 without a body when the obje
 
 /// Whether the answer's body is one object of a kind that has an entity tag (see `api::conditional::Tagged`).
 fn carries_tagged_object(response: &openapi::Response) -> bool {
-    let tagged =
-        [Template::name(), Order::name()].map(|name| format!("#/components/schemas/{name}"));
+    let tagged = [Template::name(), TemplateVersion::name(), Order::name()]
+        .map(|name| format!("#/components/schemas/{name}"));
     response.content.values().any(|content| {
         matches!(
             content,

@@ -9,6 +9,7 @@ pub mod idempotency_keys;
 pub mod metrics;
 pub mod orders;
 pub mod problems;
+pub mod template_versions;
 pub mod templates;
 
 use std::any::Any;
@@ -19,7 +20,10 @@ use axum::{
     middleware,
     response::{IntoResponse, Response},
 };
-use serde::{Deserialize, Serialize};
+use serde::{
+    Deserialize, Deserializer, Serialize,
+    de::{self, MapAccess, Visitor},
+};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::{
     IntoParams, PartialSchema, ToSchema,
@@ -30,11 +34,12 @@ use utoipa_axum::router::OpenApiRouter;
 use self::conditional::Tagged;
 use crate::{
     auth,
-    db::{Page, PageRequest},
+    db::{Page, PageRequest, orders::OrderFilter, template_versions::VersionPageRequest},
     domain::{
         id::parse_id,
+        metadata::{Metadata, parse_metadata},
         order::{Order, OrderStatus},
-        template::Template,
+        template::{Template, TemplateVersion},
         validation::Validator,
     },
     error::ApiError,
@@ -77,6 +82,7 @@ pub fn openapi() -> OpenApi {
 
 fn v1_routes() -> OpenApiRouter<AppState> {
     templates::router()
+        .merge(template_versions::router())
         .merge(orders::router())
         .merge(idempotency_keys::router())
         .layer(answer_panics())
@@ -207,6 +213,10 @@ list_schema!(
     TemplateList of Template
 );
 list_schema!(
+    /// `TemplateVersionList`: a page of a template's versions.
+    TemplateVersionList of TemplateVersion
+);
+list_schema!(
     /// `OrderList`: a page of orders.
     OrderList of Order
 );
@@ -263,9 +273,11 @@ fn parse_limit(limit: Option<&str>) -> Result<i64, String> {
     }
 }
 
-/// Which page of orders to return, optionally of one status only.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
+/// Which page of orders to return, optionally of one status only, or with some metadata.
+///
+/// Deserialized by hand: the metadata filter is a family of parameters, `metadata[key]=value` (OpenAPI's
+/// `deepObject` style), and any other unknown parameter is rejected like an unknown body member.
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListOrdersQuery {
     /// How many orders to return, 1 to 100.
@@ -277,10 +289,61 @@ pub struct ListOrdersQuery {
     /// Only orders with this status.
     #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
+    /// Documented in the operation, as a `deepObject` of the `Metadata` schema: `IntoParams` drops a
+    /// parameter's style when it takes its schema from elsewhere.
+    #[param(ignore)]
+    metadata: Metadata,
+}
+
+const LIST_ORDERS_PARAMETERS: &[&str] = &["limit", "starting_after", "status", "metadata[<key>]"];
+
+impl<'de> Deserialize<'de> for ListOrdersQuery {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Parameters;
+
+        impl<'de> Visitor<'de> for Parameters {
+            type Value = ListOrdersQuery;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("query parameters")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut query = ListOrdersQuery::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    let value: String = map.next_value()?;
+                    match name.as_str() {
+                        "limit" => query.limit = Some(value),
+                        "starting_after" => query.starting_after = Some(value),
+                        "status" => query.status = Some(value),
+                        _ => match metadata_key(&name) {
+                            Some(key) => {
+                                query.metadata.insert(key.to_owned(), value);
+                            }
+                            None => {
+                                return Err(de::Error::unknown_field(
+                                    &name,
+                                    LIST_ORDERS_PARAMETERS,
+                                ));
+                            }
+                        },
+                    }
+                }
+                Ok(query)
+            }
+        }
+
+        deserializer.deserialize_map(Parameters)
+    }
+}
+
+/// The key of a `metadata[key]` parameter.
+fn metadata_key(name: &str) -> Option<&str> {
+    name.strip_prefix("metadata[")?.strip_suffix(']')
 }
 
 impl extract::Validate for ListOrdersQuery {
-    type Valid = (Option<OrderStatus>, PageRequest);
+    type Valid = (OrderFilter, PageRequest);
 
     fn validate(self) -> Result<Self::Valid, ApiError> {
         let mut v = Validator::new();
@@ -299,6 +362,58 @@ impl extract::Validate for ListOrdersQuery {
                 })
                 .transpose(),
         );
-        Ok(v.finish(|| Some((status?, page?)))?)
+        let metadata = parse_metadata(&mut v, self.metadata);
+        Ok(v.finish(|| {
+            Some((
+                OrderFilter {
+                    status: status?,
+                    metadata: metadata?,
+                },
+                page?,
+            ))
+        })?)
+    }
+}
+
+/// Which page of a template's versions to return.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListVersionsQuery {
+    /// How many versions to return, 1 to 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 20)]
+    limit: Option<String>,
+    /// The `version` of the last version of the previous page; the page starts after it (with older versions).
+    #[param(value_type = Option<i32>, minimum = 1)]
+    starting_after: Option<String>,
+}
+
+impl extract::Validate for ListVersionsQuery {
+    type Valid = VersionPageRequest;
+
+    fn validate(self) -> Result<VersionPageRequest, ApiError> {
+        let mut v = Validator::new();
+        let limit = v.check("limit", parse_limit(self.limit.as_deref()));
+        let starting_after = v.check(
+            "starting_after",
+            self.starting_after
+                .as_deref()
+                .map(parse_version)
+                .transpose(),
+        );
+        Ok(v.finish(|| {
+            Some(VersionPageRequest {
+                limit: limit?,
+                starting_after: starting_after?,
+            })
+        })?)
+    }
+}
+
+/// A template version in a query or path: a whole number from 1.
+pub fn parse_version(version: &str) -> Result<i32, String> {
+    match version.parse::<i32>() {
+        Ok(version) if version >= 1 => Ok(version),
+        _ => Err("must be a template version: a whole number from 1".to_owned()),
     }
 }

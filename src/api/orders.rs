@@ -3,7 +3,7 @@
 use axum::{
     Json,
     extract::State,
-    response::{IntoResponse, Response},
+    response::{Html, IntoResponse, Response},
 };
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -25,9 +25,10 @@ use crate::{
         address::AddressInput,
         id::parse_id,
         member::{Member, UnknownMembers},
+        metadata::{Metadata, MetadataChanges, parse_metadata, parse_metadata_changes},
         order::{
             MergeVariables, NewOrder, Order, OrderChanges, OrderStatus, missing_merge_variables,
-            parse_merge_variables, parse_send_date, today,
+            parse_merge_variables, parse_send_date, parse_template_version, today,
         },
         patch::Patch,
         schemas,
@@ -42,6 +43,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create, list))
         .routes(routes!(get, update, cancel))
+        .routes(routes!(render))
 }
 
 impl Resource for Order {
@@ -55,7 +57,8 @@ impl Resource for Order {
     "recipient": {"name": "Anna de Vries", "street": "Keizersgracht", "house_number": "123A",
                   "postal_code": "1015 CJ", "city": "Amsterdam", "country": "NL"},
     "merge_variables": {"first_name": "Anna", "city": "Amsterdam"},
-    "send_date": "2026-12-01"
+    "send_date": "2026-12-01",
+    "metadata": {"customer_id": "4711"}
 }))]
 pub struct CreateOrder {
     /// A template of your account.
@@ -76,6 +79,10 @@ pub struct CreateOrder {
     #[serde(default)]
     #[schema(schema_with = schemas::optional_date)]
     send_date: Member<String>,
+    /// Your own key/value pairs; `{}` when left out or `null`.
+    #[serde(default)]
+    #[schema(value_type = Option<schemas::MetadataSchema>)]
+    metadata: Member<Metadata>,
     #[serde(flatten)]
     #[schema(ignore)]
     unknown: UnknownMembers,
@@ -107,6 +114,9 @@ impl Validate for CreateOrder {
         let send_date = v.optional_with("send_date", self.send_date, |date| {
             parse_send_date(&date, taken_at.date())
         });
+        let metadata = v
+            .optional("metadata", self.metadata)
+            .and_then(|metadata| parse_metadata(&mut v, metadata.unwrap_or_default()));
         Ok(v.finish(|| {
             Some(NewOrder {
                 template_id: template_id?,
@@ -114,6 +124,7 @@ impl Validate for CreateOrder {
                 sender: sender?,
                 merge_variables: merge_variables?,
                 send_date: send_date?,
+                metadata: metadata?,
                 taken_at,
             })
         })?)
@@ -124,6 +135,11 @@ impl Validate for CreateOrder {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"send_date": "2026-12-24", "sender": null}))]
 pub struct UpdateOrder {
+    /// Another existing version of the order's template to print; the merge variables must cover its merge
+    /// fields.
+    #[serde(default)]
+    #[schema(value_type = i32, minimum = 1)]
+    template_version: Member<i64>,
     #[serde(default)]
     #[schema(value_type = AddressInput)]
     recipient: Member<AddressInput>,
@@ -139,6 +155,10 @@ pub struct UpdateOrder {
     #[serde(default)]
     #[schema(schema_with = schemas::optional_date)]
     send_date: Member<String>,
+    /// Merged into the order's metadata: a value sets its key, `null` removes it; `null` removes every key.
+    #[serde(default)]
+    #[schema(value_type = Option<schemas::MetadataChangesSchema>)]
+    metadata: Member<MetadataChanges>,
     #[serde(flatten)]
     #[schema(ignore)]
     unknown: UnknownMembers,
@@ -150,6 +170,11 @@ impl Validate for UpdateOrder {
     fn validate(self) -> Result<OrderChanges, ApiError> {
         let mut v = Validator::new();
         v.unknown(self.unknown);
+        let template_version = v.change_with(
+            "template_version",
+            self.template_version,
+            parse_template_version,
+        );
         let recipient = match v.change("recipient", self.recipient) {
             None => None,
             Some(None) => Some(None),
@@ -174,12 +199,17 @@ impl Validate for UpdateOrder {
             Some(Patch::Unchanged) => Some(Patch::Unchanged),
             Some(Patch::Clear) => Some(Patch::Clear),
         };
+        let metadata = v
+            .patch("metadata", self.metadata)
+            .and_then(|changes| parse_metadata_changes(&mut v, changes));
         Ok(v.finish(|| {
             Some(OrderChanges {
+                template_version: template_version?,
                 recipient: recipient?,
                 sender: sender?,
                 merge_variables: merge_variables?,
                 send_date: send_date?,
+                metadata: metadata?,
             })
         })?)
     }
@@ -188,7 +218,8 @@ impl Validate for UpdateOrder {
 /// Create an order
 ///
 /// The template must belong to your account and `merge_variables` must supply each of its `merge_fields`.
-/// The order records the template's current `version`.
+/// The order is taken against the template's latest version, which it records as `template_version` and prints,
+/// whatever changes the template later.
 #[utoipa::path(
     post,
     path = "/v1/orders",
@@ -214,28 +245,38 @@ pub async fn create(
     ValidJson(new): ValidJson<CreateOrder>,
 ) -> Result<Created<Order>, ApiError> {
     let conn = tx.conn().await?;
-    let template = db::templates::find_for_order(conn, account.id, new.template_id)
-        .await?
-        .ok_or(ApiError::TemplateNotFound {
-            id: new.template_id,
-        })?;
-    let missing = missing_merge_variables(&template.merge_fields, &new.merge_variables);
+    let template_not_found = || ApiError::TemplateNotFound {
+        id: new.template_id,
+    };
+    let version =
+        db::template_versions::find_for_order(&mut *conn, account.id, new.template_id, None)
+            .await?
+            .ok_or_else(template_not_found)?;
+    let missing = missing_merge_variables(&version.merge_fields, &new.merge_variables);
     if !missing.is_empty() {
         return Err(ApiError::MissingMergeVariables { missing });
     }
-    let order = db::orders::insert(conn, account.id, template.version, &new).await?;
+    let order = db::orders::insert(conn, account.id, version.version, &new)
+        .await?
+        .ok_or_else(template_not_found)?;
     Ok(Created::at(order.location(), order))
 }
 
 /// List orders
 ///
-/// Newest first, a page at a time: pass the last `id` of a page as `starting_after` to get the next.
+/// Newest first, a page at a time: pass the last `id` of a page as `starting_after` to get the next. Filter by
+/// `status`, and by metadata with `metadata[key]=value` (several pairs must all match).
 #[utoipa::path(
     get,
     path = "/v1/orders",
     operation_id = "listOrders",
     tag = "orders",
-    params(ListOrdersQuery),
+    params(
+        ListOrdersQuery,
+        ("metadata" = Option<schemas::MetadataSchema>, Query, style = DeepObject, explode,
+         description = "Only orders whose metadata has every one of these key/value pairs, as \
+                        `metadata[customer_id]=4711`."),
+    ),
     responses(
         (status = 200, description = "A page of orders.", body = OrderList),
         (status = 401, response = problems::Unauthorized),
@@ -248,9 +289,9 @@ pub async fn create(
 pub async fn list(
     State(pool): State<PgPool>,
     account: Account,
-    ValidQuery((status, page)): ValidQuery<ListOrdersQuery>,
+    ValidQuery((filter, page)): ValidQuery<ListOrdersQuery>,
 ) -> Result<Json<List<Order>>, ApiError> {
-    let page = db::orders::list(&pool, account.id, status, page).await?;
+    let page = db::orders::list(&pool, account.id, &filter, page).await?;
     Ok(Json(page.into()))
 }
 
@@ -289,7 +330,9 @@ pub async fn get(
 
 /// Update an order
 ///
-/// Only while the order is `received`. Replaced `merge_variables` must cover the template's merge fields.
+/// Only while the order is `received`. `template_version` re-pins the order to another version of its template;
+/// the merge variables (replaced or not) must cover the merge fields of the version the order then prints.
+/// `metadata` is merged in (a `null` value removes its key, `"metadata": null` removes all).
 #[utoipa::path(
     patch,
     path = "/v1/orders/{id}",
@@ -329,14 +372,24 @@ pub async fn update(
             status: current.status.as_str().to_owned(),
         });
     }
-    let Some(next) = changes.apply_to(&current) else {
+    let Some(next) = changes.apply_to(&current)? else {
         return Ok(Current(current));
     };
-    if next.merge_variables != current.merge_variables {
-        let template = db::templates::find_for_order(conn, account.id, current.template_id)
-            .await?
-            .ok_or_else(|| ApiError::internal("an order's template is missing"))?;
-        let missing = missing_merge_variables(&template.merge_fields, &next.merge_variables);
+    if next.changes_merge_of(&current) {
+        let version = db::template_versions::find_for_order(
+            &mut *conn,
+            account.id,
+            current.template_id,
+            Some(next.template_version),
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "template_version",
+                "is not a version of the order's template",
+            )
+        })?;
+        let missing = missing_merge_variables(&version.merge_fields, &next.merge_variables);
         if !missing.is_empty() {
             return Err(ApiError::MissingMergeVariables { missing });
         }
@@ -388,6 +441,48 @@ pub async fn cancel(
             })
         }
     }
+}
+
+/// Render an order
+///
+/// What the order prints: its `template_version` with every `{{field}}` replaced by its merge variable,
+/// HTML-escaped, so that a variable prints as text and never as markup. Works in every status, a cancelled order
+/// too. Gives 422 `missing-merge-variables` only for an order taken before versions were kept whose version's
+/// content was recreated from a later one (README, "Template versions").
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}/render",
+    operation_id = "renderOrder",
+    tag = "orders",
+    params(("id" = Uuid, Path, description = "The order's id.")),
+    responses(
+        (status = 200, description = "The filled HTML, as `text/html; charset=utf-8`.",
+         content_type = "text/html", body = String),
+        (status = 401, response = problems::Unauthorized),
+        (status = 404, response = problems::NotFound),
+        (status = 422, response = problems::UnprocessableEntity),
+        (status = 500, response = problems::InternalError),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn render(
+    State(pool): State<PgPool>,
+    account: Account,
+    PathId(id, ..): PathId<Order>,
+) -> Result<Html<String>, ApiError> {
+    let order = db::orders::find(&pool, account.id, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let version = db::template_versions::find(
+        &pool,
+        account.id,
+        order.template_id,
+        Some(order.template_version),
+    )
+    .await?
+    .ok_or_else(|| ApiError::internal("an order's template version is missing"))?;
+    Ok(Html(version.render(&order.merge_variables)?))
 }
 
 fn not_found(id: Uuid) -> ApiError {

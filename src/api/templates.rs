@@ -22,6 +22,7 @@ use crate::{
     db::{self, templates::Deletion},
     domain::{
         member::{Member, UnknownMembers},
+        metadata::{Metadata, MetadataChanges, parse_metadata, parse_metadata_changes},
         schemas,
         template::{
             NewTemplate, Template, TemplateChanges, TemplateContent, TemplateFormat, parse_name,
@@ -48,7 +49,8 @@ impl Resource for Template {
 #[schema(example = json!({
     "name": "Welcome postcard",
     "format": "postcard_a6",
-    "content": "<p>Hello {{first_name}}, welcome to {{city}}!</p>"
+    "content": "<p>Hello {{first_name}}, welcome to {{city}}!</p>",
+    "metadata": {"campaign": "winter-2026"}
 }))]
 pub struct CreateTemplate {
     #[serde(default)]
@@ -61,26 +63,36 @@ pub struct CreateTemplate {
     #[serde(default)]
     #[schema(schema_with = schemas::template_content, required = true)]
     content: Member<String>,
+    /// Your own key/value pairs; `{}` when left out or `null`.
+    #[serde(default)]
+    #[schema(value_type = Option<schemas::MetadataSchema>)]
+    metadata: Member<Metadata>,
     #[serde(flatten)]
     #[schema(ignore)]
     unknown: UnknownMembers,
 }
 
 impl Validate for CreateTemplate {
-    type Valid = NewTemplate;
+    type Valid = (NewTemplate, Metadata);
 
-    fn validate(self) -> Result<NewTemplate, ApiError> {
+    fn validate(self) -> Result<Self::Valid, ApiError> {
         let mut v = Validator::new();
         v.unknown(self.unknown);
         let name = v.required_with("name", self.name, parse_name);
         let format = v.required("format", self.format);
         let content = v.required_with("content", self.content, TemplateContent::parse);
+        let metadata = v
+            .optional("metadata", self.metadata)
+            .and_then(|metadata| parse_metadata(&mut v, metadata.unwrap_or_default()));
         Ok(v.finish(|| {
-            Some(NewTemplate {
-                name: name?,
-                format: format?,
-                content: content?,
-            })
+            Some((
+                NewTemplate {
+                    name: name?,
+                    format: format?,
+                    content: content?,
+                },
+                metadata?,
+            ))
         })?)
     }
 }
@@ -98,6 +110,10 @@ pub struct UpdateTemplate {
     #[serde(default)]
     #[schema(schema_with = schemas::template_content)]
     content: Member<String>,
+    /// Merged into the template's metadata: a value sets its key, `null` removes it; `null` removes every key.
+    #[serde(default)]
+    #[schema(value_type = Option<schemas::MetadataChangesSchema>)]
+    metadata: Member<MetadataChanges>,
     #[serde(flatten)]
     #[schema(ignore)]
     unknown: UnknownMembers,
@@ -112,11 +128,15 @@ impl Validate for UpdateTemplate {
         let name = v.change_with("name", self.name, parse_name);
         let format = v.change("format", self.format);
         let content = v.change_with("content", self.content, TemplateContent::parse);
+        let metadata = v
+            .patch("metadata", self.metadata)
+            .and_then(|changes| parse_metadata_changes(&mut v, changes));
         Ok(v.finish(|| {
             Some(TemplateChanges {
                 name: name?,
                 format: format?,
                 content: content?,
+                metadata: metadata?,
             })
         })?)
     }
@@ -124,7 +144,7 @@ impl Validate for UpdateTemplate {
 
 /// Create a template
 ///
-/// Its `merge_fields` are read from the `{{name}}` placeholders in `content`; its `version` starts at 1.
+/// Its `merge_fields` are read from the `{{name}}` placeholders in `content`; it is written as its version 1.
 #[utoipa::path(
     post,
     path = "/v1/templates",
@@ -147,9 +167,9 @@ impl Validate for UpdateTemplate {
 pub async fn create(
     account: Account,
     mut tx: Tx,
-    ValidJson(new): ValidJson<CreateTemplate>,
+    ValidJson((new, metadata)): ValidJson<CreateTemplate>,
 ) -> Result<Created<Template>, ApiError> {
-    let template = db::templates::insert(tx.conn().await?, account.id, &new).await?;
+    let template = db::templates::insert(tx.conn().await?, account.id, &new, &metadata).await?;
     Ok(Created::at(template.location(), template))
 }
 
@@ -216,7 +236,10 @@ pub async fn get(
 
 /// Update a template
 ///
-/// A change to any member counts a new `version`; a PATCH that changes nothing leaves the template as it is.
+/// A change of `name`, `format` or `content` writes the next version, which new orders are taken against; the
+/// earlier versions stay as they were, for the orders taken against them. `metadata` is merged in (a `null`
+/// value removes its key, `"metadata": null` removes all) without a new version. A PATCH that changes nothing
+/// leaves the template as it is.
 #[utoipa::path(
     patch,
     path = "/v1/templates/{id}",
@@ -249,17 +272,17 @@ pub async fn update(
         .await?
         .ok_or_else(|| not_found(id))?;
     preconditions.check_change(current.entity_tag())?;
-    match changes.apply_to(&current) {
+    match changes.apply_to(&current)? {
         None => Ok(Current(current)),
-        Some(next) => Ok(Current(
-            db::templates::update(conn, account.id, id, &next).await?,
+        Some(update) => Ok(Current(
+            db::templates::update(conn, account.id, &current, &update).await?,
         )),
     }
 }
 
 /// Delete a template
 ///
-/// Only a template that no order refers to can be deleted.
+/// Only a template none of whose versions an order refers to can be deleted; its versions go with it.
 #[utoipa::path(
     delete,
     path = "/v1/templates/{id}",
@@ -296,7 +319,7 @@ pub async fn delete(
     }
 }
 
-fn not_found(id: uuid::Uuid) -> ApiError {
+pub(super) fn not_found(id: uuid::Uuid) -> ApiError {
     ApiError::NotFound {
         resource: Template::NAME,
         id: id.to_string(),

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod idempotency_keys;
 pub mod orders;
+pub mod template_versions;
 pub mod templates;
 
 use std::time::Duration;
@@ -125,4 +126,61 @@ impl<T> Page<T> {
 pub struct PageRequest {
     pub limit: i64,
     pub starting_after: Option<uuid::Uuid>,
+}
+
+/// The name of the constraint a statement broke, as the migrations name it; `None` for other errors.
+///
+/// On Citus a violation on a worker reaches the coordinator's client without PostgreSQL's constraint name field
+/// (only SQLSTATE, message and detail are passed on), so the name is then read from the message, `... violates
+/// check constraint "name"` (PostgreSQL's wording, with `lc_messages` in English as the server's default). And the
+/// shards of a table carry its constraints: one added after the table was distributed is named on each shard with
+/// the shard id appended (`orders_template_version_fkey_102045`). The suffix is cut here, so that callers match the
+/// one name either way. No constraint of the migrations ends in `_` and digits.
+pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
+    let error = error.as_database_error()?;
+    let name = match error.constraint() {
+        Some(name) => name,
+        None => {
+            let (_, quoted) = error.message().split_once(" constraint \"")?;
+            quoted.strip_suffix('"')?
+        }
+    };
+    Some(without_shard_id(name))
+}
+
+/// `name` without a trailing `_` and shard id.
+fn without_shard_id(name: &str) -> &str {
+    match name.rsplit_once('_') {
+        Some((base, shard_id))
+            if !shard_id.is_empty() && shard_id.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            base
+        }
+        _ => name,
+    }
+}
+
+/// Whether a statement broke a foreign key.
+fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_shard_id;
+
+    #[test]
+    fn a_shard_constraint_name_loses_its_shard_id() {
+        assert_eq!(
+            without_shard_id("orders_template_version_fkey_102045"),
+            "orders_template_version_fkey"
+        );
+        assert_eq!(
+            without_shard_id("orders_metadata_is_metadata"),
+            "orders_metadata_is_metadata"
+        );
+        assert_eq!(without_shard_id("orders_"), "orders_");
+    }
 }

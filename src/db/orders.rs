@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::{Page, PageRequest};
 use crate::domain::{
     address::Address,
+    metadata::Metadata,
     order::{MergeVariables, NewOrder, Order, OrderDetails, OrderStatus},
 };
 
@@ -20,6 +21,7 @@ struct OrderRow {
     merge_variables: Json<MergeVariables>,
     send_date: Option<Date>,
     status: OrderStatus,
+    metadata: Json<Metadata>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
     row_version: i32,
@@ -35,7 +37,8 @@ macro_rules! query_order {
                 + r#" id, template_id, template_version,
                       recipient AS "recipient: Json<Address>", sender AS "sender: Json<Address>",
                       merge_variables AS "merge_variables: Json<MergeVariables>", send_date,
-                      status AS "status: OrderStatus", created_at, updated_at, row_version "#
+                      status AS "status: OrderStatus", metadata AS "metadata: Json<Metadata>", created_at,
+                      updated_at, row_version "#
                 + $after,
             $($arguments)*
         )
@@ -53,6 +56,7 @@ impl From<OrderRow> for Order {
             merge_variables: row.merge_variables.0,
             send_date: row.send_date,
             status: row.status,
+            metadata: row.metadata.0,
             created_at: row.created_at,
             updated_at: row.updated_at,
             row_version: row.row_version,
@@ -60,17 +64,19 @@ impl From<OrderRow> for Order {
     }
 }
 
+/// Writes an order taken against `template_version` of its template; `None` when that version is gone (deleted
+/// with its template since it was read), which the foreign key `orders_template_version_fkey` tells.
 #[tracing::instrument(skip_all, fields(%account_id, template_id = %new.template_id))]
 pub async fn insert(
     db: impl PgExecutor<'_>,
     account_id: Uuid,
     template_version: i32,
     new: &NewOrder,
-) -> Result<Order, sqlx::Error> {
+) -> Result<Option<Order>, sqlx::Error> {
     let row = query_order!(
-        r#"INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables, send_date,
-                              created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+        r#"INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables,
+                               send_date, metadata, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
            RETURNING"#,
         "",
         Uuid::now_v7(),
@@ -81,11 +87,20 @@ pub async fn insert(
         new.sender.as_ref().map(Json) as _,
         Json(&new.merge_variables) as _,
         new.send_date,
+        Json(&new.metadata) as _,
         new.taken_at,
     )
     .fetch_one(db)
-    .await?;
-    Ok(row.into())
+    .await;
+    match row {
+        Ok(row) => Ok(Some(row.into())),
+        Err(error)
+            if super::violated_constraint(&error) == Some("orders_template_version_fkey") =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 pub async fn find(
@@ -121,25 +136,57 @@ pub async fn find_for_update(
     Ok(row.map(Order::from))
 }
 
+/// Which orders a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub status: Option<OrderStatus>,
+    /// Key/value pairs the order's metadata must all have; empty for any.
+    pub metadata: Metadata,
+}
+
+/// A page of orders, newest first.
+///
+/// A metadata filter is its own statement, `metadata @> $5`, so that its plan (prepared once per connection, and
+/// generic after five runs) always uses the GIN index `orders_account_id_metadata_idx`, and the plan of a list
+/// without one never does.
 pub async fn list(
     db: impl PgExecutor<'_>,
     account_id: Uuid,
-    status: Option<OrderStatus>,
+    filter: &OrderFilter,
     page: PageRequest,
 ) -> Result<Page<Order>, sqlx::Error> {
-    let rows = query_order!(
-        "SELECT",
-        r#"FROM orders
-           WHERE account_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id < $3)
-           ORDER BY id DESC
-           LIMIT $4"#,
-        account_id,
-        status.map(OrderStatus::as_str),
-        page.starting_after,
-        page.limit + 1,
-    )
-    .fetch_all(db)
-    .await?;
+    let status = filter.status.map(OrderStatus::as_str);
+    let rows = if filter.metadata.is_empty() {
+        query_order!(
+            "SELECT",
+            r#"FROM orders
+               WHERE account_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id < $3)
+               ORDER BY id DESC
+               LIMIT $4"#,
+            account_id,
+            status,
+            page.starting_after,
+            page.limit + 1,
+        )
+        .fetch_all(db)
+        .await?
+    } else {
+        query_order!(
+            "SELECT",
+            r#"FROM orders
+               WHERE account_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id < $3)
+                 AND metadata @> $5
+               ORDER BY id DESC
+               LIMIT $4"#,
+            account_id,
+            status,
+            page.starting_after,
+            page.limit + 1,
+            Json(&filter.metadata) as _,
+        )
+        .fetch_all(db)
+        .await?
+    };
     Ok(Page::from_rows(
         rows.into_iter().map(Order::from).collect(),
         page.limit,
@@ -155,17 +202,19 @@ pub async fn update(
 ) -> Result<Order, sqlx::Error> {
     let row = query_order!(
         r#"UPDATE orders
-           SET recipient = $3, sender = $4, merge_variables = $5, send_date = $6, updated_at = now(),
-               row_version = row_version + 1
+           SET template_version = $3, recipient = $4, sender = $5, merge_variables = $6, send_date = $7,
+               metadata = $8, updated_at = now(), row_version = row_version + 1
            WHERE account_id = $1 AND id = $2
            RETURNING"#,
         "",
         account_id,
         id,
+        next.template_version,
         Json(&next.recipient) as _,
         next.sender.as_ref().map(Json) as _,
         Json(&next.merge_variables) as _,
         next.send_date,
+        Json(&next.metadata) as _,
     )
     .fetch_one(conn)
     .await?;

@@ -1,46 +1,95 @@
-//! Templates, always scoped by account.
+//! Templates, always scoped by account: the template row (its latest version's number, metadata and times)
+//! joined with that version.
 
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, types::Json};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Page, PageRequest};
-use crate::domain::template::{NewTemplate, Template, TemplateFormat};
+use super::{Page, PageRequest, template_versions};
+use crate::domain::{
+    metadata::Metadata,
+    template::{NewTemplate, Template, TemplateFormat, TemplateUpdate},
+};
 
-/// `sqlx::query_as!` into a [`Template`], with the template's columns between `$before` and `$after`: the one
-/// place they are listed.
+/// A template as it is read: the template row `t` joined with its latest version `v`.
+struct TemplateRow {
+    id: Uuid,
+    name: String,
+    format: TemplateFormat,
+    content: String,
+    merge_fields: Vec<String>,
+    version: i32,
+    metadata: Json<Metadata>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+    row_version: i32,
+}
+
+impl From<TemplateRow> for Template {
+    fn from(row: TemplateRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            format: row.format,
+            content: row.content,
+            merge_fields: row.merge_fields,
+            version: row.version,
+            metadata: row.metadata.0,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            row_version: row.row_version,
+        }
+    }
+}
+
+/// `sqlx::query_as!` into a [`TemplateRow`], with the columns of `t` (a template row) and `v` (its latest version)
+/// between `$before` and `$after`, and the join between them after `$from`: the one place they are listed.
 macro_rules! query_template {
-    ($before:literal, $after:literal, $($arguments:tt)*) => {
+    ($before:literal, $from:literal, $after:literal, $($arguments:tt)*) => {
         sqlx::query_as!(
-            Template,
+            TemplateRow,
             $before
-                + r#" id, name, format AS "format: TemplateFormat", content, merge_fields, version, created_at,
-                      updated_at "#
+                + r#" t.id AS "id!", v.name AS "name!", v.format AS "format!: TemplateFormat", v.content AS "content!",
+                      v.merge_fields AS "merge_fields!", t.version AS "version!",
+                      t.metadata AS "metadata!: Json<Metadata>", t.created_at AS "created_at!",
+                      t.updated_at AS "updated_at!", t.row_version AS "row_version!" "#
+                + $from
+                + r#" JOIN template_versions v
+                        ON v.account_id = t.account_id AND v.template_id = t.id AND v.version = t.version "#
                 + $after,
             $($arguments)*
         )
     };
 }
 
+/// Writes a template and its version 1.
 #[tracing::instrument(skip_all, fields(%account_id))]
 pub async fn insert(
-    db: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     account_id: Uuid,
     new: &NewTemplate,
+    metadata: &Metadata,
 ) -> Result<Template, sqlx::Error> {
-    query_template!(
-        r#"INSERT INTO templates (id, account_id, name, format, content, merge_fields)
-           VALUES ($1, $2, $3, $4, $5, $6)
-           RETURNING"#,
-        "",
-        Uuid::now_v7(),
+    let id = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO templates (id, account_id, version, metadata) VALUES ($1, $2, 1, $3)",
+        id,
         account_id,
-        new.name,
-        new.format as TemplateFormat,
-        new.content.html,
-        &new.content.merge_fields,
+        Json(metadata) as _,
     )
-    .fetch_one(db)
-    .await
+    .execute(&mut *conn)
+    .await?;
+    template_versions::insert(&mut *conn, account_id, id, 1, new).await?;
+    let row = query_template!(
+        "SELECT",
+        "FROM templates t",
+        "WHERE t.account_id = $1 AND t.id = $2",
+        account_id,
+        id,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
 }
 
 pub async fn find(
@@ -48,52 +97,53 @@ pub async fn find(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Template>, sqlx::Error> {
-    query_template!(
+    let row = query_template!(
         "SELECT",
-        "FROM templates WHERE account_id = $1 AND id = $2",
+        "FROM templates t",
+        "WHERE t.account_id = $1 AND t.id = $2",
         account_id,
         id,
     )
     .fetch_optional(db)
-    .await
+    .await?;
+    Ok(row.map(Template::from))
 }
 
 /// The template, locked until the transaction ends so that it cannot change under a read-modify-write.
+///
+/// The lock is taken alone, then the template read: a locking read joined with its version would, after waiting
+/// for a concurrent PATCH, recheck the template's new row against the version row it had read before, which no
+/// longer matches, and find nothing (PostgreSQL, 13.2.1, Read Committed).
 pub async fn find_for_update(
     conn: &mut PgConnection,
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Template>, sqlx::Error> {
-    query_template!(
-        "SELECT",
-        "FROM templates WHERE account_id = $1 AND id = $2 FOR UPDATE",
+    let locked = sqlx::query_scalar!(
+        r#"SELECT 1 AS "locked!" FROM templates WHERE account_id = $1 AND id = $2 FOR UPDATE"#,
         account_id,
         id,
     )
-    .fetch_optional(conn)
-    .await
+    .fetch_optional(&mut *conn)
+    .await?;
+    if locked.is_none() {
+        return Ok(None);
+    }
+    find(conn, account_id, id).await
 }
 
-/// What an order needs of its template.
-#[derive(Debug, Clone)]
-pub struct TemplateForOrder {
-    pub version: i32,
-    pub merge_fields: Vec<String>,
-}
-
-/// The template's version and merge fields, locked against changes and deletion until the transaction ends.
-pub async fn find_for_order(
-    conn: &mut PgConnection,
+/// Whether the account has this template.
+pub async fn exists(
+    db: impl PgExecutor<'_>,
     account_id: Uuid,
     id: Uuid,
-) -> Result<Option<TemplateForOrder>, sqlx::Error> {
-    sqlx::query_as!(
-        TemplateForOrder,
-        "SELECT version, merge_fields FROM templates WHERE account_id = $1 AND id = $2 FOR SHARE",
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM templates WHERE account_id = $1 AND id = $2) AS "exists!""#,
         account_id,
         id,
     )
-    .fetch_optional(conn)
+    .fetch_one(db)
     .await
 }
 
@@ -104,9 +154,9 @@ pub async fn list(
 ) -> Result<Page<Template>, sqlx::Error> {
     let rows = query_template!(
         "SELECT",
-        r#"FROM templates
-           WHERE account_id = $1 AND ($2::uuid IS NULL OR id < $2)
-           ORDER BY id DESC
+        "FROM templates t",
+        r#"WHERE t.account_id = $1 AND ($2::uuid IS NULL OR t.id < $2)
+           ORDER BY t.id DESC
            LIMIT $3"#,
         account_id,
         page.starting_after,
@@ -114,32 +164,45 @@ pub async fn list(
     )
     .fetch_all(db)
     .await?;
-    Ok(Page::from_rows(rows, page.limit))
+    Ok(Page::from_rows(
+        rows.into_iter().map(Template::from).collect(),
+        page.limit,
+    ))
 }
 
-/// Writes the new state of a template and counts a new version.
-#[tracing::instrument(skip_all, fields(%account_id, template_id = %id))]
+/// Writes a PATCH of a template locked with [`find_for_update`]: its next version, when there is one, and its
+/// metadata.
+#[tracing::instrument(skip_all, fields(%account_id, template_id = %current.id))]
 pub async fn update(
     conn: &mut PgConnection,
     account_id: Uuid,
-    id: Uuid,
-    next: &NewTemplate,
+    current: &Template,
+    update: &TemplateUpdate,
 ) -> Result<Template, sqlx::Error> {
-    query_template!(
-        r#"UPDATE templates
-           SET name = $3, format = $4, content = $5, merge_fields = $6, version = version + 1, updated_at = now()
-           WHERE account_id = $1 AND id = $2
-           RETURNING"#,
-        "",
+    let mut version = current.version;
+    if let Some(next) = &update.version {
+        version += 1;
+        template_versions::insert(&mut *conn, account_id, current.id, version, next).await?;
+    }
+    let row = query_template!(
+        r#"WITH t AS (
+               UPDATE templates SET version = $3, metadata = $4, updated_at = now(),
+                                    row_version = row_version + 1
+               WHERE account_id = $1 AND id = $2
+               RETURNING *)
+           SELECT"#,
+        "FROM t",
+        // The CTE's rows carry the account, but Citus routes the join to one shard only when the versions are
+        // filtered on the distribution column too.
+        "WHERE v.account_id = $1",
         account_id,
-        id,
-        next.name,
-        next.format as TemplateFormat,
-        next.content.html,
-        &next.content.merge_fields,
+        current.id,
+        version,
+        Json(&update.metadata) as _,
     )
     .fetch_one(conn)
-    .await
+    .await?;
+    Ok(row.into())
 }
 
 /// What deleting a template did.
@@ -150,14 +213,14 @@ pub enum Deletion {
     InUse { orders: i64 },
 }
 
-/// Deletes a template that no order refers to.
+/// Deletes a template, with its versions, when no order refers to any of them.
 #[tracing::instrument(skip_all, fields(%account_id, template_id = %id))]
 pub async fn delete(
     conn: &mut PgConnection,
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Deletion, sqlx::Error> {
-    // Locking the template holds off new orders for it, which lock it FOR SHARE.
+    // Locking the template holds off a concurrent PATCH, which would add a version under the delete.
     let orders = sqlx::query_scalar!(
         r#"SELECT (SELECT count(*) FROM orders WHERE account_id = $1 AND template_id = $2) AS "orders!"
            FROM templates WHERE account_id = $1 AND id = $2 FOR UPDATE"#,
@@ -180,14 +243,9 @@ pub async fn delete(
     .await;
     match deleted {
         Ok(_) => Ok(Deletion::Deleted),
-        // An order committed between the count and the delete: the foreign key keeps the template.
-        Err(error) if is_foreign_key_violation(&error) => Ok(Deletion::InUse { orders: 1 }),
+        // An order committed between the count and the delete: its foreign key keeps the version, and so the
+        // template.
+        Err(error) if super::is_foreign_key_violation(&error) => Ok(Deletion::InUse { orders: 1 }),
         Err(error) => Err(error),
     }
-}
-
-fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
 }

@@ -9,11 +9,13 @@ use uuid::Uuid;
 
 use super::{
     address::Address,
+    metadata::{Metadata, MetadataChanges, merge_metadata},
     patch::Patch,
     schemas,
     template::{
         MAX_MERGE_FIELD_LENGTH, MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES, parse_merge_field_name,
     },
+    validation::{FieldError, ValidationError},
 };
 
 /// Where an order is in its life. Orders are taken as `received`; `processing` and `sent` are reserved.
@@ -53,13 +55,15 @@ pub type MergeVariables = BTreeMap<String, String>;
     "merge_variables": {"first_name": "Anna", "city": "Amsterdam"},
     "send_date": "2026-12-01",
     "status": "received",
+    "metadata": {"customer_id": "4711"},
     "created_at": "2026-11-28T12:00:00Z",
     "updated_at": "2026-11-28T12:00:00Z"
 }))]
 pub struct Order {
     pub id: Uuid,
     pub template_id: Uuid,
-    /// The template's version when the order was taken.
+    /// The version of the template the order prints: the latest when the order was taken, or the one a PATCH
+    /// set.
     pub template_version: i32,
     pub recipient: Address,
     #[schema(required = true)]
@@ -71,6 +75,8 @@ pub struct Order {
     #[schema(schema_with = schemas::optional_date, required = true)]
     pub send_date: Option<Date>,
     pub status: OrderStatus,
+    #[schema(value_type = schemas::MetadataSchema)]
+    pub metadata: Metadata,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -94,6 +100,7 @@ pub struct NewOrder {
     pub sender: Option<Address>,
     pub merge_variables: MergeVariables,
     pub send_date: Option<Date>,
+    pub metadata: Metadata,
     /// When the order was taken, by this service's clock (UTC): its `created_at`, and the "today" its send date
     /// was checked against. One instant for both, so the database's `orders_send_date_not_before_creation` check
     /// cannot disagree with the validation at midnight.
@@ -103,38 +110,68 @@ pub struct NewOrder {
 /// The members a PATCH sets; the others stay as they are.
 #[derive(Debug, Clone, Default)]
 pub struct OrderChanges {
+    pub template_version: Option<i32>,
     pub recipient: Option<Address>,
     pub sender: Patch<Address>,
     pub merge_variables: Option<MergeVariables>,
     pub send_date: Patch<Date>,
+    pub metadata: Patch<MetadataChanges>,
 }
 
 /// The editable part of an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderDetails {
+    pub template_version: i32,
     pub recipient: Address,
     pub sender: Option<Address>,
     pub merge_variables: MergeVariables,
     pub send_date: Option<Date>,
+    pub metadata: Metadata,
+}
+
+impl OrderDetails {
+    /// Whether the merge variables must be checked again: they or the version they fill changed.
+    pub fn changes_merge_of(&self, current: &Order) -> bool {
+        self.template_version != current.template_version
+            || self.merge_variables != current.merge_variables
+    }
 }
 
 impl OrderChanges {
-    /// The order's details after the changes, or `None` when they change nothing.
-    pub fn apply_to(self, current: &Order) -> Option<OrderDetails> {
+    /// The order's details after the changes, `None` when they change nothing; an error when the merged metadata
+    /// breaks its limits.
+    pub fn apply_to(self, current: &Order) -> Result<Option<OrderDetails>, ValidationError> {
+        let metadata = merge_metadata(&current.metadata, self.metadata).map_err(|message| {
+            ValidationError::Fields(vec![FieldError::new("metadata", message)])
+        })?;
         let next = OrderDetails {
+            template_version: self.template_version.unwrap_or(current.template_version),
             recipient: self.recipient.unwrap_or_else(|| current.recipient.clone()),
             sender: self.sender.apply(current.sender.clone()),
             merge_variables: self
                 .merge_variables
                 .unwrap_or_else(|| current.merge_variables.clone()),
             send_date: self.send_date.apply(current.send_date),
+            metadata,
         };
-        let changed = next.recipient != current.recipient
+        let changed = next.template_version != current.template_version
+            || next.recipient != current.recipient
             || next.sender != current.sender
             || next.merge_variables != current.merge_variables
-            || next.send_date != current.send_date;
-        changed.then_some(next)
+            || next.send_date != current.send_date
+            || next.metadata != current.metadata;
+        Ok(changed.then_some(next))
     }
+}
+
+/// A template version as a PATCH names it: a whole number from 1.
+pub fn parse_template_version(version: i64) -> Result<i32, String> {
+    i32::try_from(version)
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| {
+            "must be a version of the order's template: a whole number from 1".to_owned()
+        })
 }
 
 /// Merge variables: at most 500, named like merge fields, values of at most 10 000 characters.

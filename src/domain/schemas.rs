@@ -13,6 +13,7 @@ use utoipa::{
 
 use super::{
     country::{ASSIGNED, CountryCode},
+    metadata::{MAX_METADATA_KEY_LENGTH, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH},
     template::{
         MAX_CONTENT_BYTES, MAX_MERGE_FIELD_LENGTH, MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES,
     },
@@ -135,6 +136,80 @@ impl PartialSchema for MergeVariablesSchema {
 impl ToSchema for MergeVariablesSchema {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("MergeVariables")
+    }
+}
+
+/// A metadata key: 1 to 40 characters, without `[`, `]` or NUL.
+fn metadata_key() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_METADATA_KEY_LENGTH))
+        .pattern(Some(r"^[^\[\]\x00]*$"))
+}
+
+/// A metadata value: at most 500 characters, without NUL.
+fn metadata_value() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(MAX_METADATA_VALUE_LENGTH))
+        .pattern(Some(r"^[^\x00]*$"))
+}
+
+/// The named schema `Metadata`, which orders, templates and the requests that create them refer to: at most 20
+/// string values by key.
+pub struct MetadataSchema;
+
+impl PartialSchema for MetadataSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Your own key/value pairs, e.g. a customer id or a campaign: at most 20 keys of 1 to 40 \
+                 characters (without `[` and `]`), values of at most 500 characters.",
+            ))
+            .property_names(Some(metadata_key()))
+            .additional_properties(Some(AdditionalProperties::RefOr(metadata_value().into())))
+            .max_properties(Some(MAX_METADATA_KEYS))
+            .examples([serde_json::json!({"customer_id": "4711"})])
+            .build()
+            .into()
+    }
+}
+
+impl ToSchema for MetadataSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Metadata")
+    }
+}
+
+/// The named schema `MetadataChanges`, the metadata member of a PATCH: merged into the current metadata, a `null`
+/// value removes its key (`null` for the whole member, which the requests allow, removes every key).
+pub struct MetadataChangesSchema;
+
+impl PartialSchema for MetadataChangesSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Merged into the metadata: a value sets its key, `null` removes it. At most 20 keys remain.",
+            ))
+            .property_names(Some(metadata_key()))
+            .additional_properties(Some(AdditionalProperties::RefOr(
+                metadata_value()
+                    .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
+                    .into(),
+            )))
+            .max_properties(Some(MAX_METADATA_KEYS))
+            .examples([serde_json::json!({"campaign": "winter-2026", "source": null})])
+            .build()
+            .into()
+    }
+}
+
+impl ToSchema for MetadataChangesSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("MetadataChanges")
     }
 }
 

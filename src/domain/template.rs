@@ -5,7 +5,13 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::validation::text;
+use super::{
+    metadata::{Metadata, MetadataChanges, merge_metadata},
+    order::MergeVariables,
+    patch::Patch,
+    schemas,
+    validation::{FieldError, ValidationError, text},
+};
 
 /// The largest template content, in bytes.
 pub const MAX_CONTENT_BYTES: usize = 512 * 1024;
@@ -28,7 +34,7 @@ pub enum TemplateFormat {
     LetterA4,
 }
 
-/// A template, as the API returns it.
+/// A template, as the API returns it: its latest version, with what is not printed (its metadata).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
     "id": "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6e",
@@ -37,6 +43,7 @@ pub enum TemplateFormat {
     "content": "<p>Hello {{first_name}}, welcome to {{city}}!</p>",
     "merge_fields": ["city", "first_name"],
     "version": 1,
+    "metadata": {"campaign": "winter-2026"},
     "created_at": "2026-11-28T12:00:00Z",
     "updated_at": "2026-11-28T12:00:00Z"
 }))]
@@ -48,17 +55,58 @@ pub struct Template {
     pub content: String,
     /// The distinct placeholder names in `content`, sorted; derived, read-only.
     pub merge_fields: Vec<String>,
-    /// 1 on creation, one more on every PATCH that changes something.
+    /// The latest version: 1 on creation, one more on every PATCH that changes `name`, `format` or `content`.
     pub version: i32,
+    #[schema(value_type = schemas::MetadataSchema)]
+    pub metadata: Metadata,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When the template last changed: a new version or its metadata.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// 1 when created, one more with every change, a new version or metadata alone: the version its entity tag
+    /// names. Sent as `ETag`, not in the body.
+    #[serde(skip)]
+    pub row_version: i32,
 }
 
 impl Template {
     pub fn location(&self) -> String {
         format!("/v1/templates/{}", self.id)
+    }
+}
+
+/// One version of a template, as it was written: never changed afterwards, so that an order taken against it
+/// prints what was ordered.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "template_id": "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6e",
+    "version": 1,
+    "name": "Welcome postcard",
+    "format": "postcard_a6",
+    "content": "<p>Hello {{first_name}}, welcome to {{city}}!</p>",
+    "merge_fields": ["city", "first_name"],
+    "created_at": "2026-11-28T12:00:00Z"
+}))]
+pub struct TemplateVersion {
+    pub template_id: Uuid,
+    /// 1 for the template as it was created, one more for each change.
+    pub version: i32,
+    pub name: String,
+    pub format: TemplateFormat,
+    /// HTML with `{{field}}` merge placeholders.
+    pub content: String,
+    /// The distinct placeholder names in `content`, sorted.
+    pub merge_fields: Vec<String>,
+    /// When this version was written.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl TemplateVersion {
+    /// The content with every placeholder filled from `variables`, HTML-escaped ([`render`]).
+    pub fn render(&self, variables: &MergeVariables) -> Result<String, RenderError> {
+        render(&self.content, variables)
     }
 }
 
@@ -76,11 +124,21 @@ pub struct TemplateChanges {
     pub name: Option<String>,
     pub format: Option<TemplateFormat>,
     pub content: Option<TemplateContent>,
+    pub metadata: Patch<MetadataChanges>,
+}
+
+/// What a PATCH changes of a template: a new version when what is printed changes, and its metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateUpdate {
+    /// The next version, when `name`, `format` or `content` change.
+    pub version: Option<NewTemplate>,
+    pub metadata: Metadata,
 }
 
 impl TemplateChanges {
-    /// The template as it is after the changes, or `None` when they change nothing.
-    pub fn apply_to(self, current: &Template) -> Option<NewTemplate> {
+    /// The template's update, `None` when the changes change nothing; an error when the merged metadata breaks
+    /// its limits.
+    pub fn apply_to(self, current: &Template) -> Result<Option<TemplateUpdate>, ValidationError> {
         let next = NewTemplate {
             name: self.name.unwrap_or_else(|| current.name.clone()),
             format: self.format.unwrap_or(current.format),
@@ -89,10 +147,19 @@ impl TemplateChanges {
                 merge_fields: current.merge_fields.clone(),
             }),
         };
-        let changed = next.name != current.name
+        let new_version = next.name != current.name
             || next.format != current.format
             || next.content.html != current.content;
-        changed.then_some(next)
+        let metadata = merge_metadata(&current.metadata, self.metadata).map_err(|message| {
+            ValidationError::Fields(vec![FieldError::new("metadata", message)])
+        })?;
+        if !new_version && metadata == current.metadata {
+            return Ok(None);
+        }
+        Ok(Some(TemplateUpdate {
+            version: new_version.then_some(next),
+            metadata,
+        }))
     }
 }
 
@@ -122,12 +189,20 @@ impl TemplateContent {
     }
 }
 
-/// The sorted, distinct names of the `{{name}}` placeholders in `html`.
+/// A piece of template content: text printed as it is, or a placeholder that a merge variable fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment<'a> {
+    Text(&'a str),
+    /// The merge field name of a `{{name}}` placeholder.
+    Field(&'a str),
+}
+
+/// Cuts `html` into text and placeholders: the one definition of what a placeholder is.
 ///
 /// Every `{{` must open a placeholder: a name (letters, digits, `_`, `-`, `.`, starting with a letter or `_`),
 /// optionally padded with spaces, closed by `}}`. Anything else is an error, so that a typo cannot print as text.
-pub fn merge_fields(html: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
+pub fn segments(html: &str) -> Result<Vec<Segment<'_>>, String> {
+    let mut segments = Vec::new();
     let mut rest = html;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
@@ -144,12 +219,72 @@ pub fn merge_fields(html: &str) -> Result<Vec<String>, String> {
                 excerpt(&after[..end])
             ));
         }
-        fields.push(name.to_owned());
+        if start > 0 {
+            segments.push(Segment::Text(&rest[..start]));
+        }
+        segments.push(Segment::Field(name));
         rest = &after[end + 2..];
     }
+    if !rest.is_empty() {
+        segments.push(Segment::Text(rest));
+    }
+    Ok(segments)
+}
+
+/// The sorted, distinct names of the `{{name}}` placeholders in `html` (see [`segments`]).
+pub fn merge_fields(html: &str) -> Result<Vec<String>, String> {
+    let mut fields: Vec<String> = segments(html)?
+        .into_iter()
+        .filter_map(|segment| match segment {
+            Segment::Field(name) => Some(name.to_owned()),
+            Segment::Text(_) => None,
+        })
+        .collect();
     fields.sort_unstable();
     fields.dedup();
     Ok(fields)
+}
+
+/// Why content could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// The variables lack these merge fields, sorted.
+    #[error("merge variables are missing: {}", .0.join(", "))]
+    MissingMergeVariables(Vec<String>),
+    /// Stored content whose placeholders do not parse: every content is parsed before it is written, so a bug.
+    #[error("stored template content is malformed: {0}")]
+    Malformed(String),
+}
+
+/// `html` with every placeholder replaced by its merge variable, HTML-escaped: `&`, `<`, `>`, `"` and `'` become
+/// character references, so that a variable prints as text, never as markup, also inside a quoted attribute
+/// (HTML Living Standard, 13.1.2.3 and 13.1.4). The text around placeholders is the template's own HTML, kept
+/// byte for byte.
+pub fn render(html: &str, variables: &MergeVariables) -> Result<String, RenderError> {
+    let segments = segments(html).map_err(RenderError::Malformed)?;
+    let mut missing: Vec<String> = segments
+        .iter()
+        .filter_map(|segment| match segment {
+            Segment::Field(name) if !variables.contains_key(*name) => Some((*name).to_owned()),
+            _ => None,
+        })
+        .collect();
+    if !missing.is_empty() {
+        missing.sort_unstable();
+        missing.dedup();
+        return Err(RenderError::MissingMergeVariables(missing));
+    }
+    let mut out = String::with_capacity(html.len());
+    for segment in segments {
+        match segment {
+            Segment::Text(text) => out.push_str(text),
+            Segment::Field(name) => {
+                let value = variables.get(name).map_or("", String::as_str);
+                html_escape::encode_quoted_attribute_to_string(value, &mut out);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A merge field name: 1 to 100 of letters, digits, `_`, `-` and `.`, starting with a letter or `_`.
@@ -198,6 +333,44 @@ mod tests {
         assert!(merge_fields("Hi {{}}").is_err());
         assert!(merge_fields("Hi {{1st}}").is_err());
         assert!(merge_fields("Hi {{name").is_err());
+    }
+
+    #[test]
+    fn segments_keep_the_text_between_placeholders() {
+        assert_eq!(
+            segments("<p>{{ a }}-{{b}}</p>").unwrap(),
+            [
+                Segment::Text("<p>"),
+                Segment::Field("a"),
+                Segment::Text("-"),
+                Segment::Field("b"),
+                Segment::Text("</p>")
+            ]
+        );
+    }
+
+    #[test]
+    fn render_escapes_variables_and_keeps_the_template_html() {
+        let variables = MergeVariables::from([(
+            "name".to_owned(),
+            r#"<script>"Tom" & 'Jerry'</script>"#.to_owned(),
+        )]);
+        assert_eq!(
+            render(r#"<p title="{{name}}">{{ name }}</p>"#, &variables).unwrap(),
+            "<p title=\"&lt;script&gt;&quot;Tom&quot; &amp; &#x27;Jerry&#x27;&lt;/script&gt;\">\
+             &lt;script&gt;&quot;Tom&quot; &amp; &#x27;Jerry&#x27;&lt;/script&gt;</p>"
+        );
+    }
+
+    #[test]
+    fn render_names_every_missing_variable_once() {
+        assert_eq!(
+            render("{{b}} {{a}} {{b}}", &MergeVariables::new()),
+            Err(RenderError::MissingMergeVariables(vec![
+                "a".to_owned(),
+                "b".to_owned()
+            ]))
+        );
     }
 
     #[test]

@@ -333,6 +333,50 @@ async fn every_problem_of_a_body_is_listed_in_one_422_in_document_order(pool: Pg
             "send_date",
         ]
     );
+
+    // The members of template versions and metadata the same way: a re-pin and metadata of the wrong types.
+    let body = r#"{"metadata": {"campaign": "winter", "customer_id": 4711}, "template_version": "2", "extra": 1}"#;
+    let repin = errors(
+        send(
+            app.request(Method::PATCH, &path)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body),
+        )
+        .await,
+    );
+    let fields: Vec<_> = repin.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["metadata.customer_id", "template_version", "extra"]
+    );
+    let body = r#"{"metadata": {"a[b]": "x", "k": "v"}, "template_version": 0}"#;
+    let rules = errors(
+        send(
+            app.request(Method::PATCH, &path)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body),
+        )
+        .await,
+    );
+    let fields: Vec<_> = rules.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(fields, ["metadata.a[b]", "template_version"]);
+
+    // A preview: merge variables and a version of the wrong types, and an unknown member.
+    let preview = format!("/v1/templates/{}/render", template["id"].as_str().unwrap());
+    let body = r#"{"merge_variables": {"first_name": 7}, "version": "latest", "colour": "red"}"#;
+    let render = errors(
+        send(
+            app.request(Method::POST, &preview)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body),
+        )
+        .await,
+    );
+    let fields: Vec<_> = render.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(fields, ["merge_variables.first_name", "version", "colour"]);
+    let order = app.get(&path).await.json();
+    assert_eq!(order["template_version"], 1);
+    assert_eq!(order["metadata"], json!({}));
     assert_eq!(count(&app.pool, "orders").await, 1);
     assert_eq!(count(&app.pool, "templates").await, 2);
 }

@@ -53,7 +53,7 @@ async fn a_keyed_order_whose_client_hung_up_is_taken_once_and_replayed(pool: PgP
     let app = TestApp::spawn(pool.clone()).await;
     let template = app.create_template("<p>Hello</p>").await;
     let body = order_for(&template);
-    let held = app.lock_template(&template).await;
+    let held = app.hold_orders_for(&template).await;
 
     let hung_up = app
         .request(Method::POST, "/v1/orders")
@@ -91,7 +91,7 @@ async fn a_keyed_order_past_the_request_timeout_gets_504_then_replays_its_outcom
     .await;
     let template = app.create_template("<p>Hello</p>").await;
     let body = order_for(&template);
-    let held = app.lock_template(&template).await;
+    let held = app.hold_orders_for(&template).await;
 
     let timed_out = send(
         app.request(Method::POST, "/v1/orders")

@@ -351,11 +351,7 @@ async fn past_the_shutdown_timeout_in_flight_work_is_abandoned(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut holder = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM templates WHERE id = $1::uuid FOR UPDATE")
-        .bind(template["id"].as_str().unwrap())
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    crate::helpers::hold_versions(&mut holder, app.account_id, &template).await;
     let request = tokio::spawn(
         client
             .post(format!("http://127.0.0.1:{port}/v1/orders"))
@@ -365,13 +361,7 @@ async fn past_the_shutdown_timeout_in_flight_work_is_abandoned(
             .send(),
     );
     crate::helpers::eventually(Duration::from_secs(10), || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        match waiting {
+        match crate::helpers::lock_waits(&pool).await {
             0 => Err("the request does not wait yet".to_owned()),
             _ => Ok(()),
         }

@@ -262,3 +262,132 @@ async fn a_compressed_answer_has_its_own_tag_which_is_accepted_back(pool: PgPool
     assert_eq!(changed.header("etag"), Some("\"2-gzip\""));
     assert_eq!(changed.headers[header::VARY], "accept-encoding");
 }
+
+#[sqlx::test]
+async fn a_re_pin_and_a_metadata_change_count_up_an_order_s_tag(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let template = app.create_template("<p>Hello</p>").await;
+    let template_path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    app.patch(&template_path, &json!({"content": "<p>Hi</p>"}))
+        .await
+        .assert_status(StatusCode::OK);
+    let created = app
+        .post(
+            "/v1/orders",
+            &json!({"template_id": template["id"], "recipient": crate::helpers::address()}),
+        )
+        .await;
+    created.assert_status(StatusCode::CREATED);
+    assert_eq!(created.json()["template_version"], 2);
+    assert_eq!(created.header("etag"), Some("\"1\""));
+    let path = format!("/v1/orders/{}", created.json()["id"].as_str().unwrap());
+
+    let re_pinned = with(
+        &app,
+        Method::PATCH,
+        &path,
+        &[("if-match", "\"1\"")],
+        Some(&json!({"template_version": 1})),
+    )
+    .await;
+    re_pinned.assert_status(StatusCode::OK);
+    assert_eq!(re_pinned.json()["template_version"], 1);
+    assert_eq!(re_pinned.header("etag"), Some("\"2\""));
+
+    let tagged = with(
+        &app,
+        Method::PATCH,
+        &path,
+        &[("if-match", "\"2\"")],
+        Some(&json!({"metadata": {"customer_id": "4711"}})),
+    )
+    .await;
+    tagged.assert_status(StatusCode::OK);
+    assert_eq!(tagged.json()["metadata"], json!({"customer_id": "4711"}));
+    assert_eq!(tagged.header("etag"), Some("\"3\""));
+    with(
+        &app,
+        Method::PATCH,
+        &path,
+        &[("if-match", "\"2\"")],
+        Some(&json!({"metadata": null})),
+    )
+    .await
+    .assert_problem(StatusCode::PRECONDITION_FAILED, "precondition-failed");
+}
+
+#[sqlx::test]
+async fn a_metadata_change_counts_up_a_template_s_tag_but_not_its_version(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let template = app.create_template("<p>Hello</p>").await;
+    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+
+    let tagged = with(
+        &app,
+        Method::PATCH,
+        &path,
+        &[("if-match", "\"1\"")],
+        Some(&json!({"metadata": {"campaign": "winter"}})),
+    )
+    .await;
+    tagged.assert_status(StatusCode::OK);
+    assert_eq!(tagged.json()["version"], 1);
+    assert_eq!(tagged.header("etag"), Some("\"2\""));
+    // The copy without the metadata is no longer current.
+    with(
+        &app,
+        Method::GET,
+        &path,
+        &[("if-none-match", "\"1\"")],
+        None,
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    with(
+        &app,
+        Method::PATCH,
+        &path,
+        &[("if-match", "\"1\"")],
+        Some(&json!({"metadata": null})),
+    )
+    .await
+    .assert_problem(StatusCode::PRECONDITION_FAILED, "precondition-failed");
+
+    let changed = app.patch(&path, &json!({"content": "<p>Hi</p>"})).await;
+    assert_eq!(changed.json()["version"], 2);
+    assert_eq!(changed.header("etag"), Some("\"3\""));
+}
+
+#[sqlx::test]
+async fn a_template_version_is_tagged_with_its_number_for_good(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let template = app.create_template("<p>Hello</p>").await;
+    let id = template["id"].as_str().unwrap();
+    app.patch(
+        &format!("/v1/templates/{id}"),
+        &json!({"content": "<p>Hi</p>", "metadata": {"a": "b"}}),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+
+    let path = format!("/v1/templates/{id}/versions/1");
+    let read = app.get(&path).await;
+    read.assert_status(StatusCode::OK);
+    assert_eq!(read.json()["content"], "<p>Hello</p>");
+    assert_eq!(read.header("etag"), Some("\"1\""));
+    let not_modified = with(
+        &app,
+        Method::GET,
+        &path,
+        &[("if-none-match", "\"1\"")],
+        None,
+    )
+    .await;
+    not_modified.assert_status(StatusCode::NOT_MODIFIED);
+    assert!(not_modified.body.is_empty());
+    with(&app, Method::GET, &path, &[("if-match", "\"2\"")], None)
+        .await
+        .assert_problem(StatusCode::PRECONDITION_FAILED, "precondition-failed");
+    let latest = app.get(&format!("/v1/templates/{id}/versions/2")).await;
+    assert_eq!(latest.header("etag"), Some("\"2\""));
+}

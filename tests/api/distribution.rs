@@ -87,7 +87,8 @@ async fn on_plain_postgresql_the_migrations_leave_ordinary_tables(pool: PgPool) 
 async fn on_citus_the_tables_are_distributed_by_account_and_co_located(pool: PgPool) {
     assert_citus(&pool).await;
     let tables: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT table_name::text, citus_table_type, distribution_column FROM citus_tables ORDER BY table_name::text",
+        r#"SELECT table_name::text, citus_table_type, distribution_column FROM citus_tables
+           ORDER BY table_name::text COLLATE "C""#,
     )
     .fetch_all(&pool)
     .await
@@ -97,6 +98,7 @@ async fn on_citus_the_tables_are_distributed_by_account_and_co_located(pool: PgP
         ("api_keys", "reference", "<none>"),
         ("idempotency_keys", "distributed", "account_id"),
         ("orders", "distributed", "account_id"),
+        ("template_versions", "distributed", "account_id"),
         ("templates", "distributed", "account_id"),
     ];
     assert_eq!(
@@ -110,6 +112,25 @@ async fn on_citus_the_tables_are_distributed_by_account_and_co_located(pool: PgP
     .await
     .unwrap();
     assert_eq!(groups, 1, "one co-location group");
+    // A template's versions sit on the shard of the template, and so of the orders that refer to them: the foreign
+    // keys between them are checked on one worker.
+    let (accounts, apart): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE get_shard_id_for_distribution_column('template_versions', a)
+                                          <> get_shard_id_for_distribution_column('templates', a)
+                                       AND (SELECT nodeport FROM citus_shards WHERE shardid =
+                                              get_shard_id_for_distribution_column('template_versions', a))
+                                        <> (SELECT nodeport FROM citus_shards WHERE shardid =
+                                              get_shard_id_for_distribution_column('templates', a)))
+         FROM (SELECT gen_random_uuid() FROM generate_series(1, 100)) AS accounts (a)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (accounts, apart),
+        (100, 0),
+        "versions live beside their templates"
+    );
     let nodes: i64 = sqlx::query_scalar(
         "SELECT count(DISTINCT nodeport) FROM citus_shards WHERE table_name = 'orders'::regclass",
     )
@@ -188,6 +209,50 @@ async fn on_citus_every_request_of_an_account_runs_on_one_shard(pool: PgPool) {
     )
     .await
     .assert_status(StatusCode::OK);
+    // Template versions, rendering and metadata: a PATCH writes version 2, both versions are read back, an order
+    // and a preview are rendered, and orders are found by metadata.
+    let template_path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    app.keyed(
+        Method::PATCH,
+        &template_path,
+        "patch-template",
+        &json!({"content": "<p>Hello {{name}}</p>", "metadata": {"campaign": "spring"}}),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    let versions = app.get(&format!("{template_path}/versions?limit=5")).await;
+    versions.assert_status(StatusCode::OK);
+    assert_eq!(versions.json()["data"].as_array().map(Vec::len), Some(2));
+    app.get(&format!("{template_path}/versions/1"))
+        .await
+        .assert_status(StatusCode::OK);
+    let preview = app
+        .keyed(
+            Method::POST,
+            &format!("{template_path}/render"),
+            "preview",
+            &json!({"merge_variables": {"name": "Bea"}}),
+        )
+        .await;
+    preview.assert_status(StatusCode::OK);
+    assert_eq!(preview.body, b"<p>Hello Bea</p>");
+    let rendered = app.get(&format!("/v1/orders/{id}/render")).await;
+    rendered.assert_status(StatusCode::OK);
+    assert_eq!(
+        rendered.body, b"<p>Hi Anna</p>",
+        "the order prints version 1"
+    );
+    app.keyed(
+        Method::PATCH,
+        &format!("/v1/orders/{id}"),
+        "patch-metadata",
+        &json!({"metadata": {"customer_id": "4711"}}),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    let found = app.get("/v1/orders?metadata[customer_id]=4711").await;
+    found.assert_status(StatusCode::OK);
+    assert_eq!(found.json()["data"][0]["id"], id.as_str());
     app.delete(&format!("/v1/orders/{id}"))
         .await
         .assert_status(StatusCode::OK);

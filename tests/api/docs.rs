@@ -79,12 +79,53 @@ fn every_post_and_patch_documents_the_idempotency_contract() {
             }
         }
     }
-    assert_eq!(keyed, 4, "create and update, for orders and templates");
+    assert_eq!(
+        keyed, 5,
+        "create and update, for orders and templates, and the template preview"
+    );
     assert_eq!(
         spec["components"]["securitySchemes"]["api_key"]["scheme"],
         "bearer"
     );
     assert_eq!(spec["openapi"], "3.1.0");
+}
+
+#[test]
+fn renders_are_documented_as_html() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    for (path, method) in [
+        ("/v1/orders/{id}/render", "get"),
+        ("/v1/templates/{id}/render", "post"),
+    ] {
+        let content = spec["paths"][path][method]["responses"]["200"]["content"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} documents its 200"));
+        assert_eq!(
+            content.keys().collect::<Vec<_>>(),
+            ["text/html"],
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn the_metadata_filter_is_a_deep_object() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    let parameters = spec["paths"]["/v1/orders"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let metadata = parameters
+        .iter()
+        .find(|p| p["name"] == "metadata")
+        .expect("the metadata filter is documented");
+    assert_eq!(metadata["in"], "query");
+    assert_eq!(metadata["style"], "deepObject");
+    assert_eq!(metadata["explode"], true);
+    // The filter has the shape of the one `Metadata` schema that orders and templates refer to.
+    assert_eq!(metadata["schema"]["$ref"], "#/components/schemas/Metadata");
+    let schema = &spec["components"]["schemas"]["Metadata"];
+    assert_eq!(schema["maxProperties"], 20);
+    assert_eq!(schema["propertyNames"]["maxLength"], 40);
 }
 
 #[test]
@@ -155,8 +196,9 @@ fn every_parameter_is_described_and_path_parameters_are_required() {
         }
     }
     assert_eq!(
-        in_path, 8,
-        "three per resource with an id, the problem slug and the idempotency key"
+        in_path, 13,
+        "three per resource with an id, the problem slug, one on each render path and on the versions list, \
+         two on a version, and the idempotency key"
     );
 }
 
@@ -224,7 +266,8 @@ fn etag_and_preconditions_are_documented_on_single_objects_only() {
             .flatten()
             .filter_map(|p| p["name"].as_str())
             .collect();
-        let one_object = path.starts_with("/v1/") && path.ends_with("/{id}");
+        let one_object =
+            path.starts_with("/v1/") && (path.ends_with("/{id}") || path.ends_with("/{version}"));
         assert_eq!(
             names.contains(&"If-Match"),
             one_object,
@@ -250,6 +293,8 @@ fn etag_and_preconditions_are_documented_on_single_objects_only() {
             "get /v1/orders/{id} 304",
             "get /v1/templates/{id} 200",
             "get /v1/templates/{id} 304",
+            "get /v1/templates/{id}/versions/{version} 200",
+            "get /v1/templates/{id}/versions/{version} 304",
             "patch /v1/orders/{id} 200",
             "patch /v1/templates/{id} 200",
             "post /v1/orders 201",
@@ -301,6 +346,9 @@ fn each_concept_has_one_named_schema_that_every_use_refers_to() {
         ("Order", "recipient", "Address"),
         ("CreateOrder", "recipient", "AddressInput"),
         ("UpdateOrder", "recipient", "AddressInput"),
+        ("RenderTemplate", "merge_variables", "MergeVariables"),
+        ("Order", "metadata", "Metadata"),
+        ("Template", "metadata", "Metadata"),
     ] {
         assert_eq!(
             schemas[schema]["properties"][property]["$ref"],
@@ -308,7 +356,24 @@ fn each_concept_has_one_named_schema_that_every_use_refers_to() {
             "{schema}.{property}"
         );
     }
-    for (list, item) in [("TemplateList", "Template"), ("OrderList", "Order")] {
+    // Members that may be `null` refer to the same schemas.
+    for (schema, target) in [
+        ("CreateOrder", "Metadata"),
+        ("CreateTemplate", "Metadata"),
+        ("UpdateOrder", "MetadataChanges"),
+        ("UpdateTemplate", "MetadataChanges"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"]["metadata"]["oneOf"][0]["$ref"],
+            format!("#/components/schemas/{target}"),
+            "{schema}.metadata"
+        );
+    }
+    for (list, item) in [
+        ("TemplateList", "Template"),
+        ("OrderList", "Order"),
+        ("TemplateVersionList", "TemplateVersion"),
+    ] {
         assert_eq!(
             schemas[list]["properties"]["data"]["items"]["$ref"],
             format!("#/components/schemas/{item}")
@@ -319,6 +384,7 @@ fn each_concept_has_one_named_schema_that_every_use_refers_to() {
         .iter()
         .filter(|(pointer, schema)| {
             schema["properties"]["template_version"].is_object()
+                && schema["properties"]["status"].is_object()
                 && pointer != "/components/schemas/Order"
         })
         .map(|(pointer, _)| pointer.as_str())
@@ -326,9 +392,21 @@ fn each_concept_has_one_named_schema_that_every_use_refers_to() {
     assert!(copies.is_empty(), "copies of Order: {copies:?}");
     let merge_variable_objects = found
         .iter()
-        .filter(|(_, schema)| schema["propertyNames"].is_object())
+        .filter(|(_, schema)| {
+            schema["propertyNames"]["pattern"]
+                .as_str()
+                .is_some_and(|pattern| pattern.starts_with("^[A-Za-z_]"))
+        })
         .count();
     assert_eq!(merge_variable_objects, 1, "one merge-variables schema");
+    let metadata_objects = found
+        .iter()
+        .filter(|(_, schema)| {
+            schema["maxProperties"] == 20 && schema["additionalProperties"]["type"] == "string"
+        })
+        .map(|(pointer, _)| pointer.as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(metadata_objects, ["/components/schemas/Metadata"]);
 }
 
 #[sqlx::test]

@@ -25,7 +25,9 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestResponse, address, count, eventually, order_for, send};
+use crate::helpers::{
+    TestApp, TestResponse, address, count, eventually, hold_versions, lock_waits, order_for, send,
+};
 
 async fn keys_of(pool: &PgPool, key: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = $1")
@@ -42,14 +44,7 @@ fn id_of(object: &serde_json::Value) -> Uuid {
 /// Waits until some session of this database other than the caller's waits for a lock.
 async fn wait_for_a_lock_wait(pool: &PgPool) {
     eventually(Duration::from_secs(10), || async move {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        match waiting {
+        match lock_waits(pool).await {
             0 => Err("no request waits for a lock yet".to_owned()),
             _ => Ok(()),
         }
@@ -63,8 +58,8 @@ fn assert_retry_later(response: &TestResponse, status: StatusCode, slug: &str) {
     assert_eq!(response.header("retry-after"), Some("1"));
 }
 
-/// A real deadlock: the request locks the order and waits for the template, which another transaction holds while
-/// it waits for the order. The database rolls the request back (its deadlock check runs first), which is a passing
+/// A real deadlock: the request (an order PATCH that re-pins another version) locks the order and waits for that
+/// version, which another transaction holds while it waits for the order. The database rolls the request back (its deadlock check runs first), which is a passing
 /// conflict: 409 `resource-busy`, nothing stored, and the retry with the same key runs.
 #[sqlx::test]
 async fn a_deadlock_is_not_stored_and_the_retry_runs(pool: PgPool) {
@@ -78,8 +73,13 @@ async fn a_deadlock_is_not_stored_and_the_retry_runs(pool: PgPool) {
         .await;
     created.assert_status(StatusCode::CREATED);
     let order = created.json();
+    let template_path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    app.patch(&template_path, &json!({"content": "<p>Hi {{name}}</p>"}))
+        .await
+        .assert_status(StatusCode::OK);
     let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
-    let change = json!({"merge_variables": {"name": "Bea"}});
+    // A re-pin makes the order's foreign key check lock version 2 `FOR KEY SHARE`.
+    let change = json!({"template_version": 2, "merge_variables": {"name": "Bea"}});
 
     let mut other = pool.begin().await.unwrap();
     // The other transaction checks for deadlocks much later than the request (1 s), so the request is the victim.
@@ -87,20 +87,17 @@ async fn a_deadlock_is_not_stored_and_the_retry_runs(pool: PgPool) {
         .execute(&mut *other)
         .await
         .unwrap();
-    sqlx::query("SELECT 1 FROM templates WHERE id = $1 FOR UPDATE")
-        .bind(id_of(&template))
-        .execute(&mut *other)
-        .await
-        .unwrap();
+    hold_versions(&mut other, app.account_id, &template).await;
     let patch = tokio::spawn(send(
         app.request(Method::PATCH, &path)
             .header("idempotency-key", "deadlock")
             .json(&change),
     ));
     wait_for_a_lock_wait(&pool).await;
-    let order_id = id_of(&order);
+    let (account_id, order_id) = (app.account_id, id_of(&order));
     let closing = tokio::spawn(async move {
-        sqlx::query("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE")
+        sqlx::query("SELECT 1 FROM orders WHERE account_id = $1 AND id = $2 FOR UPDATE")
+            .bind(account_id)
             .bind(order_id)
             .execute(&mut *other)
             .await
@@ -117,6 +114,7 @@ async fn a_deadlock_is_not_stored_and_the_retry_runs(pool: PgPool) {
     retry.assert_status(StatusCode::OK);
     assert_eq!(retry.header("idempotent-replayed"), None, "the retry ran");
     assert_eq!(retry.json()["merge_variables"]["name"], "Bea");
+    assert_eq!(retry.json()["template_version"], 2);
     assert_eq!(keys_of(&pool, "deadlock").await, 1);
 }
 
@@ -149,11 +147,7 @@ async fn a_statement_timeout_set_on_the_database_is_not_stored(
         .execute(&mut *holder)
         .await
         .unwrap();
-    sqlx::query("SELECT 1 FROM templates WHERE id = $1 FOR UPDATE")
-        .bind(id_of(&template))
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    hold_versions(&mut holder, app.account_id, &template).await;
     let timed_out = app
         .keyed(Method::POST, "/v1/orders", "timed-out", &body)
         .await;
@@ -211,11 +205,7 @@ async fn the_statement_timeout_setting_bounds_every_statement(
     let app = TestApp::spawn(pool.clone()).await;
     let template = app.create_template("<p>Hello</p>").await;
     let mut holder = setup.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM templates WHERE id = $1 FOR UPDATE")
-        .bind(id_of(&template))
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    hold_versions(&mut holder, app.account_id, &template).await;
     let started = std::time::Instant::now();
     let timed_out = app
         .keyed(Method::POST, "/v1/orders", "bounded", &order_for(&template))

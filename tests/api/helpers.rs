@@ -15,7 +15,7 @@ use order_intake::{
 };
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 /// The service, served on 127.0.0.1 on a free port, against the test's database.
@@ -121,24 +121,11 @@ impl TestApp {
         response.json()
     }
 
-    /// Holds the template's row lock (`FOR UPDATE`) until the transaction ends, so that orders for it wait.
-    ///
-    /// Filtered by account like every statement of the service, so that on Citus it is a single-shard lock.
-    pub async fn lock_template(&self, template: &Value) -> Transaction<'static, Postgres> {
-        let id: Uuid = template["id"]
-            .as_str()
-            .expect("template id")
-            .parse()
-            .expect("uuid");
+    /// Holds a row lock on the template's versions until the transaction ends, so that an order for the template
+    /// waits inside its own transaction: see [`hold_versions`].
+    pub async fn hold_orders_for(&self, template: &Value) -> Transaction<'static, Postgres> {
         let mut tx = self.pool.begin().await.expect("begin");
-        let locked =
-            sqlx::query("SELECT 1 FROM templates WHERE account_id = $1 AND id = $2 FOR UPDATE")
-                .bind(self.account_id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .expect("lock the template");
-        assert_eq!(locked.rows_affected(), 1, "the template is locked");
+        hold_versions(&mut tx, self.account_id, template).await;
         tx
     }
 
@@ -258,6 +245,49 @@ impl TestResponse {
 /// The body of a new order for `template`.
 pub fn order_for(template: &Value) -> Value {
     json!({"template_id": template["id"], "recipient": address()})
+}
+
+/// Locks the template's versions (`FOR UPDATE`) in the transaction of `conn`, so that an order for the template
+/// (or a PATCH re-pinning one) waits inside its own transaction: the foreign key check of its write locks the
+/// version row `FOR KEY SHARE`, which `FOR UPDATE` holds off. Taking an order locks nothing else of the template.
+///
+/// Filtered by account like every statement of the service, so that on Citus it is a single-shard lock.
+pub async fn hold_versions(conn: &mut PgConnection, account_id: Uuid, template: &Value) {
+    let id: Uuid = template["id"]
+        .as_str()
+        .expect("template id")
+        .parse()
+        .expect("uuid");
+    let locked = sqlx::query(
+        "SELECT 1 FROM template_versions WHERE account_id = $1 AND template_id = $2 FOR UPDATE",
+    )
+    .bind(account_id)
+    .bind(id)
+    .execute(conn)
+    .await
+    .expect("lock the template's versions");
+    assert!(locked.rows_affected() >= 1, "the versions are locked");
+}
+
+/// How many sessions of this database wait for a lock, on every node: on Citus a request's row locks are taken on
+/// the worker that holds its shard, where `citus_stat_activity` (every node's `pg_stat_activity`) sees the wait.
+pub async fn lock_waits(pool: &PgPool) -> i64 {
+    let citus: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+            .fetch_one(pool)
+            .await
+            .expect("extensions");
+    let view = if citus {
+        "citus_stat_activity"
+    } else {
+        "pg_stat_activity"
+    };
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {view} WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )))
+    .fetch_one(pool)
+    .await
+    .expect("lock waits")
 }
 
 /// Counts the rows of a table.

@@ -529,8 +529,19 @@ async fn a_500_is_stored_and_replayed_after_the_fault_is_gone(pool: PgPool) {
 async fn a_check_violation_inside_the_endpoint_is_not_stored(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    sqlx::query("UPDATE orders SET created_at = created_at + interval '1 day' WHERE id = $1::uuid")
+    // The new instant is computed here: Citus refuses `created_at + interval` (a STABLE function of a column) in
+    // an UPDATE of a distributed table.
+    let taken_at: time::OffsetDateTime =
+        sqlx::query_scalar("SELECT created_at FROM orders WHERE account_id = $1 AND id = $2::uuid")
+            .bind(app.account_id)
+            .bind(order["id"].as_str().unwrap())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    sqlx::query("UPDATE orders SET created_at = $3 WHERE account_id = $1 AND id = $2::uuid")
+        .bind(app.account_id)
         .bind(order["id"].as_str().unwrap())
+        .bind(taken_at + time::Duration::days(1))
         .execute(&app.pool)
         .await
         .unwrap();
@@ -654,7 +665,7 @@ async fn a_duplicate_that_waits_too_long_gets_409_and_nothing_is_stored_for_it(p
         .await,
     );
     let template = app.create_template("<p>Hi</p>").await;
-    let lock = app.lock_template(&template).await;
+    let lock = app.hold_orders_for(&template).await;
     let slow = tokio::spawn({
         let (app, body) = (Arc::clone(&app), order_for(&template));
         async move { app.keyed(Method::POST, "/v1/orders", "slow", &body).await }
@@ -688,7 +699,7 @@ async fn a_waiter_runs_the_request_when_the_first_rolled_back_without_an_outcome
         .unwrap();
     let app = Arc::new(TestApp::spawn(pool).await);
     let template = app.create_template("<p>Hi</p>").await;
-    let lock = app.lock_template(&template).await;
+    let lock = app.hold_orders_for(&template).await;
     let first = tokio::spawn({
         let (app, body) = (Arc::clone(&app), order_for(&template));
         async move {
@@ -730,7 +741,7 @@ async fn a_storm_on_one_key_does_not_starve_other_keys(
     let app = Arc::new(TestApp::spawn(pool.clone()).await);
     let template = app.create_template("<p>Hi</p>").await;
     let other_template = app.create_template("<p>Other</p>").await;
-    let lock = app.lock_template(&template).await;
+    let lock = app.hold_orders_for(&template).await;
     let storm: Vec<_> = (0..100)
         .map(|_| {
             let (app, body) = (Arc::clone(&app), order_for(&template));

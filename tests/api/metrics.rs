@@ -184,8 +184,8 @@ async fn a_duplicate_that_waits_too_long_counts_as_conflicted(pool: PgPool) {
         .await,
     );
     let template = app.create_template("<p>Hi</p>").await;
-    // Orders for a locked template wait, so the first request holds its key.
-    let lock = app.lock_template(&template).await;
+    // Orders for a held template wait, so the first request holds its key.
+    let lock = app.hold_orders_for(&template).await;
     let slow = tokio::spawn({
         let (app, body) = (Arc::clone(&app), order_for(&template));
         async move { app.keyed(Method::POST, "/v1/orders", "busy", &body).await }

@@ -167,13 +167,7 @@ async fn an_order_committed_during_a_walk_can_land_behind_its_boundary(pool: PgP
             .json(&body),
     ));
     crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        match waiting {
+        match crate::helpers::lock_waits(&pool).await {
             0 => Err("the first order does not wait yet".to_owned()),
             _ => Ok(()),
         }
