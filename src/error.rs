@@ -74,6 +74,12 @@ problem_types! {
         title: "Malformed JSON",
         description: "The request body is not valid JSON (or is empty). Fix the syntax and send it again.",
     },
+    DuplicateMemberName {
+        slug: "duplicate-member-name",
+        status: BAD_REQUEST,
+        title: "Duplicate member name",
+        description: "An object in the request body names the same member twice. JSON parsers disagree on which of the values counts (RFC 8259, section 4; I-JSON, RFC 7493, forbids it), so the request is refused rather than guessed at. Send each member once.",
+    },
     UnreadableBody {
         slug: "unreadable-body",
         status: BAD_REQUEST,
@@ -122,6 +128,12 @@ problem_types! {
         title: "Order can no longer be changed",
         description: "The order has left the `received` status (it is being processed, was sent or was cancelled), so it cannot be changed.",
     },
+    PreconditionFailed {
+        slug: "precondition-failed",
+        status: PRECONDITION_FAILED,
+        title: "Precondition failed",
+        description: "The object changed since you read it: `If-Match` names none of its current `ETag`s (or `If-None-Match` names it). Nothing was written. GET the object for its current state and `ETag`, and send the change again based on it (with a new Idempotency-Key, since this answer is stored for the key you sent).",
+    },
     PayloadTooLarge {
         slug: "payload-too-large",
         status: PAYLOAD_TOO_LARGE,
@@ -132,7 +144,7 @@ problem_types! {
         slug: "unsupported-media-type",
         status: UNSUPPORTED_MEDIA_TYPE,
         title: "Unsupported media type",
-        description: "A request with a body must send it as JSON, with `Content-Type: application/json`.",
+        description: "A request with a body must send it as JSON, with `Content-Type: application/json` and no parameter but an optional `charset=utf-8`. Other types, `application/merge-patch+json` and other `+json` types included, and other charsets are not supported.",
     },
     ValidationFailed {
         slug: "validation-failed",
@@ -272,6 +284,8 @@ impl IntoResponse for Rejection {
 pub enum ApiError {
     #[error("{0}")]
     MalformedJson(String),
+    #[error("{0}")]
+    DuplicateMemberName(String),
     #[error("The request body could not be read: {0}.")]
     UnreadableBody(String),
     #[error("{}", .0.message())]
@@ -293,6 +307,8 @@ pub enum ApiError {
     TemplateInUse { id: uuid::Uuid, orders: i64 },
     #[error("Order '{id}' is {status} and can only be changed while it is received.")]
     OrderNotModifiable { id: uuid::Uuid, status: String },
+    #[error("The object's current entity tag does not satisfy If-Match or If-None-Match.")]
+    PreconditionFailed,
     #[error("The request body is larger than {limit} bytes.")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -354,6 +370,7 @@ impl ApiError {
     pub fn problem_type(&self) -> ProblemType {
         match self {
             Self::MalformedJson(_) => ProblemType::MalformedJson,
+            Self::DuplicateMemberName(_) => ProblemType::DuplicateMemberName,
             Self::UnreadableBody(_) => ProblemType::UnreadableBody,
             Self::Unauthorized(_) => ProblemType::Unauthorized,
             Self::NotFound { .. } | Self::RouteNotFound(_) | Self::IdempotencyKeyNotFound => {
@@ -364,6 +381,7 @@ impl ApiError {
             Self::OutcomeUnknown(_) => ProblemType::OutcomeUnknown,
             Self::TemplateInUse { .. } => ProblemType::TemplateInUse,
             Self::OrderNotModifiable { .. } => ProblemType::OrderNotModifiable,
+            Self::PreconditionFailed => ProblemType::PreconditionFailed,
             Self::PayloadTooLarge { .. } => ProblemType::PayloadTooLarge,
             Self::UnsupportedMediaType(_) => ProblemType::UnsupportedMediaType,
             Self::Validation(_) => ProblemType::ValidationFailed,

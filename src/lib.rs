@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod entity_tag_coding;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;

@@ -1,5 +1,6 @@
 //! The HTTP API: one module per resource, assembled into one router with its OpenAPI document.
 
+pub mod conditional;
 pub mod detached;
 pub mod docs;
 pub mod extract;
@@ -24,17 +25,21 @@ use serde::{
     de::{self, MapAccess, Visitor},
 };
 use tower_http::catch_panic::CatchPanicLayer;
-use utoipa::{IntoParams, ToSchema, openapi::OpenApi};
+use utoipa::{
+    IntoParams, PartialSchema, ToSchema,
+    openapi::{ArrayBuilder, ObjectBuilder, OpenApi, Ref, RefOr, Schema, Type},
+};
 use utoipa_axum::router::OpenApiRouter;
 
+use self::conditional::Tagged;
 use crate::{
     auth,
     db::{Page, PageRequest, orders::OrderFilter, template_versions::VersionPageRequest},
     domain::{
         id::parse_id,
         metadata::{Metadata, parse_metadata},
-        order::OrderStatus,
-        schemas,
+        order::{Order, OrderStatus},
+        template::{Template, TemplateVersion},
         validation::Validator,
     },
     error::ApiError,
@@ -93,6 +98,8 @@ fn assemble(v1: OpenApiRouter<AppState>) -> (Router<AppState>, OpenApi) {
         .merge(public)
         .split_for_parts();
     docs::document_idempotency(&mut openapi);
+    docs::document_closed_request_objects(&mut openapi);
+    docs::document_conditional_requests(&mut openapi);
     docs::document_transport_answers(&mut openapi);
     docs::document_outcome_unknown(&mut openapi);
     docs::document_rate_limits(&mut openapi);
@@ -117,7 +124,7 @@ pub async fn method_not_allowed(method: Method) -> ApiError {
     }
 }
 
-/// A 201 answer: the new object, and where it lives.
+/// A 201 answer: the new object, where it lives, and its `ETag`.
 pub struct Created<T> {
     location: String,
     body: T,
@@ -129,26 +136,27 @@ impl<T> Created<T> {
     }
 }
 
-impl<T: Serialize> IntoResponse for Created<T> {
+impl<T: Serialize + Tagged> IntoResponse for Created<T> {
     fn into_response(self) -> Response {
+        let tag = self.body.entity_tag().header_value();
         (
             StatusCode::CREATED,
             [(header::LOCATION, self.location)],
+            [(header::ETAG, tag)],
             Json(self.body),
         )
             .into_response()
     }
 }
 
-/// One page of a list, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct List<T: ToSchema> {
+/// One page of a list, newest first; its schema is [`TemplateList`] or [`OrderList`].
+#[derive(Debug, Serialize)]
+pub struct List<T> {
     pub data: Vec<T>,
-    /// Whether older objects follow; ask for them with `starting_after` set to the last `id` of `data`.
     pub has_more: bool,
 }
 
-impl<T: ToSchema> From<Page<T>> for List<T> {
+impl<T> From<Page<T>> for List<T> {
     fn from(page: Page<T>) -> Self {
         Self {
             data: page.data,
@@ -156,6 +164,62 @@ impl<T: ToSchema> From<Page<T>> for List<T> {
         }
     }
 }
+
+/// The schema of a [`List`] of `T`, whose `data` items refer to `T`'s own schema. utoipa's derive would copy
+/// `T`'s schema into each list instead, and generated clients would get a second class for the same object.
+fn list_schema<T: ToSchema>() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .description(Some("One page of a list, newest first."))
+        .property(
+            "data",
+            ArrayBuilder::new()
+                .items(Ref::from_schema_name(T::name()))
+                .description(Some("The objects of the page, newest first.")),
+        )
+        .required("data")
+        .property(
+            "has_more",
+            ObjectBuilder::new().schema_type(Type::Boolean).description(Some(
+                "Whether older objects follow; ask for them with `starting_after` set to the last `id` of `data`.",
+            )),
+        )
+        .required("has_more")
+        .into()
+}
+
+/// Declares the named schema of a list of one kind of object.
+macro_rules! list_schema {
+    ($(#[$doc:meta])* $name:ident of $item:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                list_schema::<$item>()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+                schemas.push((<$item>::name().into_owned(), <$item>::schema()));
+                <$item>::schemas(schemas);
+            }
+        }
+    };
+}
+
+list_schema!(
+    /// `TemplateList`: a page of templates.
+    TemplateList of Template
+);
+list_schema!(
+    /// `TemplateVersionList`: a page of a template's versions.
+    TemplateVersionList of TemplateVersion
+);
+list_schema!(
+    /// `OrderList`: a page of orders.
+    OrderList of Order
+);
 
 /// The default page size.
 const DEFAULT_LIMIT: i64 = 20;
@@ -225,22 +289,11 @@ pub struct ListOrdersQuery {
     /// Only orders with this status.
     #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
-    /// Documented in the operation as [`MetadataFilter`]: `IntoParams` drops a parameter's style when it takes
-    /// its schema from a function.
+    /// Documented in the operation, as a `deepObject` of the `Metadata` schema: `IntoParams` drops a
+    /// parameter's style when it takes its schema from elsewhere.
     #[param(ignore)]
     metadata: Metadata,
 }
-
-/// The metadata filter of `GET /v1/orders`: `metadata[key]=value` pairs that must all match.
-pub struct MetadataFilter;
-
-impl utoipa::PartialSchema for MetadataFilter {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        schemas::metadata_filter().into()
-    }
-}
-
-impl ToSchema for MetadataFilter {}
 
 const LIST_ORDERS_PARAMETERS: &[&str] = &["limit", "starting_after", "status", "metadata[<key>]"];
 

@@ -73,6 +73,14 @@ pub struct MethodNotAllowed(pub Problem);
 }))]
 pub struct RequestTimeout(pub Problem);
 
+/// The object changed since the client read it: `If-Match` names none of its current tags.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json", example = json!({
+    "type": "/problems/precondition-failed", "title": "Precondition failed", "status": 412,
+    "detail": "The object's current entity tag does not satisfy If-Match or If-None-Match."
+}))]
+pub struct PreconditionFailed(pub Problem);
+
 /// The request body is larger than the server accepts.
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json", example = json!({

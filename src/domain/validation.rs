@@ -4,6 +4,11 @@ use serde::Serialize;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use utoipa::ToSchema;
 
+use super::{
+    member::{Member, UnknownMembers},
+    patch::Patch,
+};
+
 /// One broken rule, named by the dotted path of its field in the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(example = json!({"field": "recipient.postal_code", "message": "must be 1 to 20 characters"}))]
@@ -56,6 +61,101 @@ impl Validator {
                 None
             }
         }
+    }
+
+    /// The value of a member that must be sent, or its problem recorded: absent, `null`, or not of its type.
+    pub fn required<T>(&mut self, field: &str, member: Member<T>) -> Option<T> {
+        match member {
+            Member::Value(value) => Some(value),
+            Member::Absent => self.check(field, Err("is required".to_owned())),
+            Member::Null => self.check(field, Err("must not be null".to_owned())),
+            Member::Invalid { path, message } => self.invalid(field, &path, message),
+        }
+    }
+
+    /// [`Self::required`], then `rule` on the value.
+    pub fn required_with<T, U>(
+        &mut self,
+        field: &str,
+        member: Member<T>,
+        rule: impl FnOnce(T) -> Result<U, String>,
+    ) -> Option<U> {
+        let value = self.required(field, member)?;
+        self.check(field, rule(value))
+    }
+
+    /// The value of a member that may be left out or `null` (both `None`), or its problem recorded.
+    pub fn optional<T>(&mut self, field: &str, member: Member<T>) -> Option<Option<T>> {
+        match member {
+            Member::Value(value) => Some(Some(value)),
+            Member::Absent | Member::Null => Some(None),
+            Member::Invalid { path, message } => self.invalid(field, &path, message),
+        }
+    }
+
+    /// [`Self::optional`], then `rule` on a value that was sent.
+    pub fn optional_with<T, U>(
+        &mut self,
+        field: &str,
+        member: Member<T>,
+        rule: impl FnOnce(T) -> Result<U, String>,
+    ) -> Option<Option<U>> {
+        match self.optional(field, member)? {
+            None => Some(None),
+            Some(value) => self.check(field, rule(value)).map(Some),
+        }
+    }
+
+    /// A PATCH member that cannot be cleared: `None` when left out, the new value when sent; `null` is a problem.
+    pub fn change<T>(&mut self, field: &str, member: Member<T>) -> Option<Option<T>> {
+        match member {
+            Member::Absent => Some(None),
+            other => self.required(field, other).map(Some),
+        }
+    }
+
+    /// [`Self::change`], then `rule` on a value that was sent.
+    pub fn change_with<T, U>(
+        &mut self,
+        field: &str,
+        member: Member<T>,
+        rule: impl FnOnce(T) -> Result<U, String>,
+    ) -> Option<Option<U>> {
+        match self.change(field, member)? {
+            None => Some(None),
+            Some(value) => self.check(field, rule(value)).map(Some),
+        }
+    }
+
+    /// A PATCH member that `null` clears.
+    pub fn patch<T>(&mut self, field: &str, member: Member<T>) -> Option<Patch<T>> {
+        match member {
+            Member::Absent => Some(Patch::Unchanged),
+            Member::Null => Some(Patch::Clear),
+            Member::Value(value) => Some(Patch::Set(value)),
+            Member::Invalid { path, message } => self.invalid(field, &path, message),
+        }
+    }
+
+    /// Records each member the object does not define.
+    pub fn unknown(&mut self, unknown: UnknownMembers) {
+        for name in unknown.0.keys() {
+            let field = self.path_to(name);
+            self.errors.push(FieldError {
+                field,
+                message: "is not a known field".to_owned(),
+            });
+        }
+    }
+
+    /// Records a member that is not of its type, at the path inside it where it does not fit.
+    fn invalid<T>(&mut self, field: &str, path: &str, message: String) -> Option<T> {
+        let field = if path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{field}.{path}")
+        };
+        self.check(&field, Err(message))
     }
 
     /// Validates the members of an object nested under `field`.

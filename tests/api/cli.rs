@@ -53,7 +53,7 @@ async fn accounts_create_prints_the_account_and_a_working_key(
     );
     let account: Value = serde_json::from_str(&stdout).unwrap();
     let object = account.as_object().unwrap();
-    assert_eq!(object.keys().collect::<Vec<_>>(), ["api_key", "id", "name"]);
+    assert_eq!(object.keys().collect::<Vec<_>>(), ["id", "name", "api_key"]);
     assert_eq!(account["name"], "Acme Print");
     let key = account["api_key"].as_str().unwrap();
     assert!(key.len() >= 4 + 32, "at least 128 bits of entropy: {key}");
@@ -438,7 +438,7 @@ async fn api_keys_rotate_without_downtime_and_a_revoked_key_gets_401(
     let object = created.as_object().unwrap();
     assert_eq!(
         object.keys().collect::<Vec<_>>(),
-        ["account_id", "api_key", "id"]
+        ["id", "account_id", "api_key"]
     );
     assert_eq!(created["account_id"], account["id"]);
     let new_key = created["api_key"].as_str().unwrap();
@@ -459,7 +459,7 @@ async fn api_keys_rotate_without_downtime_and_a_revoked_key_gets_401(
     for (key, secret) in keys.iter().zip([old_key, new_key]) {
         assert_eq!(
             key.as_object().unwrap().keys().collect::<Vec<_>>(),
-            ["created_at", "id", "last_used_at", "prefix", "revoked_at"]
+            ["id", "prefix", "created_at", "last_used_at", "revoked_at"]
         );
         assert_eq!(key["prefix"].as_str().unwrap(), &secret[..12]);
         assert!(key["last_used_at"].is_string(), "used above: {key}");

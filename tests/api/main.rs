@@ -7,6 +7,7 @@ mod bad_input;
 mod cancellation;
 mod cli;
 mod compression;
+mod conditional;
 mod cors;
 mod distribution;
 mod docs;
