@@ -55,13 +55,11 @@ citus-stop: ## Stop the project-local Citus cluster
 
 # The API suite and the three-instance chaos test on Citus. Each test's database is distributed (see .ci/citus);
 # ORDER_INTAKE_TEST_CITUS=1 makes the distribution tests insist on it, and --include-ignored runs the ones that need
-# Citus. One test is left out, by name: on Citus the wait for a row lock is not bounded by IDEMPOTENCY_WAIT_TIMEOUT_MS
-# (README, "Scaling out").
-CITUS_KNOWN_GAPS := idempotency::a_waiter_runs_the_request_when_the_first_rolled_back_without_an_outcome
+# Citus.
 test-citus: ## The API suite and the three-instance chaos test against the Citus cluster of `make citus`
 	@.ci/citus >/dev/null
 	DATABASE_URL=$(CITUS_DATABASE_URL) ORDER_INTAKE_TEST_CITUS=1 \
-	  cargo test --locked --test api -- --include-ignored $(addprefix --skip ,$(CITUS_KNOWN_GAPS))
+	  cargo test --locked --test api -- --include-ignored
 	DATABASE_URL=$(CITUS_DATABASE_URL) ORDER_INTAKE_TEST_CITUS=1 cargo test --locked --test chaos instances::
 
 lint: layers ## Formatting, clippy and the direction of use, as CI checks them

@@ -10,8 +10,9 @@ WITH order_row AS (
             NULL, '{"first_name":"Anna"}', NULL)
     RETURNING id
 )
-INSERT INTO idempotency_keys (account_id, key, fingerprint, response_status, response_headers, response_body)
+INSERT INTO idempotency_keys (account_id, key, fingerprint, response_status, response_headers, response_body,
+                              expires_at)
   SELECT :account_id, 'ceiling-' || :client_id || '-' || :n, sha256(:n::text::bytea), 201,
          '[["content-type","application/json"],["location","/v1/orders/019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f"]]',
-         convert_to(repeat('x', 480), 'UTF8')
+         convert_to(repeat('x', 480), 'UTF8'), now() + interval '24 hours'
     FROM order_row;

@@ -2,10 +2,11 @@
 -- transaction: four round trips, the least exactly-once intake costs with a statement per row.
 \set n random(1, 1000000000000)
 BEGIN;
-INSERT INTO idempotency_keys (account_id, key, fingerprint, response_status, response_headers, response_body)
+INSERT INTO idempotency_keys (account_id, key, fingerprint, response_status, response_headers, response_body,
+                              expires_at)
   VALUES (:account_id, 'ceiling-' || :client_id || '-' || :n, sha256(:n::text::bytea), 201,
           '[["content-type","application/json"],["location","/v1/orders/019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f"]]',
-          convert_to(repeat('x', 480), 'UTF8'));
+          convert_to(repeat('x', 480), 'UTF8'), now() + interval '24 hours');
 INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables, send_date)
   VALUES ((lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')
            || substr(replace(gen_random_uuid()::text, '-', ''), 13))::uuid,

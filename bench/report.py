@@ -44,8 +44,8 @@ def pgbench(name, clients, output_path, logs):
     }))
 
 
-def psql(query):
-    return subprocess.run(["psql", os.environ["DATABASE_URL"], "-qtAX", "-v", "ON_ERROR_STOP=1", "-c", query],
+def psql(query, url=None):
+    return subprocess.run(["psql", url or os.environ["DATABASE_URL"], "-qtAX", "-v", "ON_ERROR_STOP=1", "-c", query],
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -72,6 +72,27 @@ SELECT json_build_object('total', coalesce(sum(calls), 0),
 """
 
 
+def segments(ports, pid=None):
+    """Per established TCP connection to one of `ports` (of process `pid`, or of any): data segments sent, received.
+
+    Linux's tcp_info, read with ss, keyed by the connection's local address.
+    """
+    ports_filter = " or ".join(f"dport = :{port}" for port in ports)
+    lines = subprocess.run(["ss", "-tinpH", "state", "established", f"( {ports_filter} )"],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    sockets = {}
+    local = None
+    for line in lines:
+        if not line[:1].isspace():
+            fields = line.split()
+            local = fields[2] if pid is None or f"pid={pid}," in line else None
+        elif local:
+            stats = dict(re.findall(r"\b(data_segs_out|data_segs_in):(\d+)", line))
+            sockets[local] = [int(stats.get("data_segs_out", 0)), int(stats.get("data_segs_in", 0))]
+            local = None
+    return sockets
+
+
 def counters(server_pid):
     """What the server has sent to and received from PostgreSQL so far, and what the database counted.
 
@@ -79,34 +100,33 @@ def counters(server_pid):
     server sent and received (Linux's tcp_info, read with ss). Each round trip is one batch of protocol messages
     written at once and answered, so segments sent count round trips as long as a batch fits one segment (the
     loopback MSS is 32 KiB or more; an order's statements are well under).
+
+    With BENCH_WORKER_URLS (the Citus workers, space-separated), also worker_sockets, the same for every connection
+    to a worker (the coordinator's, for the requests' shards), and worker_transactions, the workers' transactions.
     """
     port = urllib.parse.urlsplit(os.environ["DATABASE_URL"]).port or 5432
-    lines = subprocess.run(["ss", "-tinpH", "state", "established", f"( dport = :{port} )"],
-                           capture_output=True, text=True, check=True).stdout.splitlines()
-    sockets = {}
-    local = None
-    for line in lines:
-        if not line[:1].isspace():
-            fields = line.split()
-            local = fields[2] if f"pid={server_pid}," in line else None
-        elif local:
-            stats = dict(re.findall(r"\b(data_segs_out|data_segs_in):(\d+)", line))
-            sockets[local] = [int(stats.get("data_segs_out", 0)), int(stats.get("data_segs_in", 0))]
-            local = None
-    snapshot = {"sockets": sockets, **json.loads(psql(DATABASE_COUNTS))}
+    snapshot = {"sockets": segments([port], server_pid), **json.loads(psql(DATABASE_COUNTS))}
     if psql("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'") == "1":
         snapshot["statements"] = json.loads(psql(STATEMENT_COUNTS))
+    workers = os.environ.get("BENCH_WORKER_URLS", "").split()
+    if workers:
+        snapshot["worker_sockets"] = segments([urllib.parse.urlsplit(url).port for url in workers])
+        snapshot["worker_transactions"] = sum(
+            int(psql("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+                     url)) for url in workers)
     return snapshot
+
+
+def sent_since(before, after):
+    """Segments sent over a run; a connection opened during it counts from zero, one closed during it is lost."""
+    sent = sum(segments - before.get(local, [0, 0])[0] for local, (segments, _) in after.items())
+    return sent, len(set(before) - set(after))
 
 
 def round_trips(before, after, requests):
     """Per answered request, over one run: round trips, statements, transactions, and each table's scans."""
     requests = max(requests, 1)
-    sent = 0
-    for local, (segments, _) in after["sockets"].items():
-        # A connection opened during the run counts from zero; one closed during it is lost, and said so.
-        sent += segments - before["sockets"].get(local, [0, 0])[0]
-    closed = len(set(before["sockets"]) - set(after["sockets"]))
+    sent, closed = sent_since(before["sockets"], after["sockets"])
     tables = {
         name: {k: (v - before["tables"].get(name, {}).get(k, 0)) / requests for k, v in counts.items()}
         for name, counts in (after["tables"] or {}).items()
@@ -117,6 +137,12 @@ def round_trips(before, after, requests):
         "transactions_per_request": round((after["transactions"] - before["transactions"]) / requests, 2),
         "per_request_by_table": {name: {k: round(v, 2) for k, v in counts.items()} for name, counts in tables.items()},
     }
+    if "worker_sockets" in before:
+        worker_sent, worker_closed = sent_since(before["worker_sockets"], after["worker_sockets"])
+        result["worker_round_trips_per_request"] = round(worker_sent / requests, 2)
+        result["worker_connections_closed_during_run"] = worker_closed
+        result["worker_transactions_per_request"] = round(
+            (after["worker_transactions"] - before["worker_transactions"]) / requests, 2)
     if "statements" in before and "statements" in after:
         result["statements_per_request"] = round(
             (after["statements"]["total"] - before["statements"]["total"]) / requests, 2)
@@ -146,6 +172,9 @@ def normalise(entry):
         "server_cpu_us_per_request": round(entry["server_cpu_s"] * 1e6 / max(wrk["requests"], 1)),
         "machine_cpu_us_per_request": round(entry["machine_cpu_s"] * 1e6 / max(wrk["requests"], 1)),
         "machine_busy_percent": round(100 * entry["machine_cpu_s"] / seconds / os.cpu_count()),
+        # Each database server's CPU per answered request (its postmaster and every process under it).
+        "db_cpu_us_per_request": {
+            node: round(cpu * 1e6 / max(wrk["requests"], 1)) for node, cpu in entry.pop("db_cpu_s", {}).items()},
     })
     if "counters_before" in entry:
         entry.update(round_trips(entry.pop("counters_before"), entry.pop("counters_after"), wrk["requests"]))
@@ -197,6 +226,40 @@ def print_round_trips(entries):
         print("* a connection to PostgreSQL closed during the run: its round trips are missing from the figure")
 
 
+def print_citus(runs):
+    """The scenarios run on Citus (BENCH_CITUS=1) beside the single server's of the same run; returns the ratios."""
+    pairs = [(scenario, connections) for scenario, connections in runs
+             if scenario.startswith("citus_") and (scenario.removeprefix("citus_"), connections) in runs]
+    if not pairs:
+        return {}
+    print("\nCitus (a coordinator and two workers on this machine) against the single server, per answered request:"
+          " round trips from the server to its database and from the coordinator to the workers, transactions on"
+          " the workers, and CPU in microseconds of the server, of each database server, and of the whole machine:")
+    print(f"{'scenario':<28}{'conns':>6}{'single req/s':>14}{'Citus req/s':>13}{'Citus/single':>14}"
+          f"{'p99 ms single':>15}{'p99 ms Citus':>14}{'round trips':>13}{'to workers':>12}{'worker tx':>11}"
+          f"{'CPU us: server':>16}  {'database':<40}{'machine':>8}")
+    ratios = {}
+    for scenario, connections in pairs:
+        citus = runs[(scenario, connections)]
+        single = runs[(scenario.removeprefix("citus_"), connections)]
+        ratio = citus["requests_per_second"] / single["requests_per_second"]
+        ratios[f"Citus/single {scenario.removeprefix('citus_')} at {connections}"] = ratio
+        for name, e in (("single", single), ("Citus", citus)):
+            first = name == "single"
+            db = e.get("db_cpu_us_per_request") or {}
+            print(f"{scenario.removeprefix('citus_') + ' (' + name + ')':<28}{connections:>6}"
+                  f"{round(single['requests_per_second'], 1) if first else '':>14}"
+                  f"{'' if first else round(citus['requests_per_second'], 1):>13}"
+                  f"{'' if first else round(ratio, 2):>14}"
+                  f"{single['p99_ms'] if first else '':>15}{'' if first else citus['p99_ms']:>14}"
+                  f"{e.get('round_trips_per_request', '-'):>13}{e.get('worker_round_trips_per_request', '-'):>12}"
+                  f"{e.get('worker_transactions_per_request', '-'):>11}"
+                  f"{e.get('server_cpu_us_per_request', '-'):>16}"
+                  f"  {' '.join(f'{k} {v}' for k, v in db.items()) or '-':<40}"
+                  f"{e.get('machine_cpu_us_per_request', '-'):>8}")
+    return ratios
+
+
 def report(raw_path, results_dir):
     entries = [normalise(json.loads(line)) for line in open(raw_path) if line.strip()]
     runs = {(e["scenario"], e.get("connections")): e for e in entries}
@@ -218,11 +281,11 @@ def report(raw_path, results_dir):
     # What the server counted must match what each scenario claims to measure.
     mislabelled = [
         f"{e['scenario']} at {e['connections']}: {e['executed']} ran, {e['replayed']} replayed"
-        for e in entries
+        for e, scenario in ((e, e["scenario"].removeprefix("citus_")) for e in entries)
         if e.get("tool") == "wrk" and (
-            (e["scenario"].startswith("keyed") and e["replayed"] > 0)
-            or (e["scenario"] == "replay" and e["executed"] > 0)
-            or (e["scenario"] in ("unkeyed", "get") and e["executed"] + e["replayed"] > 0)
+            (scenario.startswith("keyed") and e["replayed"] > 0)
+            or (scenario == "replay" and e["executed"] > 0)
+            or (scenario in ("unkeyed", "get") and e["executed"] + e["replayed"] > 0)
             or e["non_2xx"] > 0
         )
     ]
@@ -282,6 +345,7 @@ def report(raw_path, results_dir):
     for name, value in attribution:
         ratios[name] = value
         print(f"  {name:<48}{value:>8.2f}")
+    ratios.update(print_citus(runs))
 
     os.makedirs(results_dir, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")

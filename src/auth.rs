@@ -1,5 +1,7 @@
 //! Bearer authentication: API keys, and the layer that turns `Authorization: Bearer <api_key>` into an Account.
 
+use std::time::Duration;
+
 use axum::{
     extract::{FromRequestParts, Request, State},
     http::{HeaderMap, header, request::Parts},
@@ -19,6 +21,10 @@ use crate::{
 const KEY_PREFIX: &str = "oik_";
 /// Random bytes in a key: 256 bits.
 const KEY_BYTES: usize = 32;
+/// Characters of a key kept in the clear to recognise it by: `oik_` and 8 hex digits, 32 of its 256 bits.
+const PREFIX_LENGTH: usize = KEY_PREFIX.len() + 8;
+/// A key's `last_used_at` is written at most this often, so that authentication writes no row per request.
+pub const RECORD_USE_EVERY: Duration = Duration::from_secs(60);
 
 /// A new API key; the secret is shown once and only its hash is stored.
 pub struct ApiKey {
@@ -34,6 +40,11 @@ impl ApiKey {
         let hash = hash(&secret);
         Ok(Self { secret, hash })
     }
+
+    /// The part of the key that may be shown and stored in the clear: `oik_` and its first 8 hex digits.
+    pub fn prefix(&self) -> &str {
+        &self.secret[..PREFIX_LENGTH]
+    }
 }
 
 /// The SHA-256 of a key, as stored.
@@ -47,7 +58,9 @@ pub struct Account {
     pub id: Uuid,
 }
 
-/// Rejects requests without a valid API key (401) and makes the [`Account`] available to the handler.
+/// Rejects requests without a live API key (401: unknown or revoked) and makes the [`Account`] available to the
+/// handler. Nothing is cached: a revoked key is refused from the next request on. The key's use is recorded at most
+/// once per [`RECORD_USE_EVERY`].
 pub async fn require_account(
     State(state): State<AppState>,
     mut request: Request,
@@ -60,9 +73,13 @@ pub async fn require_account(
     let id = {
         // The connection goes back to the pool before the request goes on.
         let mut conn = state.metrics.waiting_for(state.pool.acquire()).await?;
-        db::accounts::find_by_key_hash(&mut *conn, &hash(secret))
+        let key = db::api_keys::find_live(&mut *conn, &hash(secret), RECORD_USE_EVERY)
             .await?
-            .ok_or(ApiError::Unauthorized(Credentials::Invalid))?
+            .ok_or(ApiError::Unauthorized(Credentials::Invalid))?;
+        if key.use_due {
+            db::api_keys::record_use(&mut *conn, key.account_id, key.id, RECORD_USE_EVERY).await?;
+        }
+        key.account_id
     };
     tracing::Span::current().record("account_id", tracing::field::display(id));
     request.extensions_mut().insert(Account { id });
@@ -111,6 +128,8 @@ mod tests {
         assert_ne!(a.secret, b.secret);
         assert!(is_well_formed(&a.secret));
         assert_eq!(a.hash, hash(&a.secret));
+        assert_eq!(a.prefix().len(), 12);
+        assert!(a.secret.starts_with(a.prefix()));
     }
 
     #[test]

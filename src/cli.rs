@@ -1,9 +1,11 @@
-//! The command line: serve, migrate, manage accounts, sweep expired idempotency keys, print the OpenAPI document.
+//! The command line: serve, migrate, manage accounts and their API keys, sweep expired idempotency keys, print the
+//! OpenAPI document.
 
 use std::io::Write;
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
+use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -11,7 +13,7 @@ use crate::{
     api,
     auth::ApiKey,
     config::{Config, DatabaseConfig},
-    db,
+    db::{self, api_keys::ApiKeyInfo},
     domain::validation::text,
     idempotency::sweeper::{self, Sweep},
     server,
@@ -38,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Manage the API keys of accounts: several may be live at once, so that a key is rotated without downtime.
+    ApiKeys {
+        #[command(subcommand)]
+        command: ApiKeysCommand,
+    },
     /// Delete expired idempotency keys once, and print how many were deleted.
     Sweep,
     /// Print the OpenAPI document (needs no database).
@@ -54,6 +61,29 @@ enum AccountsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ApiKeysCommand {
+    /// Add a key to an account; prints {"id", "account_id", "api_key"} as JSON. The key is shown only here.
+    Create {
+        /// The account's id.
+        #[arg(long)]
+        account: Uuid,
+    },
+    /// Print the account's keys, oldest first, one JSON object a line: id, prefix, created_at, last_used_at (up to a
+    /// minute behind), revoked_at. Never the secret.
+    List {
+        /// The account's id.
+        #[arg(long)]
+        account: Uuid,
+    },
+    /// Revoke a key: from the next request on it gets 401. Prints the key as `list` does; revoking again keeps the
+    /// first revocation time.
+    Revoke {
+        /// The key's id, as `create` and `list` print it.
+        key_id: Uuid,
+    },
+}
+
 /// Runs the command the arguments name.
 pub async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command.unwrap_or(Command::Serve) {
@@ -62,6 +92,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Accounts {
             command: AccountsCommand::Create { name },
         } => create_account(name).await,
+        Command::ApiKeys { command } => api_keys(command).await,
         Command::Sweep => sweep().await,
         Command::Openapi => {
             writeln!(std::io::stdout(), "{}", api::openapi().to_pretty_json()?)?;
@@ -102,7 +133,7 @@ async fn create_account(name: String) -> Result<(), Error> {
     let pool = db::pool(&DatabaseConfig::from_env()?, db::Sessions::Maintenance)?;
     let key = ApiKey::generate()?;
     let mut tx = pool.begin().await?;
-    let id = db::accounts::insert_with_key(&mut tx, &name, &key.hash).await?;
+    let id = db::accounts::insert_with_key(&mut tx, &name, &key.hash, key.prefix()).await?;
     tx.commit().await?;
     let created = CreatedAccount {
         id,
@@ -112,5 +143,79 @@ async fn create_account(name: String) -> Result<(), Error> {
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer(&mut stdout, &created)?;
     writeln!(stdout)?;
+    Ok(())
+}
+
+/// What `api-keys create` prints.
+#[derive(Serialize)]
+struct CreatedApiKey {
+    id: Uuid,
+    account_id: Uuid,
+    api_key: String,
+}
+
+/// What `api-keys list` and `api-keys revoke` print for a key; times in RFC 3339.
+#[derive(Serialize)]
+struct ListedApiKey {
+    id: Uuid,
+    prefix: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    revoked_at: Option<OffsetDateTime>,
+}
+
+impl From<ApiKeyInfo> for ListedApiKey {
+    fn from(key: ApiKeyInfo) -> Self {
+        Self {
+            id: key.id,
+            prefix: key.prefix,
+            created_at: key.created_at,
+            last_used_at: key.last_used_at,
+            revoked_at: key.revoked_at,
+        }
+    }
+}
+
+async fn api_keys(command: ApiKeysCommand) -> Result<(), Error> {
+    let pool = db::pool(&DatabaseConfig::from_env()?, db::Sessions::Maintenance)?;
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        ApiKeysCommand::Create { account } => {
+            let key = ApiKey::generate()?;
+            let mut tx = pool.begin().await?;
+            if !db::accounts::exists(&mut *tx, account).await? {
+                return Err(format!("no account {account}").into());
+            }
+            let id = db::api_keys::insert(&mut *tx, account, &key.hash, key.prefix()).await?;
+            tx.commit().await?;
+            let created = CreatedApiKey {
+                id,
+                account_id: account,
+                api_key: key.secret,
+            };
+            serde_json::to_writer(&mut stdout, &created)?;
+            writeln!(stdout)?;
+        }
+        ApiKeysCommand::List { account } => {
+            if !db::accounts::exists(&pool, account).await? {
+                return Err(format!("no account {account}").into());
+            }
+            for key in db::api_keys::list(&pool, account).await? {
+                serde_json::to_writer(&mut stdout, &ListedApiKey::from(key))?;
+                writeln!(stdout)?;
+            }
+        }
+        ApiKeysCommand::Revoke { key_id } => {
+            let mut conn = pool.acquire().await?;
+            let key = db::api_keys::revoke(&mut conn, key_id)
+                .await?
+                .ok_or_else(|| format!("no API key {key_id}"))?;
+            serde_json::to_writer(&mut stdout, &ListedApiKey::from(key))?;
+            writeln!(stdout)?;
+        }
+    }
     Ok(())
 }

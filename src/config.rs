@@ -144,6 +144,26 @@ impl IdempotencyConfig {
     }
 }
 
+/// The per-account rate limit in front of `/v1`: a token bucket of `burst` requests refilled at
+/// `requests_per_second`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Requests per second each account may send on average; 0 turns rate limiting off (the default).
+    pub requests_per_second: u32,
+    /// Requests an account may send at once after a pause; 0 means one second's worth (`requests_per_second`).
+    pub burst: u32,
+}
+
+impl RateLimitConfig {
+    /// Reads the rate-limit settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            requests_per_second: optional("RATE_LIMIT_REQUESTS_PER_SECOND", 0)?,
+            burst: optional("RATE_LIMIT_BURST", 0)?,
+        })
+    }
+}
+
 /// Everything the HTTP server needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -159,6 +179,7 @@ pub struct Config {
     pub cors_allowed_origins: AllowedOrigins,
     pub idempotency: IdempotencyConfig,
     pub batches: BatchConfig,
+    pub rate_limit: RateLimitConfig,
 }
 
 /// The limits of one order batch (`POST /v1/order_batches`).
@@ -208,6 +229,7 @@ impl Config {
             idempotency: IdempotencyConfig::default(),
             batches: BatchConfig::default(),
             cors_allowed_origins: AllowedOrigins::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 
@@ -226,6 +248,7 @@ impl Config {
             idempotency: IdempotencyConfig::from_env()?,
             batches: BatchConfig::from_env()?,
             cors_allowed_origins: optional("CORS_ALLOWED_ORIGINS", defaults.cors_allowed_origins)?,
+            rate_limit: RateLimitConfig::from_env()?,
             ..defaults
         })
     }

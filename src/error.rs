@@ -74,6 +74,12 @@ problem_types! {
         title: "Malformed JSON",
         description: "The request body is not valid JSON (or is empty). Fix the syntax and send it again.",
     },
+    DuplicateMemberName {
+        slug: "duplicate-member-name",
+        status: BAD_REQUEST,
+        title: "Duplicate member name",
+        description: "An object in the request body names the same member twice. JSON parsers disagree on which of the values counts (RFC 8259, section 4; I-JSON, RFC 7493, forbids it), so the request is refused rather than guessed at. Send each member once.",
+    },
     UnreadableBody {
         slug: "unreadable-body",
         status: BAD_REQUEST,
@@ -122,6 +128,12 @@ problem_types! {
         title: "Order can no longer be changed",
         description: "The order has left the `received` status (it is being processed, was sent or was cancelled), so it cannot be changed.",
     },
+    PreconditionFailed {
+        slug: "precondition-failed",
+        status: PRECONDITION_FAILED,
+        title: "Precondition failed",
+        description: "The object changed since you read it: `If-Match` names none of its current `ETag`s (or `If-None-Match` names it). Nothing was written. GET the object for its current state and `ETag`, and send the change again based on it (with a new Idempotency-Key, since this answer is stored for the key you sent).",
+    },
     PayloadTooLarge {
         slug: "payload-too-large",
         status: PAYLOAD_TOO_LARGE,
@@ -132,7 +144,7 @@ problem_types! {
         slug: "unsupported-media-type",
         status: UNSUPPORTED_MEDIA_TYPE,
         title: "Unsupported media type",
-        description: "A request with a body must send it as JSON, with `Content-Type: application/json`.",
+        description: "A request with a body must send it as JSON, with `Content-Type: application/json` and no parameter but an optional `charset=utf-8`. Other types, `application/merge-patch+json` and other `+json` types included, and other charsets are not supported.",
     },
     ValidationFailed {
         slug: "validation-failed",
@@ -187,6 +199,12 @@ problem_types! {
         status: CONFLICT,
         title: "Idempotency key in use",
         description: "Another request with the same Idempotency-Key is still running. Nothing ran; retry after `Retry-After` seconds with the same key to get its answer.",
+    },
+    RateLimited {
+        slug: "rate-limited",
+        status: TOO_MANY_REQUESTS,
+        title: "Too many requests",
+        description: "Your account sent more requests than its rate limit allows (`RateLimit-Policy`: `q` requests at once, refilled over `w` seconds). Nothing ran and nothing was stored, not even under an Idempotency-Key; retry after `Retry-After` seconds, with the same key if you sent one. Other accounts are not affected.",
     },
     ResourceBusy {
         slug: "resource-busy",
@@ -266,12 +284,17 @@ impl IntoResponse for Rejection {
 pub enum ApiError {
     #[error("{0}")]
     MalformedJson(String),
+    #[error("{0}")]
+    DuplicateMemberName(String),
     #[error("The request body could not be read: {0}.")]
     UnreadableBody(String),
     #[error("{}", .0.message())]
     Unauthorized(Credentials),
     #[error("No such {resource}: '{id}'.")]
     NotFound { resource: &'static str, id: String },
+    /// Unknown, expired, of another account, or not a key at all; the key is not repeated, as it may be personal data.
+    #[error("No such idempotency key in this account: it was never stored, or it expired.")]
+    IdempotencyKeyNotFound,
     #[error("No route for {0}.")]
     RouteNotFound(String),
     #[error("{method} is not allowed on this route.")]
@@ -284,6 +307,8 @@ pub enum ApiError {
     TemplateInUse { id: uuid::Uuid, orders: i64 },
     #[error("Order '{id}' is {status} and can only be changed while it is received.")]
     OrderNotModifiable { id: uuid::Uuid, status: String },
+    #[error("The object's current entity tag does not satisfy If-Match or If-None-Match.")]
+    PreconditionFailed,
     #[error("The request body is larger than {limit} bytes.")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -308,6 +333,8 @@ pub enum ApiError {
     IdempotencyKeyInUse,
     #[error("Another request holds this object; retry shortly.")]
     ResourceBusy,
+    #[error("Your account's rate limit is used up; retry after {retry_after} second(s).")]
+    RateLimited { retry_after: u32 },
     #[error("The database is unavailable.")]
     DatabaseUnavailable(#[source] sqlx::Error),
     #[error("An internal error occurred.")]
@@ -343,14 +370,18 @@ impl ApiError {
     pub fn problem_type(&self) -> ProblemType {
         match self {
             Self::MalformedJson(_) => ProblemType::MalformedJson,
+            Self::DuplicateMemberName(_) => ProblemType::DuplicateMemberName,
             Self::UnreadableBody(_) => ProblemType::UnreadableBody,
             Self::Unauthorized(_) => ProblemType::Unauthorized,
-            Self::NotFound { .. } | Self::RouteNotFound(_) => ProblemType::NotFound,
+            Self::NotFound { .. } | Self::RouteNotFound(_) | Self::IdempotencyKeyNotFound => {
+                ProblemType::NotFound
+            }
             Self::MethodNotAllowed { .. } => ProblemType::MethodNotAllowed,
             Self::RequestTimeout { .. } => ProblemType::RequestTimeout,
             Self::OutcomeUnknown(_) => ProblemType::OutcomeUnknown,
             Self::TemplateInUse { .. } => ProblemType::TemplateInUse,
             Self::OrderNotModifiable { .. } => ProblemType::OrderNotModifiable,
+            Self::PreconditionFailed => ProblemType::PreconditionFailed,
             Self::PayloadTooLarge { .. } => ProblemType::PayloadTooLarge,
             Self::UnsupportedMediaType(_) => ProblemType::UnsupportedMediaType,
             Self::Validation(_) => ProblemType::ValidationFailed,
@@ -361,6 +392,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => ProblemType::IdempotencyKeyReused,
             Self::IdempotencyKeyInUse => ProblemType::IdempotencyKeyInUse,
             Self::ResourceBusy => ProblemType::ResourceBusy,
+            Self::RateLimited { .. } => ProblemType::RateLimited,
             Self::DatabaseUnavailable(_) => ProblemType::ServiceUnavailable,
             Self::Internal(_) => ProblemType::InternalError,
         }
@@ -374,7 +406,7 @@ impl ApiError {
     ///
     /// A passing failure is not stored: the database out of reach, out of resources or past a statement timeout,
     /// the key or a row held too long by another request, a deadlock or serialization conflict the database broke
-    /// by rolling this request back. Everything the request did rolled back, so a retry with the same key may run
+    /// by rolling this request back, or the account's rate limit used up. Everything the request did rolled back, so a retry with the same key may run
     /// it. Nor is an unknown outcome: the request may still commit, and its key then stores that outcome.
     ///
     /// Nor is `validation-failed`, wherever it is found: before the endpoint runs, or inside it as a violated CHECK
@@ -390,6 +422,7 @@ impl ApiError {
                 | Self::ResourceBusy
                 | Self::OutcomeUnknown(_)
                 | Self::Validation(_)
+                | Self::RateLimited { .. }
         )
     }
 
@@ -401,6 +434,8 @@ impl ApiError {
             | Self::IdempotencyKeyInUse
             | Self::ResourceBusy
             | Self::OutcomeUnknown(_) => Some(1),
+
+            Self::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

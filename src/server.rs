@@ -27,21 +27,21 @@ use crate::{
     accept_encoding,
     api::{self, detached::RunStarted},
     config::{AllowedOrigins, Config},
-    db,
+    db, entity_tag_coding,
     error::{ApiError, PROBLEM_JSON},
     idempotency::sweeper,
     metrics::Metrics,
+    request_id::{self, REQUEST_ID},
     serve,
     state::AppState,
 };
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole service as a router, so that tests can drive it.
 pub fn app(state: AppState) -> Router {
     let (router, openapi) = api::router(&state);
     let config = &state.config;
     let layers = ServiceBuilder::new()
+        .layer(middleware::map_request(request_id::drop_unfit))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
@@ -63,6 +63,7 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::map_request(
             accept_encoding::disregard_unsatisfiable,
         ))
+        .layer(middleware::from_fn(entity_tag_coding::tag_per_coding))
         .layer(compression())
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
@@ -86,12 +87,13 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The headers a client sends that a browser must be allowed to send across origins: the API key, the body's
-/// media type, the exactly-once key and a precondition.
-const CORS_REQUEST_HEADERS: [HeaderName; 4] = [
+/// media type, the exactly-once key and the preconditions.
+const CORS_REQUEST_HEADERS: [HeaderName; 5] = [
     header::AUTHORIZATION,
     header::CONTENT_TYPE,
     HeaderName::from_static("idempotency-key"),
     header::IF_MATCH,
+    header::IF_NONE_MATCH,
 ];
 
 /// The response headers a browser script may read besides the CORS-safelisted ones (Fetch standard): where a new

@@ -6,7 +6,9 @@ use axum::extract::FromRef;
 use sqlx::PgPool;
 use tokio_util::task::TaskTracker;
 
-use crate::{config::Config, idempotency::locks::KeyLocks, metrics::Metrics};
+use crate::{
+    config::Config, idempotency::locks::KeyLocks, metrics::Metrics, rate_limit::RateLimits,
+};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -19,12 +21,15 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The requests running in tasks of their own; shutdown waits for them.
     pub tasks: TaskTracker,
+    /// Each account's token bucket; `None` when rate limiting is off.
+    pub rate_limits: Option<Arc<RateLimits>>,
 }
 
 impl AppState {
     pub fn new(pool: PgPool, config: Config) -> Self {
         Self {
             metrics: Metrics::new(&pool),
+            rate_limits: RateLimits::new(config.rate_limit).map(Arc::new),
             pool,
             config: Arc::new(config),
             key_locks: Arc::default(),

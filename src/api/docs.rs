@@ -1,19 +1,24 @@
-//! The OpenAPI document's frame (title, security scheme, tags, reusable responses) and the idempotency contract
-//! that every POST and PATCH under `/v1` shares; the routes add their own paths.
+//! The OpenAPI document's frame (title, security scheme, tags, reusable responses), the idempotency contract that
+//! every POST and PATCH under `/v1` shares, and the rate limit every `/v1` operation shares; the routes add their
+//! own paths.
 
 use utoipa::{
-    Modify, OpenApi,
+    Modify, OpenApi, ToSchema,
     openapi::{
-        self, Ref, RefOr, Required,
+        self, Content, Ref, RefOr, Required, Schema,
         header::HeaderBuilder,
         path::{Operation, ParameterBuilder, ParameterIn, PathItem},
         response::ResponseBuilder,
-        schema::{ObjectBuilder, Type},
+        schema::{AdditionalProperties, ObjectBuilder, Type},
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
 
 use super::problems;
+use crate::domain::{
+    order::Order,
+    template::{Template, TemplateVersion},
+};
 use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MAX_LENGTH};
 
 #[derive(OpenApi)]
@@ -37,9 +42,11 @@ use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MA
         problems::MethodNotAllowed,
         problems::RequestTimeout,
         problems::Conflict,
+        problems::PreconditionFailed,
         problems::PayloadTooLarge,
         problems::UnsupportedMediaType,
         problems::UnprocessableEntity,
+        problems::TooManyRequests,
         problems::InternalError,
         problems::ServiceUnavailable,
         problems::OutcomeUnknown,
@@ -47,6 +54,7 @@ use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MA
     tags(
         (name = "templates", description = "HTML templates with `{{field}}` merge placeholders."),
         (name = "orders", description = "Mail pieces to print from a template for one recipient."),
+        (name = "idempotency_keys", description = "What the server stored for an Idempotency-Key."),
         (name = "operations", description = "Health checks and metrics for operators and orchestrators."),
         (name = "problems", description = "What the `type` of an error response means."),
     )
@@ -190,6 +198,159 @@ fn document_key(operation: &mut Operation) {
     }
 }
 
+/// `additionalProperties: false` on every object schema that a request body refers to, directly or through its
+/// members: a request object takes no members but its own. The request types cannot say so with serde's
+/// `deny_unknown_fields`, from which utoipa would take it, because that stops at the first unknown member; they
+/// collect them all instead (`domain::member::UnknownMembers`). Maps (merge variables) keep their own
+/// `additionalProperties`.
+pub fn document_closed_request_objects(openapi: &mut openapi::OpenApi) {
+    let mut pending = Vec::new();
+    for item in openapi.paths.paths.values_mut() {
+        for operation in operations(item) {
+            if let Some(RefOr::T(body)) = &operation.request_body {
+                for content in body.content.values() {
+                    if let RefOr::T(Content {
+                        schema: Some(schema),
+                        ..
+                    }) = content
+                    {
+                        referred_schemas(schema, &mut pending);
+                    }
+                }
+            }
+        }
+    }
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    let mut closed = Vec::new();
+    while let Some(name) = pending.pop() {
+        if closed.contains(&name) {
+            continue;
+        }
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(&name) {
+            for property in object.properties.values() {
+                referred_schemas(property, &mut pending);
+            }
+            if !object.properties.is_empty() && object.additional_properties.is_none() {
+                object.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+        closed.push(name);
+    }
+}
+
+/// The names of the component schemas that `schema` refers to, at its top or as one of its alternatives.
+fn referred_schemas(schema: &RefOr<Schema>, names: &mut Vec<String>) {
+    match schema {
+        RefOr::Ref(reference) => {
+            if let Some(name) = reference.ref_location.strip_prefix("#/components/schemas/") {
+                names.push(name.to_owned());
+            }
+        }
+        RefOr::T(Schema::OneOf(one_of)) => {
+            for item in &one_of.items {
+                referred_schemas(item, names);
+            }
+        }
+        RefOr::T(_) => {}
+    }
+}
+
+/// `ETag` on every answer that carries one object, and the preconditions of the operations on one object:
+/// `If-None-Match` (304) on GET, `If-Match` (412) on GET, PATCH and DELETE (RFC 9110, section 13).
+pub fn document_conditional_requests(openapi: &mut openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let one_object = path.ends_with("/{id}") || path.ends_with("/{version}");
+        for operation in operations(item) {
+            for status in ["200", "201"] {
+                if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status)
+                    && carries_tagged_object(response)
+                {
+                    response
+                        .headers
+                        .insert("ETag".to_owned(), RefOr::T(etag_header()));
+                }
+            }
+        }
+        if !one_object {
+            continue;
+        }
+        if let Some(get) = item.get.as_mut() {
+            add_precondition(get, "If-None-Match", IF_NONE_MATCH_DESCRIPTION);
+            get.responses.responses.insert(
+                "304".to_owned(),
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(
+                            "`If-None-Match` names the object's current `ETag`: the copy the client holds is \
+                             current. No body.",
+                        )
+                        .header("ETag", etag_header())
+                        .build(),
+                ),
+            );
+        }
+        for operation in [item.get.as_mut(), item.patch.as_mut(), item.delete.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            add_precondition(operation, "If-Match", IF_MATCH_DESCRIPTION);
+            operation.responses.responses.insert(
+                "412".to_owned(),
+                RefOr::Ref(Ref::from_response_name("PreconditionFailed")),
+            );
+        }
+    }
+}
+
+const ETAG_DESCRIPTION: &str = "The object's strong entity tag: its version, e.g. `\"3\"`, which every change \
+    counts up (with `-gzip`, `-br` or `-zstd` appended when the body is compressed). Send it back in `If-Match` to \
+    change the object only as you last saw it, or in `If-None-Match` to read it only when it changed.";
+const IF_MATCH_DESCRIPTION: &str = "Apply the request only if the object's current `ETag` is one of these (strong \
+    comparison; `*` for any); else 412 `precondition-failed` and nothing is written. A 412 to a keyed request is \
+    stored for its key like any other answer.";
+const IF_NONE_MATCH_DESCRIPTION: &str = "Answer 304 without a body when the object's current `ETag` is one of \
+    these (weak comparison; `*` for any).";
+
+/// Whether the answer's body is one object of a kind that has an entity tag (see `api::conditional::Tagged`).
+fn carries_tagged_object(response: &openapi::Response) -> bool {
+    let tagged = [Template::name(), TemplateVersion::name(), Order::name()]
+        .map(|name| format!("#/components/schemas/{name}"));
+    response.content.values().any(|content| {
+        matches!(
+            content,
+            RefOr::T(Content { schema: Some(RefOr::Ref(reference)), .. })
+                if tagged.contains(&reference.ref_location)
+        )
+    })
+}
+
+fn etag_header() -> openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(ETAG_DESCRIPTION))
+        .build()
+}
+
+fn add_precondition(operation: &mut Operation, name: &str, description: &str) {
+    let parameter = ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build();
+    operation
+        .parameters
+        .get_or_insert_with(Vec::new)
+        .push(RefOr::T(parameter));
+}
+
 /// The answers any request can get, whatever its operation, from the layers in front of every route: 405 from the
 /// router, 408 from the request timeout, and, from the HTTP/1.1 parser before the service sees the request, 414
 /// for a request target over 65 534 bytes and 431 for a request head with more than 100 fields or too large for
@@ -256,4 +417,28 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .into_iter()
     .flatten()
     .chain(item.additional_operations.values_mut())
+}
+/// Adds the 429 of the per-account rate limit to every operation under `/v1`, which all pass through it (when the
+/// server has a rate limit set: `RATE_LIMIT_REQUESTS_PER_SECOND`).
+pub fn document_rate_limits(openapi: &mut openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for operation in [
+            item.get.as_mut(),
+            item.post.as_mut(),
+            item.patch.as_mut(),
+            item.delete.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("TooManyRequests")));
+        }
+    }
 }

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, Path, Request},
+    extract::{FromRequest, FromRequestParts, Path, Request, rejection::PathRejection},
     http::{Method, request::Parts},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -29,7 +29,12 @@ pub trait Validate {
 
 /// A JSON body, deserialized into `R` and validated into `R::Valid`.
 ///
-/// 415 for a body that is not JSON, 413 over the limit, 400 for malformed JSON, 422 for the wrong shape or a broken rule.
+/// 415 for a body that is not JSON, 413 over the limit, 400 for malformed JSON, 422 for the wrong shape or a broken
+/// rule. A 422 lists every problem of the body (wrong types, missing and unknown members, broken rules) in the order
+/// of the document: request types read each member on its own ([`Member`]), and their `validate` records every
+/// problem before it fails.
+///
+/// [`Member`]: crate::domain::member::Member
 pub struct ValidJson<R: Validate>(pub R::Valid);
 
 impl<R> FromRequest<AppState> for ValidJson<R>
@@ -47,13 +52,59 @@ where
                 parse_json(&parts.headers, &bytes)?
             }
         };
-        let raw: R = deserialize(value)?;
-        Ok(Self(raw.validate()?))
+        let raw: R = deserialize(&value)?;
+        match raw.validate() {
+            Err(ApiError::Validation(mut errors)) => {
+                in_document_order(&mut errors, &value);
+                Err(ApiError::Validation(errors).into())
+            }
+            result => Ok(Self(result?)),
+        }
     }
 }
 
+/// Sorts field errors by where their fields are in the document; members that were not sent (the missing ones)
+/// come last, in the order they were found. Objects keep their members' order (serde_json's `preserve_order`).
+fn in_document_order(errors: &mut [FieldError], document: &Value) {
+    errors.sort_by_cached_key(|error| position(document, &error.field));
+}
+
+/// The index of each member along a dotted path, `usize::MAX` from the first member that is not in the document.
+/// A member name may itself contain dots (merge variables such as `address.city`), so the longest name that the
+/// object has is taken at each step.
+fn position(document: &Value, field: &str) -> Vec<usize> {
+    let segments: Vec<&str> = if field.is_empty() {
+        Vec::new()
+    } else {
+        field.split('.').collect()
+    };
+    let mut indexes = Vec::new();
+    let mut value = document;
+    let mut rest = &segments[..];
+    while !rest.is_empty() {
+        let Value::Object(members) = value else {
+            break;
+        };
+        let found = (1..=rest.len()).rev().find_map(|take| {
+            let name = rest[..take].join(".");
+            members
+                .iter()
+                .position(|(member, _)| *member == name)
+                .map(|index| (take, index, &members[&name]))
+        });
+        let Some((take, index, member)) = found else {
+            indexes.push(usize::MAX);
+            break;
+        };
+        indexes.push(index);
+        value = member;
+        rest = &rest[take..];
+    }
+    indexes
+}
+
 /// Deserializes a parsed document, which must be an object, naming the field that does not fit.
-pub fn deserialize<R: DeserializeOwned>(value: Value) -> Result<R, ApiError> {
+pub fn deserialize<R: DeserializeOwned>(value: &Value) -> Result<R, ApiError> {
     // serde would also read a struct from an array of its fields; the API takes objects only.
     if !value.is_object() {
         return Err(ApiError::invalid_field("", "must be a JSON object"));
@@ -118,7 +169,7 @@ where
                 return Err(ApiError::invalid_field(name, "is given more than once").into());
             }
         }
-        let raw: R = deserialize(Value::Object(parameters))?;
+        let raw: R = deserialize(&Value::Object(parameters))?;
         Ok(Self(raw.validate()?))
     }
 }
@@ -165,9 +216,18 @@ where
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::internal(e.body_text()))?;
+        let id = match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => id,
+            // A segment that does not decode to UTF-8 (`%FF`) names no object either: keep it as it was sent.
+            Err(PathRejection::FailedToDeserializePathParams(_)) => parts
+                .uri
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            Err(rejection) => return Err(ApiError::internal(rejection.body_text()).into()),
+        };
         match parse_id(&id) {
             Ok(uuid) => Ok(Self(uuid, PhantomData)),
             Err(_) => Err(ApiError::NotFound {
@@ -182,6 +242,40 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_follow_the_document_and_missing_members_come_last() {
+        let document: Value = serde_json::from_str(
+            r#"{"send_date": "x", "merge_variables": {"b": 1, "address.city": 2}, "recipient": {"zip": 1, "city": ""}}"#,
+        )
+        .unwrap();
+        let mut errors: Vec<FieldError> = [
+            "template_id",
+            "recipient.city",
+            "recipient.name",
+            "merge_variables.address.city",
+            "recipient.zip",
+            "send_date",
+            "merge_variables.b",
+        ]
+        .into_iter()
+        .map(|field| FieldError::new(field, "bad"))
+        .collect();
+        in_document_order(&mut errors, &document);
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "send_date",
+                "merge_variables.b",
+                "merge_variables.address.city",
+                "recipient.zip",
+                "recipient.city",
+                "recipient.name",
+                "template_id",
+            ]
+        );
+    }
 
     #[test]
     fn missing_and_unknown_members_are_named() {

@@ -1,9 +1,11 @@
 //! The HTTP API: one module per resource, assembled into one router with its OpenAPI document.
 
+pub mod conditional;
 pub mod detached;
 pub mod docs;
 pub mod extract;
 pub mod health;
+pub mod idempotency_keys;
 pub mod metrics;
 pub mod order_batches;
 pub mod orders;
@@ -24,9 +26,13 @@ use serde::{
     de::{self, MapAccess, Visitor},
 };
 use tower_http::catch_panic::CatchPanicLayer;
-use utoipa::{IntoParams, ToSchema, openapi::OpenApi};
+use utoipa::{
+    IntoParams, PartialSchema, ToSchema,
+    openapi::{ArrayBuilder, ObjectBuilder, OpenApi, Ref, RefOr, Schema, Type},
+};
 use utoipa_axum::router::OpenApiRouter;
 
+use self::conditional::Tagged;
 use crate::{
     auth,
     body::BodyLimit,
@@ -34,21 +40,21 @@ use crate::{
     domain::{
         id::parse_id,
         metadata::{Metadata, parse_metadata},
-        order::OrderStatus,
-        schemas,
+        order::{Order, OrderStatus},
+        template::{Template, TemplateVersion},
         validation::Validator,
     },
     error::ApiError,
-    idempotency,
+    idempotency, rate_limit,
     state::AppState,
 };
 
-/// Every route and the OpenAPI document that describes it. A `/v1` request is authenticated, a write with query
-/// parameters is rejected ([`extract::reject_query_on_writes`]), then, once its body
-/// has arrived, runs to completion in a task of its own through the exactly-once layer, which runs keyed POST and
-/// PATCH once and gives every request its transaction. A handler that panics answers 500 like any failing handler
-/// ([`answer_panics`]), so the layers around it see an ordinary response: its transaction rolls back and a key
-/// stores the 500.
+/// Every route and the OpenAPI document that describes it. A `/v1` request is authenticated, counted against its
+/// account's rate limit, a write with query parameters is rejected ([`extract::reject_query_on_writes`]), then, once
+/// its body has arrived, runs to completion in a task of its own through the exactly-once layer, which runs keyed
+/// POST and PATCH once and gives every request its transaction. A handler that panics answers 500 like any failing
+/// handler ([`answer_panics`]), so the layers around it see an ordinary response: its transaction rolls back and a
+/// key stores the 500.
 pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
     // An order batch takes its settings in the query string (a CSV body has no room for them); no other write does.
     let batches = request_path(batch_resources(), state, true)
@@ -61,8 +67,9 @@ pub fn openapi() -> OpenApi {
     assemble(resources().merge(batch_resources())).1
 }
 
-/// What every `/v1` route passes through, outermost last: authentication, the rejection of query parameters on
-/// writes (unless `writes_take_queries`), the detached task that reads the body, the exactly-once layer.
+/// What every `/v1` route passes through, outermost last: authentication, the account's rate limit, the rejection of
+/// query parameters on writes (unless `writes_take_queries`), the detached task that reads the body, the
+/// exactly-once layer.
 fn request_path(
     routes: OpenApiRouter<AppState>,
     state: &AppState,
@@ -82,16 +89,22 @@ fn request_path(
     } else {
         routes.route_layer(middleware::from_fn(extract::reject_query_on_writes))
     };
-    routes.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_account,
-    ))
+    routes
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_account,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_account,
+        ))
 }
 
 fn resources() -> OpenApiRouter<AppState> {
     templates::router()
         .merge(template_versions::router())
         .merge(orders::router())
+        .merge(idempotency_keys::router())
         .layer(answer_panics())
 }
 
@@ -110,8 +123,11 @@ fn assemble(v1: OpenApiRouter<AppState>) -> (Router<AppState>, OpenApi) {
         .merge(public)
         .split_for_parts();
     docs::document_idempotency(&mut openapi);
+    docs::document_closed_request_objects(&mut openapi);
+    docs::document_conditional_requests(&mut openapi);
     docs::document_transport_answers(&mut openapi);
     docs::document_outcome_unknown(&mut openapi);
+    docs::document_rate_limits(&mut openapi);
     (router, openapi)
 }
 
@@ -133,7 +149,7 @@ pub async fn method_not_allowed(method: Method) -> ApiError {
     }
 }
 
-/// A 201 answer: the new object, and where it lives.
+/// A 201 answer: the new object, where it lives, and its `ETag`.
 pub struct Created<T> {
     location: String,
     body: T,
@@ -145,26 +161,27 @@ impl<T> Created<T> {
     }
 }
 
-impl<T: Serialize> IntoResponse for Created<T> {
+impl<T: Serialize + Tagged> IntoResponse for Created<T> {
     fn into_response(self) -> Response {
+        let tag = self.body.entity_tag().header_value();
         (
             StatusCode::CREATED,
             [(header::LOCATION, self.location)],
+            [(header::ETAG, tag)],
             Json(self.body),
         )
             .into_response()
     }
 }
 
-/// One page of a list, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct List<T: ToSchema> {
+/// One page of a list, newest first; its schema is [`TemplateList`] or [`OrderList`].
+#[derive(Debug, Serialize)]
+pub struct List<T> {
     pub data: Vec<T>,
-    /// Whether older objects follow; ask for them with `starting_after` set to the last `id` of `data`.
     pub has_more: bool,
 }
 
-impl<T: ToSchema> From<Page<T>> for List<T> {
+impl<T> From<Page<T>> for List<T> {
     fn from(page: Page<T>) -> Self {
         Self {
             data: page.data,
@@ -172,6 +189,70 @@ impl<T: ToSchema> From<Page<T>> for List<T> {
         }
     }
 }
+
+/// The schema of a [`List`] of `T`, whose `data` items refer to `T`'s own schema. utoipa's derive would copy
+/// `T`'s schema into each list instead, and generated clients would get a second class for the same object.
+fn list_schema<T: ToSchema>() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .description(Some("One page of a list, newest first."))
+        .property(
+            "data",
+            ArrayBuilder::new()
+                .items(Ref::from_schema_name(T::name()))
+                .description(Some("The objects of the page, newest first.")),
+        )
+        .required("data")
+        .property(
+            "has_more",
+            ObjectBuilder::new().schema_type(Type::Boolean).description(Some(
+                "Whether older objects follow; ask for them with `starting_after` set to the last `id` of `data`.",
+            )),
+        )
+        .required("has_more")
+        .into()
+}
+
+/// Declares the named schema of a list of one kind of object.
+macro_rules! list_schema {
+    ($(#[$doc:meta])* $name:ident of $item:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                list_schema::<$item>()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+                schemas.push((<$item>::name().into_owned(), <$item>::schema()));
+                <$item>::schemas(schemas);
+            }
+        }
+    };
+}
+
+list_schema!(
+    /// `TemplateList`: a page of templates.
+    TemplateList of Template
+);
+list_schema!(
+    /// `TemplateVersionList`: a page of a template's versions.
+    TemplateVersionList of TemplateVersion
+);
+list_schema!(
+    /// `OrderBatchList`: a page of order batches, newest first, without their rows.
+    OrderBatchList of crate::domain::batch::OrderBatch
+);
+list_schema!(
+    /// `RowResultList`: a page of an order batch's row results, in file order.
+    RowResultList of crate::domain::batch::RowResult
+);
+list_schema!(
+    /// `OrderList`: a page of orders.
+    OrderList of Order
+);
 
 /// The default page size.
 const DEFAULT_LIMIT: i64 = 20;
@@ -241,22 +322,11 @@ pub struct ListOrdersQuery {
     /// Only orders with this status.
     #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
-    /// Documented in the operation as [`MetadataFilter`]: `IntoParams` drops a parameter's style when it takes
-    /// its schema from a function.
+    /// Documented in the operation, as a `deepObject` of the `Metadata` schema: `IntoParams` drops a
+    /// parameter's style when it takes its schema from elsewhere.
     #[param(ignore)]
     metadata: Metadata,
 }
-
-/// The metadata filter of `GET /v1/orders`: `metadata[key]=value` pairs that must all match.
-pub struct MetadataFilter;
-
-impl utoipa::PartialSchema for MetadataFilter {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        schemas::metadata_filter().into()
-    }
-}
-
-impl ToSchema for MetadataFilter {}
 
 const LIST_ORDERS_PARAMETERS: &[&str] = &["limit", "starting_after", "status", "metadata[<key>]"];
 

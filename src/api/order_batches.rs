@@ -10,7 +10,7 @@ use axum::{
     Json,
     body::Bytes,
     extract::{FromRequest, Request, State},
-    http::{HeaderMap, Method, StatusCode},
+    http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
@@ -21,14 +21,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    Created, List, ListQuery,
+    Created, List, ListQuery, OrderBatchList, RowResultList,
     extract::{PathId, Resource, ValidQuery, Validate, deserialize},
     orders::CreateOrder,
     problems,
 };
 use crate::{
     auth::Account,
-    body::{JsonBody, is_csv, is_json, read_body},
+    body::{JsonBody, is_csv, read_body, sends_json},
     db::{self, orders::NewOrderRow, template_versions::VersionForOrder},
     domain::{
         batch::{BatchCounts, BatchRow, KeyFrom, OrderBatch, RowResult, json_rows, parse_csv},
@@ -162,7 +162,7 @@ impl FromRequest<AppState> for BatchBody {
             return Ok(Self::Json(value));
         }
         let headers = request.headers().clone();
-        if !is_csv(&headers) && !is_json(&headers) {
+        if !is_csv(&headers) && !sends_json(&headers) {
             return Err(ApiError::UnsupportedMediaType(
                 "Send a batch as `Content-Type: application/json` or `Content-Type: text/csv`."
                     .to_owned(),
@@ -183,6 +183,7 @@ pub struct OrderBatchWithResults {
     #[serde(flatten)]
     batch: OrderBatch,
     /// The first row results, in file order; the rest are at `/v1/order_batches/{id}/rows`.
+    #[schema(value_type = RowResultList)]
     results: List<RowResult>,
 }
 
@@ -286,7 +287,7 @@ fn prepare(
                     "give template_id and key_from in the JSON body, not in the query string",
                 ));
             }
-            let batch: CreateOrderBatch = deserialize(value)?;
+            let batch: CreateOrderBatch = deserialize(&value)?;
             let mut v = Validator::new();
             let template_id = v.check("template_id", check_template_id(batch.template_id));
             let key_from = v.check("key_from", batch.key_from.map(KeyFrom::parse).transpose());
@@ -449,17 +450,19 @@ async fn take(
     let batch = db::order_batches::complete(tx.conn().await?, account.id, batch.id).await?;
     let has_more = first_page.len() > FIRST_PAGE;
     first_page.truncate(FIRST_PAGE);
-    Ok(Created::at(
-        location(batch.id),
-        OrderBatchWithResults {
+    // A batch carries no entity tag: it is not changed after it was taken, and no request is conditional on it.
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location(batch.id))],
+        Json(OrderBatchWithResults {
             batch,
             results: List {
                 data: first_page,
                 has_more,
             },
-        },
+        }),
     )
-    .into_response())
+        .into_response())
 }
 
 /// `POST /v1/orders` for rows of a batch.
@@ -499,7 +502,7 @@ async fn create_orders(
     let mut answers: Vec<Option<Response>> = Vec::with_capacity(bodies.len());
     let mut valid = Vec::new();
     for (index, body) in bodies.into_iter().enumerate() {
-        match deserialize::<CreateOrder>(body).and_then(Validate::validate) {
+        match deserialize::<CreateOrder>(&body).and_then(Validate::validate) {
             // Rejected before the endpoint ran, like a body that fails `ValidJson`: not stored with the key.
             Err(error) => answers.push(Some(Rejection(error).into_response())),
             Ok(order) => {
@@ -719,7 +722,7 @@ async fn check_orders(
 ) -> Result<Vec<Result<(), ApiError>>, ApiError> {
     let checked: Vec<Result<NewOrder, ApiError>> = bodies
         .into_iter()
-        .map(|body| deserialize::<CreateOrder>(body).and_then(Validate::validate))
+        .map(|body| deserialize::<CreateOrder>(&body).and_then(Validate::validate))
         .collect();
     let template_ids: Vec<Uuid> = checked
         .iter()
@@ -761,7 +764,7 @@ fn location(id: Uuid) -> String {
     tag = "order batches",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of batches, without their rows.", body = List<OrderBatch>),
+        (status = 200, description = "A page of batches, without their rows.", body = OrderBatchList),
         (status = 401, response = problems::Unauthorized),
         (status = 422, response = problems::UnprocessableEntity),
         (status = 500, response = problems::InternalError),
@@ -888,7 +891,7 @@ impl Validate for ListRowsQuery {
     tag = "order batches",
     params(("id" = Uuid, Path, description = "The batch's id."), ListRowsQuery),
     responses(
-        (status = 200, description = "A page of row results.", body = List<RowResult>),
+        (status = 200, description = "A page of row results.", body = RowResultList),
         (status = 401, response = problems::Unauthorized),
         (status = 404, response = problems::NotFound),
         (status = 422, response = problems::UnprocessableEntity),

@@ -1,6 +1,10 @@
 //! `/v1/orders`: take, list, read, change and cancel orders.
 
-use axum::{Json, extract::State, response::Html};
+use axum::{
+    Json,
+    extract::State,
+    response::{Html, IntoResponse, Response},
+};
 use serde::Deserialize;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -9,7 +13,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    Created, List, ListOrdersQuery, MetadataFilter,
+    Created, List, ListOrdersQuery, OrderList,
+    conditional::{Current, Preconditions, Tagged},
     extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
     problems,
 };
@@ -19,6 +24,7 @@ use crate::{
     domain::{
         address::AddressInput,
         id::parse_id,
+        member::{Member, UnknownMembers},
         metadata::{Metadata, MetadataChanges, parse_metadata, parse_metadata_changes},
         order::{
             MergeVariables, NewOrder, Order, OrderChanges, OrderStatus, missing_merge_variables,
@@ -46,7 +52,6 @@ impl Resource for Order {
 
 /// A new order.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "template_id": "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6e",
     "recipient": {"name": "Anna de Vries", "street": "Keizersgracht", "house_number": "123A",
@@ -57,22 +62,30 @@ impl Resource for Order {
 }))]
 pub struct CreateOrder {
     /// A template of your account.
-    #[schema(schema_with = schemas::id)]
-    template_id: String,
-    recipient: AddressInput,
     #[serde(default)]
-    sender: Option<AddressInput>,
+    #[schema(schema_with = schemas::id, required = true)]
+    template_id: Member<String>,
+    #[serde(default)]
+    #[schema(value_type = AddressInput, required = true)]
+    recipient: Member<AddressInput>,
+    #[serde(default)]
+    #[schema(value_type = Option<AddressInput>)]
+    sender: Member<AddressInput>,
     /// A value for every merge field of the template; more are allowed.
     #[serde(default)]
-    #[schema(schema_with = schemas::merge_variables)]
-    merge_variables: MergeVariables,
+    #[schema(value_type = schemas::MergeVariablesSchema)]
+    merge_variables: Member<MergeVariables>,
     /// `YYYY-MM-DD`, today (UTC) or later; leave out (or `null`) to send as soon as possible.
     #[serde(default)]
     #[schema(schema_with = schemas::optional_date)]
-    send_date: Option<String>,
+    send_date: Member<String>,
+    /// Your own key/value pairs; `{}` when left out or `null`.
     #[serde(default)]
-    #[schema(schema_with = schemas::metadata)]
-    metadata: Metadata,
+    #[schema(value_type = Option<schemas::MetadataSchema>)]
+    metadata: Member<Metadata>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: UnknownMembers,
 }
 
 impl Validate for CreateOrder {
@@ -80,24 +93,30 @@ impl Validate for CreateOrder {
 
     fn validate(self) -> Result<NewOrder, ApiError> {
         let mut v = Validator::new();
-        let template_id = v.check("template_id", parse_id(&self.template_id));
-        let recipient = v.nested("recipient", |v| self.recipient.validate(v));
-        let sender = match self.sender {
-            None => Some(None),
-            Some(sender) => v.nested("sender", |v| sender.validate(v)).map(Some),
+        v.unknown(self.unknown);
+        let template_id = v.required_with("template_id", self.template_id, |id| parse_id(&id));
+        let recipient = v
+            .required("recipient", self.recipient)
+            .and_then(|recipient| v.nested("recipient", |v| recipient.validate(v)));
+        let sender = match v.optional("sender", self.sender) {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(sender)) => v.nested("sender", |v| sender.validate(v)).map(Some),
         };
-        let merge_variables = v.check(
-            "merge_variables",
-            parse_merge_variables(self.merge_variables),
-        );
+        let merge_variables = v
+            .optional_with(
+                "merge_variables",
+                self.merge_variables,
+                parse_merge_variables,
+            )
+            .map(Option::unwrap_or_default);
         let taken_at = OffsetDateTime::now_utc();
-        let send_date = v.check(
-            "send_date",
-            self.send_date
-                .map(|d| parse_send_date(&d, taken_at.date()))
-                .transpose(),
-        );
-        let metadata = parse_metadata(&mut v, self.metadata);
+        let send_date = v.optional_with("send_date", self.send_date, |date| {
+            parse_send_date(&date, taken_at.date())
+        });
+        let metadata = v
+            .optional("metadata", self.metadata)
+            .and_then(|metadata| parse_metadata(&mut v, metadata.unwrap_or_default()));
         Ok(v.finish(|| {
             Some(NewOrder {
                 template_id: template_id?,
@@ -114,32 +133,35 @@ impl Validate for CreateOrder {
 
 /// Changes to an order; members left out stay as they are, `null` removes `sender` or `send_date`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"send_date": "2026-12-24", "sender": null}))]
 pub struct UpdateOrder {
     /// Another existing version of the order's template to print; the merge variables must cover its merge
     /// fields.
     #[serde(default)]
     #[schema(value_type = i32, minimum = 1)]
-    template_version: Patch<i64>,
+    template_version: Member<i64>,
     #[serde(default)]
     #[schema(value_type = AddressInput)]
-    recipient: Patch<AddressInput>,
+    recipient: Member<AddressInput>,
     /// `null` removes the sender.
     #[serde(default)]
     #[schema(value_type = Option<AddressInput>)]
-    sender: Patch<AddressInput>,
+    sender: Member<AddressInput>,
     /// Replaces all merge variables; they must cover the template's merge fields.
     #[serde(default)]
-    #[schema(schema_with = schemas::merge_variables)]
-    merge_variables: Patch<MergeVariables>,
+    #[schema(value_type = schemas::MergeVariablesSchema)]
+    merge_variables: Member<MergeVariables>,
     /// `YYYY-MM-DD`, today (UTC) or later; `null` removes the send date.
     #[serde(default)]
     #[schema(schema_with = schemas::optional_date)]
-    send_date: Patch<String>,
+    send_date: Member<String>,
+    /// Merged into the order's metadata: a value sets its key, `null` removes it; `null` removes every key.
     #[serde(default)]
-    #[schema(schema_with = schemas::metadata_changes)]
-    metadata: Patch<MetadataChanges>,
+    #[schema(value_type = Option<schemas::MetadataChangesSchema>)]
+    metadata: Member<MetadataChanges>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: UnknownMembers,
 }
 
 impl Validate for UpdateOrder {
@@ -147,36 +169,39 @@ impl Validate for UpdateOrder {
 
     fn validate(self) -> Result<OrderChanges, ApiError> {
         let mut v = Validator::new();
-        let template_version = v.check(
+        v.unknown(self.unknown);
+        let template_version = v.change_with(
             "template_version",
-            self.template_version
-                .required()
-                .and_then(|version| version.map(parse_template_version).transpose()),
+            self.template_version,
+            parse_template_version,
         );
-        let recipient = match self.recipient {
-            Patch::Unchanged => Some(None),
-            Patch::Clear => v.check("recipient", Err("must not be null".to_owned())),
-            Patch::Set(recipient) => v.nested("recipient", |v| recipient.validate(v)).map(Some),
+        let recipient = match v.change("recipient", self.recipient) {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(recipient)) => v.nested("recipient", |v| recipient.validate(v)).map(Some),
         };
-        let sender = match self.sender {
-            Patch::Unchanged => Some(Patch::Unchanged),
-            Patch::Clear => Some(Patch::Clear),
-            Patch::Set(sender) => v.nested("sender", |v| sender.validate(v)).map(Patch::Set),
+        let sender = match v.patch("sender", self.sender) {
+            None => None,
+            Some(Patch::Set(sender)) => v.nested("sender", |v| sender.validate(v)).map(Patch::Set),
+            Some(Patch::Unchanged) => Some(Patch::Unchanged),
+            Some(Patch::Clear) => Some(Patch::Clear),
         };
-        let merge_variables = v.check(
+        let merge_variables = v.change_with(
             "merge_variables",
-            self.merge_variables
-                .required()
-                .and_then(|m| m.map(parse_merge_variables).transpose()),
+            self.merge_variables,
+            parse_merge_variables,
         );
-        let send_date = match self.send_date {
-            Patch::Unchanged => Some(Patch::Unchanged),
-            Patch::Clear => Some(Patch::Clear),
-            Patch::Set(date) => v
+        let send_date = match v.patch("send_date", self.send_date) {
+            None => None,
+            Some(Patch::Set(date)) => v
                 .check("send_date", parse_send_date(&date, today()))
                 .map(Patch::Set),
+            Some(Patch::Unchanged) => Some(Patch::Unchanged),
+            Some(Patch::Clear) => Some(Patch::Clear),
         };
-        let metadata = parse_metadata_changes(&mut v, self.metadata);
+        let metadata = v
+            .patch("metadata", self.metadata)
+            .and_then(|changes| parse_metadata_changes(&mut v, changes));
         Ok(v.finish(|| {
             Some(OrderChanges {
                 template_version: template_version?,
@@ -248,12 +273,12 @@ pub async fn create(
     tag = "orders",
     params(
         ListOrdersQuery,
-        ("metadata" = inline(Option<MetadataFilter>), Query, style = DeepObject, explode,
+        ("metadata" = Option<schemas::MetadataSchema>, Query, style = DeepObject, explode,
          description = "Only orders whose metadata has every one of these key/value pairs, as \
                         `metadata[customer_id]=4711`."),
     ),
     responses(
-        (status = 200, description = "A page of orders.", body = List<Order>),
+        (status = 200, description = "A page of orders.", body = OrderList),
         (status = 401, response = problems::Unauthorized),
         (status = 422, response = problems::UnprocessableEntity),
         (status = 500, response = problems::InternalError),
@@ -292,11 +317,15 @@ pub async fn get(
     State(pool): State<PgPool>,
     account: Account,
     PathId(id, ..): PathId<Order>,
-) -> Result<Json<Order>, ApiError> {
-    db::orders::find(&pool, account.id, id)
+    preconditions: Preconditions,
+) -> Result<Response, ApiError> {
+    let order = db::orders::find(&pool, account.id, id)
         .await?
-        .map(Json)
-        .ok_or_else(|| not_found(id))
+        .ok_or_else(|| not_found(id))?;
+    if let Some(not_modified) = preconditions.check_read(order.entity_tag())? {
+        return Ok(not_modified);
+    }
+    Ok(Current(order).into_response())
 }
 
 /// Update an order
@@ -328,13 +357,15 @@ pub async fn get(
 pub async fn update(
     account: Account,
     PathId(id, ..): PathId<Order>,
+    preconditions: Preconditions,
     mut tx: Tx,
     ValidJson(changes): ValidJson<UpdateOrder>,
-) -> Result<Json<Order>, ApiError> {
+) -> Result<Current<Order>, ApiError> {
     let conn = tx.conn().await?;
     let current = db::orders::find_for_update(conn, account.id, id)
         .await?
         .ok_or_else(|| not_found(id))?;
+    preconditions.check_change(current.entity_tag())?;
     if current.status != OrderStatus::Received {
         return Err(ApiError::OrderNotModifiable {
             id,
@@ -342,7 +373,7 @@ pub async fn update(
         });
     }
     let Some(next) = changes.apply_to(&current)? else {
-        return Ok(Json(current));
+        return Ok(Current(current));
     };
     if next.changes_merge_of(&current) {
         let version = db::template_versions::find_for_order(
@@ -363,7 +394,9 @@ pub async fn update(
             return Err(ApiError::MissingMergeVariables { missing });
         }
     }
-    Ok(Json(db::orders::update(conn, account.id, id, &next).await?))
+    Ok(Current(
+        db::orders::update(conn, account.id, id, &next).await?,
+    ))
 }
 
 /// Cancel an order
@@ -388,15 +421,17 @@ pub async fn update(
 pub async fn cancel(
     account: Account,
     PathId(id, ..): PathId<Order>,
+    preconditions: Preconditions,
     mut tx: Tx,
-) -> Result<Json<Order>, ApiError> {
+) -> Result<Current<Order>, ApiError> {
     let conn = tx.conn().await?;
     let order = db::orders::find_for_update(conn, account.id, id)
         .await?
         .ok_or_else(|| not_found(id))?;
+    preconditions.check_change(order.entity_tag())?;
     match order.status {
-        OrderStatus::Cancelled => Ok(Json(order)),
-        OrderStatus::Received => Ok(Json(
+        OrderStatus::Cancelled => Ok(Current(order)),
+        OrderStatus::Received => Ok(Current(
             db::orders::set_status(conn, account.id, id, OrderStatus::Cancelled).await?,
         )),
         status @ (OrderStatus::Processing | OrderStatus::Sent) => {

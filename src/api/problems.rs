@@ -73,6 +73,14 @@ pub struct MethodNotAllowed(pub Problem);
 }))]
 pub struct RequestTimeout(pub Problem);
 
+/// The object changed since the client read it: `If-Match` names none of its current tags.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json", example = json!({
+    "type": "/problems/precondition-failed", "title": "Precondition failed", "status": 412,
+    "detail": "The object's current entity tag does not satisfy If-Match or If-None-Match."
+}))]
+pub struct PreconditionFailed(pub Problem);
+
 /// The request body is larger than the server accepts.
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json", example = json!({
@@ -130,6 +138,21 @@ pub struct ServiceUnavailable(pub Problem);
     })
 )]
 pub struct OutcomeUnknown(pub Problem);
+/// The account's rate limit is used up; nothing ran and nothing was stored.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(
+        ("Retry-After" = String, description = "Seconds to wait before the next request is let through."),
+        ("RateLimit-Policy" = String, description = "The account's quota policy (draft-ietf-httpapi-ratelimit-headers): `\"account\";q=<requests at once>;w=<seconds to refill them>`."),
+        ("RateLimit" = String, description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers): `\"account\";r=<requests left>;t=<seconds until the quota is full again>`."),
+    ),
+    example = json!({
+        "type": "/problems/rate-limited", "title": "Too many requests", "status": 429,
+        "detail": "Your account's rate limit is used up; retry after 1 second(s)."
+    })
+)]
+pub struct TooManyRequests(pub Problem);
 
 /// What a problem type means.
 #[derive(Debug, Serialize, ToSchema)]

@@ -5,7 +5,7 @@ use axum::{
     Json,
     extract::{FromRequestParts, Path, State},
     http::request::Parts,
-    response::Html,
+    response::{Html, IntoResponse, Response},
 };
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -14,7 +14,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    List, ListVersionsQuery,
+    List, ListVersionsQuery, TemplateVersionList,
+    conditional::{Current, Preconditions, Tagged},
     extract::{PathId, ValidJson, ValidQuery, Validate},
     parse_version, problems,
     templates::not_found as template_not_found,
@@ -24,6 +25,7 @@ use crate::{
     db,
     domain::{
         id::parse_id,
+        member::{Member, UnknownMembers},
         order::{MergeVariables, parse_merge_variables, parse_template_version},
         schemas,
         template::{Template, TemplateVersion},
@@ -78,7 +80,7 @@ impl<S: Send + Sync> FromRequestParts<S> for VersionPath {
     tag = "templates",
     params(("id" = Uuid, Path, description = "The template's id."), ListVersionsQuery),
     responses(
-        (status = 200, description = "A page of the template's versions.", body = List<TemplateVersion>),
+        (status = 200, description = "A page of the template's versions.", body = TemplateVersionList),
         (status = 401, response = problems::Unauthorized),
         (status = 404, response = problems::NotFound),
         (status = 422, response = problems::UnprocessableEntity),
@@ -127,26 +129,35 @@ pub async fn get(
     State(pool): State<PgPool>,
     account: Account,
     path: VersionPath,
-) -> Result<Json<TemplateVersion>, ApiError> {
-    db::template_versions::find(&pool, account.id, path.template_id, Some(path.version))
-        .await?
-        .map(Json)
-        .ok_or_else(|| version_not_found(&path.template_id.to_string(), &path.version.to_string()))
+    preconditions: Preconditions,
+) -> Result<Response, ApiError> {
+    let version =
+        db::template_versions::find(&pool, account.id, path.template_id, Some(path.version))
+            .await?
+            .ok_or_else(|| {
+                version_not_found(&path.template_id.to_string(), &path.version.to_string())
+            })?;
+    if let Some(not_modified) = preconditions.check_read(version.entity_tag())? {
+        return Ok(not_modified);
+    }
+    Ok(Current(version).into_response())
 }
 
 /// A preview: merge variables and the version to fill with them.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"merge_variables": {"first_name": "Anna", "city": "Amsterdam"}}))]
 pub struct RenderTemplate {
     /// A value for every merge field of the version; more are allowed.
     #[serde(default)]
-    #[schema(schema_with = schemas::merge_variables)]
-    merge_variables: MergeVariables,
+    #[schema(value_type = schemas::MergeVariablesSchema)]
+    merge_variables: Member<MergeVariables>,
     /// The version to render; the latest when left out or `null`.
     #[serde(default)]
     #[schema(value_type = Option<i32>, minimum = 1)]
-    version: Option<i64>,
+    version: Member<i64>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: UnknownMembers,
 }
 
 /// A validated preview request.
@@ -160,14 +171,15 @@ impl Validate for RenderTemplate {
 
     fn validate(self) -> Result<Preview, ApiError> {
         let mut v = Validator::new();
-        let merge_variables = v.check(
-            "merge_variables",
-            parse_merge_variables(self.merge_variables),
-        );
-        let version = v.check(
-            "version",
-            self.version.map(parse_template_version).transpose(),
-        );
+        v.unknown(self.unknown);
+        let merge_variables = v
+            .optional_with(
+                "merge_variables",
+                self.merge_variables,
+                parse_merge_variables,
+            )
+            .map(Option::unwrap_or_default);
+        let version = v.optional_with("version", self.version, parse_template_version);
         Ok(v.finish(|| {
             Some(Preview {
                 merge_variables: merge_variables?,

@@ -1,13 +1,19 @@
 //! `/v1/templates`: create, list, read, change and delete templates.
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
 use serde::Deserialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    Created, List, ListQuery,
+    Created, List, ListQuery, TemplateList,
+    conditional::{Current, Preconditions, Tagged},
     extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
     problems,
 };
@@ -15,8 +21,8 @@ use crate::{
     auth::Account,
     db::{self, templates::Deletion},
     domain::{
+        member::{Member, UnknownMembers},
         metadata::{Metadata, MetadataChanges, parse_metadata, parse_metadata_changes},
-        patch::Patch,
         schemas,
         template::{
             NewTemplate, Template, TemplateChanges, TemplateContent, TemplateFormat, parse_name,
@@ -40,7 +46,6 @@ impl Resource for Template {
 
 /// A new template.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "name": "Welcome postcard",
     "format": "postcard_a6",
@@ -48,15 +53,23 @@ impl Resource for Template {
     "metadata": {"campaign": "winter-2026"}
 }))]
 pub struct CreateTemplate {
-    #[schema(schema_with = schemas::text_200)]
-    name: String,
-    format: TemplateFormat,
-    /// `{{name}}` placeholders are filled from each order's `merge_variables`.
-    #[schema(schema_with = schemas::template_content)]
-    content: String,
     #[serde(default)]
-    #[schema(schema_with = schemas::metadata)]
-    metadata: Metadata,
+    #[schema(schema_with = schemas::text_200, required = true)]
+    name: Member<String>,
+    #[serde(default)]
+    #[schema(value_type = TemplateFormat, required = true)]
+    format: Member<TemplateFormat>,
+    /// `{{name}}` placeholders are filled from each order's `merge_variables`.
+    #[serde(default)]
+    #[schema(schema_with = schemas::template_content, required = true)]
+    content: Member<String>,
+    /// Your own key/value pairs; `{}` when left out or `null`.
+    #[serde(default)]
+    #[schema(value_type = Option<schemas::MetadataSchema>)]
+    metadata: Member<Metadata>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: UnknownMembers,
 }
 
 impl Validate for CreateTemplate {
@@ -64,14 +77,18 @@ impl Validate for CreateTemplate {
 
     fn validate(self) -> Result<Self::Valid, ApiError> {
         let mut v = Validator::new();
-        let name = v.check("name", parse_name(self.name));
-        let content = v.check("content", TemplateContent::parse(self.content));
-        let metadata = parse_metadata(&mut v, self.metadata);
+        v.unknown(self.unknown);
+        let name = v.required_with("name", self.name, parse_name);
+        let format = v.required("format", self.format);
+        let content = v.required_with("content", self.content, TemplateContent::parse);
+        let metadata = v
+            .optional("metadata", self.metadata)
+            .and_then(|metadata| parse_metadata(&mut v, metadata.unwrap_or_default()));
         Ok(v.finish(|| {
             Some((
                 NewTemplate {
                     name: name?,
-                    format: self.format,
+                    format: format?,
                     content: content?,
                 },
                 metadata?,
@@ -82,21 +99,24 @@ impl Validate for CreateTemplate {
 
 /// Changes to a template; members left out stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Welcome postcard (winter)"}))]
 pub struct UpdateTemplate {
     #[serde(default)]
     #[schema(schema_with = schemas::text_200)]
-    name: Patch<String>,
+    name: Member<String>,
     #[serde(default)]
     #[schema(value_type = TemplateFormat)]
-    format: Patch<TemplateFormat>,
+    format: Member<TemplateFormat>,
     #[serde(default)]
     #[schema(schema_with = schemas::template_content)]
-    content: Patch<String>,
+    content: Member<String>,
+    /// Merged into the template's metadata: a value sets its key, `null` removes it; `null` removes every key.
     #[serde(default)]
-    #[schema(schema_with = schemas::metadata_changes)]
-    metadata: Patch<MetadataChanges>,
+    #[schema(value_type = Option<schemas::MetadataChangesSchema>)]
+    metadata: Member<MetadataChanges>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: UnknownMembers,
 }
 
 impl Validate for UpdateTemplate {
@@ -104,20 +124,13 @@ impl Validate for UpdateTemplate {
 
     fn validate(self) -> Result<TemplateChanges, ApiError> {
         let mut v = Validator::new();
-        let name = v.check(
-            "name",
-            self.name
-                .required()
-                .and_then(|n| n.map(parse_name).transpose()),
-        );
-        let format = v.check("format", self.format.required());
-        let content = v.check(
-            "content",
-            self.content
-                .required()
-                .and_then(|c| c.map(TemplateContent::parse).transpose()),
-        );
-        let metadata = parse_metadata_changes(&mut v, self.metadata);
+        v.unknown(self.unknown);
+        let name = v.change_with("name", self.name, parse_name);
+        let format = v.change("format", self.format);
+        let content = v.change_with("content", self.content, TemplateContent::parse);
+        let metadata = v
+            .patch("metadata", self.metadata)
+            .and_then(|changes| parse_metadata_changes(&mut v, changes));
         Ok(v.finish(|| {
             Some(TemplateChanges {
                 name: name?,
@@ -170,7 +183,7 @@ pub async fn create(
     tag = "templates",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of templates.", body = List<Template>),
+        (status = 200, description = "A page of templates.", body = TemplateList),
         (status = 401, response = problems::Unauthorized),
         (status = 422, response = problems::UnprocessableEntity),
         (status = 500, response = problems::InternalError),
@@ -210,11 +223,15 @@ pub async fn get(
     State(pool): State<PgPool>,
     account: Account,
     PathId(id, ..): PathId<Template>,
-) -> Result<Json<Template>, ApiError> {
-    db::templates::find(&pool, account.id, id)
+    preconditions: Preconditions,
+) -> Result<Response, ApiError> {
+    let template = db::templates::find(&pool, account.id, id)
         .await?
-        .map(Json)
-        .ok_or_else(|| not_found(id))
+        .ok_or_else(|| not_found(id))?;
+    if let Some(not_modified) = preconditions.check_read(template.entity_tag())? {
+        return Ok(not_modified);
+    }
+    Ok(Current(template).into_response())
 }
 
 /// Update a template
@@ -246,16 +263,18 @@ pub async fn get(
 pub async fn update(
     account: Account,
     PathId(id, ..): PathId<Template>,
+    preconditions: Preconditions,
     mut tx: Tx,
     ValidJson(changes): ValidJson<UpdateTemplate>,
-) -> Result<Json<Template>, ApiError> {
+) -> Result<Current<Template>, ApiError> {
     let conn = tx.conn().await?;
     let current = db::templates::find_for_update(conn, account.id, id)
         .await?
         .ok_or_else(|| not_found(id))?;
+    preconditions.check_change(current.entity_tag())?;
     match changes.apply_to(&current)? {
-        None => Ok(Json(current)),
-        Some(update) => Ok(Json(
+        None => Ok(Current(current)),
+        Some(update) => Ok(Current(
             db::templates::update(conn, account.id, &current, &update).await?,
         )),
     }
@@ -283,9 +302,17 @@ pub async fn update(
 pub async fn delete(
     account: Account,
     PathId(id, ..): PathId<Template>,
+    preconditions: Preconditions,
     mut tx: Tx,
 ) -> Result<StatusCode, ApiError> {
-    match db::templates::delete(tx.conn().await?, account.id, id).await? {
+    let conn = tx.conn().await?;
+    if preconditions.is_given() {
+        let current = db::templates::find_for_update(conn, account.id, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        preconditions.check_change(current.entity_tag())?;
+    }
+    match db::templates::delete(conn, account.id, id).await? {
         Deletion::Deleted => Ok(StatusCode::NO_CONTENT),
         Deletion::NotFound => Err(not_found(id)),
         Deletion::InUse { orders } => Err(ApiError::TemplateInUse { id, orders }),

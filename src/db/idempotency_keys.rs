@@ -1,9 +1,34 @@
-//! Idempotency keys: the stored outcome of a keyed request, and the sweeper's batch delete.
+//! Idempotency keys: the stored outcome of a keyed request, its inspection, and the sweeper's batch delete.
 
 use std::time::Duration;
 
 use sqlx::{PgConnection, PgExecutor, types::Json};
+use time::OffsetDateTime;
 use uuid::Uuid;
+
+/// The request a key was used for, stored with its outcome so that the key can be inspected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLine<'a> {
+    /// `POST` or `PATCH`.
+    pub method: &'a str,
+    /// The path, with ids, without the query.
+    pub path: &'a str,
+}
+
+/// A live key as its account may inspect it; never the fingerprint nor the stored body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub created_at: OffsetDateTime,
+    /// When the key stops being replayed.
+    pub expires_at: OffsetDateTime,
+    /// `None` for rows stored before the request was kept with its key.
+    pub method: Option<String>,
+    pub path: Option<String>,
+    /// The stored response's status.
+    pub status: u16,
+    /// The stored response's headers (`Content-Type`, `Location`).
+    pub headers: Vec<(String, String)>,
+}
 
 /// The outcome stored for a key: what the endpoint answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,18 +171,21 @@ pub async fn insert(
     conn: &mut PgConnection,
     account_id: Uuid,
     key: &str,
+    request: RequestLine<'_>,
     fingerprint: &[u8],
     response: &StoredResponse,
     ttl: Duration,
 ) -> Result<bool, sqlx::Error> {
     let stored = sqlx::query_scalar!(
         r#"INSERT INTO idempotency_keys
-               (account_id, key, fingerprint, response_status, response_headers, response_body, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
+               (account_id, key, fingerprint, response_status, response_headers, response_body, expires_at,
+                request_method, request_path)
+           VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8, $9)
            ON CONFLICT (account_id, key) DO UPDATE
                SET fingerprint = EXCLUDED.fingerprint, created_at = EXCLUDED.created_at,
                    expires_at = EXCLUDED.expires_at, response_status = EXCLUDED.response_status,
-                   response_headers = EXCLUDED.response_headers, response_body = EXCLUDED.response_body
+                   response_headers = EXCLUDED.response_headers, response_body = EXCLUDED.response_body,
+                   request_method = EXCLUDED.request_method, request_path = EXCLUDED.request_path
                WHERE idempotency_keys.expires_at <= EXCLUDED.created_at
            RETURNING true AS "stored!""#,
         account_id,
@@ -167,10 +195,38 @@ pub async fn insert(
         Json(&response.headers) as _,
         &response.body,
         ttl.as_secs_f64(),
+        request.method,
+        request.path,
     )
     .fetch_optional(conn)
     .await?;
     Ok(stored.is_some())
+}
+
+/// The live key row of (account, key) for inspection; `None` when there is none or it expired. Only reads.
+pub async fn inspect(
+    db: impl PgExecutor<'_>,
+    account_id: Uuid,
+    key: &str,
+) -> Result<Option<KeyRecord>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT created_at, expires_at, request_method, request_path, response_status,
+                  response_headers AS "response_headers: Json<Vec<(String, String)>>"
+           FROM idempotency_keys
+           WHERE account_id = $1 AND key = $2 AND expires_at > now()"#,
+        account_id,
+        key,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|row| KeyRecord {
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+        method: row.request_method,
+        path: row.request_path,
+        status: u16::try_from(row.response_status).unwrap_or(500),
+        headers: row.response_headers.0,
+    }))
 }
 
 /// Deletes at most `limit` keys past their `expires_at`, those that expired first first; a row a request is taking

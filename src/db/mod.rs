@@ -4,6 +4,7 @@
 //! (`crate::error`).
 
 pub mod accounts;
+pub mod api_keys;
 pub mod idempotency_keys;
 pub mod order_batches;
 pub mod orders;
@@ -13,7 +14,7 @@ pub mod templates;
 use std::time::Duration;
 
 use sqlx::{
-    Connection, PgPool,
+    Connection, PgPool, Postgres, Transaction,
     migrate::Migrator,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
@@ -45,7 +46,8 @@ pub enum Sessions {
     /// Serving requests: no statement waits longer than `lock_timeout` for a row lock or for a concurrent insert of
     /// the same key (such waits come from concurrent requests, and the client gets a 409 to retry instead of a
     /// hang), none runs longer than the configured `statement_timeout`, and a session left idle inside a
-    /// transaction is ended after `idle_in_transaction_session_timeout`.
+    /// transaction is ended after `idle_in_transaction_session_timeout`. On Citus a transaction begun with
+    /// [`begin`] carries the lock bound to the workers.
     Requests { lock_timeout: Duration },
     /// Migrations and command-line tools: they wait for locks as long as it takes (a second instance starting
     /// during a long migration waits for it rather than failing), whatever timeouts the database or role sets.
@@ -100,6 +102,27 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<(), sqlx::migrate::Migra
     pool.close().await;
     migrated
 }
+
+/// Begins a transaction, in one round trip like a bare `BEGIN`, in which every node that runs its statements waits
+/// for a lock no longer than this connection's `lock_timeout` (set by [`pool`]).
+///
+/// On plain PostgreSQL the connection's setting already bounds every wait, and the statements after `BEGIN` set it
+/// to itself. On Citus the connection is to the coordinator, but the rows, and so their locks, are on the workers,
+/// and Citus does not pass session settings on to them. It does pass a transaction's `SET LOCAL` when
+/// `citus.propagate_set_commands` is `local`: it sends it with the `BEGIN` of the transaction's part on each worker,
+/// so it adds no round trip. Citus forwards the text of the whole query string the `SET LOCAL` arrived in; a `BEGIN`
+/// in that text would run again on the worker, inside its transaction, and warn on every request. Inside `DO` the
+/// `SET LOCAL` is a query string of its own. On plain PostgreSQL `citus.propagate_set_commands` is a placeholder
+/// setting that nothing reads.
+pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin_with(BEGIN_WITH_LOCK_TIMEOUT_ON_EVERY_NODE).await
+}
+
+/// The statement of [`begin`]: `%L` quotes the setting as a literal, such as `'10s'`, or `'0'` for no bound.
+const BEGIN_WITH_LOCK_TIMEOUT_ON_EVERY_NODE: &str = "BEGIN; DO $$BEGIN \
+    SET LOCAL citus.propagate_set_commands = local; \
+    EXECUTE format('SET LOCAL lock_timeout = %L', current_setting('lock_timeout')); \
+    END$$";
 
 /// One page of a list, newest first.
 #[derive(Debug)]

@@ -24,6 +24,7 @@ struct OrderRow {
     metadata: Json<Metadata>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
+    row_version: i32,
 }
 
 /// `sqlx::query_as!` into an [`OrderRow`], with the order's columns between `$before` and `$after`: the one place
@@ -37,7 +38,7 @@ macro_rules! query_order {
                       recipient AS "recipient: Json<Address>", sender AS "sender: Json<Address>",
                       merge_variables AS "merge_variables: Json<MergeVariables>", send_date,
                       status AS "status: OrderStatus", metadata AS "metadata: Json<Metadata>", created_at,
-                      updated_at "#
+                      updated_at, row_version "#
                 + $after,
             $($arguments)*
         )
@@ -58,6 +59,7 @@ impl From<OrderRow> for Order {
             metadata: row.metadata.0,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            row_version: row.row_version,
         }
     }
 }
@@ -262,7 +264,7 @@ pub async fn update(
     let row = query_order!(
         r#"UPDATE orders
            SET template_version = $3, recipient = $4, sender = $5, merge_variables = $6, send_date = $7,
-               metadata = $8, updated_at = now()
+               metadata = $8, updated_at = now(), row_version = row_version + 1
            WHERE account_id = $1 AND id = $2
            RETURNING"#,
         "",
@@ -288,7 +290,7 @@ pub async fn set_status(
     status: OrderStatus,
 ) -> Result<Order, sqlx::Error> {
     let row = query_order!(
-        r#"UPDATE orders SET status = $3, updated_at = now()
+        r#"UPDATE orders SET status = $3, updated_at = now(), row_version = row_version + 1
            WHERE account_id = $1 AND id = $2
            RETURNING"#,
         "",

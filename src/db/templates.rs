@@ -22,6 +22,7 @@ struct TemplateRow {
     metadata: Json<Metadata>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
+    row_version: i32,
 }
 
 impl From<TemplateRow> for Template {
@@ -36,6 +37,7 @@ impl From<TemplateRow> for Template {
             metadata: row.metadata.0,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            row_version: row.row_version,
         }
     }
 }
@@ -50,7 +52,7 @@ macro_rules! query_template {
                 + r#" t.id AS "id!", v.name AS "name!", v.format AS "format!: TemplateFormat", v.content AS "content!",
                       v.merge_fields AS "merge_fields!", t.version AS "version!",
                       t.metadata AS "metadata!: Json<Metadata>", t.created_at AS "created_at!",
-                      t.updated_at AS "updated_at!" "#
+                      t.updated_at AS "updated_at!", t.row_version AS "row_version!" "#
                 + $from
                 + r#" JOIN template_versions v
                         ON v.account_id = t.account_id AND v.template_id = t.id AND v.version = t.version "#
@@ -201,7 +203,8 @@ pub async fn update(
     }
     let row = query_template!(
         r#"WITH t AS (
-               UPDATE templates SET version = $3, metadata = $4, updated_at = now()
+               UPDATE templates SET version = $3, metadata = $4, updated_at = now(),
+                                    row_version = row_version + 1
                WHERE account_id = $1 AND id = $2
                RETURNING *)
            SELECT"#,

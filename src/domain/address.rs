@@ -5,33 +5,42 @@ use utoipa::ToSchema;
 
 use super::{
     country::CountryCode,
+    member::{Member, UnknownMembers},
     schemas,
     validation::{Validator, text},
 };
 /// A postal address as a client sends it.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "name": "Anna de Vries", "street": "Keizersgracht", "house_number": "123A",
     "postal_code": "1015 CJ", "city": "Amsterdam", "country": "NL"
 }))]
 pub struct AddressInput {
     /// The addressee.
-    #[schema(schema_with = schemas::text_200)]
-    pub name: String,
+    #[serde(default)]
+    #[schema(schema_with = schemas::text_200, required = true)]
+    pub name: Member<String>,
     #[serde(default)]
     #[schema(schema_with = schemas::optional_text_200)]
-    pub company: Option<String>,
-    #[schema(schema_with = schemas::text_200)]
-    pub street: String,
-    #[schema(schema_with = schemas::text_20)]
-    pub house_number: String,
-    #[schema(schema_with = schemas::text_20)]
-    pub postal_code: String,
-    #[schema(schema_with = schemas::text_100)]
-    pub city: String,
-    #[schema(schema_with = schemas::country)]
-    pub country: String,
+    pub company: Member<String>,
+    #[serde(default)]
+    #[schema(schema_with = schemas::text_200, required = true)]
+    pub street: Member<String>,
+    #[serde(default)]
+    #[schema(schema_with = schemas::text_20, required = true)]
+    pub house_number: Member<String>,
+    #[serde(default)]
+    #[schema(schema_with = schemas::text_20, required = true)]
+    pub postal_code: Member<String>,
+    #[serde(default)]
+    #[schema(schema_with = schemas::text_100, required = true)]
+    pub city: Member<String>,
+    #[serde(default)]
+    #[schema(value_type = CountryCode, required = true)]
+    pub country: Member<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: UnknownMembers,
 }
 
 /// A postal address.
@@ -48,23 +57,20 @@ pub struct Address {
     pub house_number: String,
     pub postal_code: String,
     pub city: String,
-    #[schema(schema_with = schemas::country)]
     pub country: CountryCode,
 }
 
 impl AddressInput {
     /// The address, or each broken rule recorded in `v` under this address's path.
     pub fn validate(self, v: &mut Validator) -> Option<Address> {
-        let name = v.check("name", text(self.name, 200));
-        let company = match self.company {
-            None => Some(None),
-            Some(company) => v.check("company", text(company, 200)).map(Some),
-        };
-        let street = v.check("street", text(self.street, 200));
-        let house_number = v.check("house_number", text(self.house_number, 20));
-        let postal_code = v.check("postal_code", text(self.postal_code, 20));
-        let city = v.check("city", text(self.city, 100));
-        let country = v.check("country", CountryCode::parse(&self.country));
+        v.unknown(self.unknown);
+        let name = v.required_with("name", self.name, |name| text(name, 200));
+        let company = v.optional_with("company", self.company, |company| text(company, 200));
+        let street = v.required_with("street", self.street, |street| text(street, 200));
+        let house_number = v.required_with("house_number", self.house_number, |n| text(n, 20));
+        let postal_code = v.required_with("postal_code", self.postal_code, |code| text(code, 20));
+        let city = v.required_with("city", self.city, |city| text(city, 100));
+        let country = v.required_with("country", self.country, |code| CountryCode::parse(&code));
         Some(Address {
             name: name?,
             company: company?,

@@ -4,6 +4,7 @@ pub mod address;
 pub mod batch;
 pub mod country;
 pub mod id;
+pub mod member;
 pub mod metadata;
 pub mod order;
 pub mod patch;

@@ -68,19 +68,22 @@ pub struct Order {
     pub recipient: Address,
     #[schema(required = true)]
     pub sender: Option<Address>,
-    #[schema(schema_with = schemas::merge_variables)]
+    #[schema(value_type = schemas::MergeVariablesSchema)]
     pub merge_variables: MergeVariables,
     /// The day to send the mail piece (UTC); `null` for as soon as possible.
     #[serde(with = "iso_date")]
     #[schema(schema_with = schemas::optional_date, required = true)]
     pub send_date: Option<Date>,
     pub status: OrderStatus,
-    #[schema(schema_with = schemas::metadata)]
+    #[schema(value_type = schemas::MetadataSchema)]
     pub metadata: Metadata,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// 1 when taken, one more with every change: the version its entity tag names. Sent as `ETag`, not in the body.
+    #[serde(skip)]
+    pub row_version: i32,
 }
 
 impl Order {

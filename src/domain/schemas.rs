@@ -1,13 +1,18 @@
 //! JSON Schemas for values whose rules a derive cannot state, built from the same constants the domain checks,
 //! so that the documented shape of a request and the shape the server accepts are the same.
 
-use utoipa::openapi::{
-    Object, ObjectBuilder, Type,
-    schema::{AdditionalProperties, KnownFormat, SchemaFormat, SchemaType},
+use std::borrow::Cow;
+
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{
+        Object, ObjectBuilder, RefOr, Schema, Type,
+        schema::{AdditionalProperties, KnownFormat, SchemaFormat, SchemaType},
+    },
 };
 
 use super::{
-    country::ASSIGNED,
+    country::{ASSIGNED, CountryCode},
     metadata::{MAX_METADATA_KEY_LENGTH, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH},
     template::{
         MAX_CONTENT_BYTES, MAX_MERGE_FIELD_LENGTH, MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES,
@@ -16,17 +21,21 @@ use super::{
 
 /// Control characters (Unicode Cc), never allowed in text.
 const CONTROL: &str = r"\x00-\x1F\x7F-\x9F";
+/// Format characters (Unicode Cf) of the Basic Multilingual Plane, never allowed in text. The server refuses the
+/// whole category (`validation::text`); the few outside this plane (U+110BD, U+13430–U+1343F, U+E0001, ...) are left
+/// out of the pattern, which is written without the `u` flag that not every JSON Schema validator supports.
+const FORMAT: &str = r"\xAD\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB";
 /// Whitespace that is not a control character (Unicode White_Space): text of only these is blank.
 const BLANK: &str = r"\x20\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
 
-/// Text of 1 to `max` characters, no control characters, not blank.
+/// Text of 1 to `max` characters, no control or format characters, not blank.
 fn text(max: usize) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))
         .max_length(Some(max))
         .pattern(Some(format!(
-            "^[^{CONTROL}]*[^{CONTROL}{BLANK}][^{CONTROL}]*$"
+            "^[^{CONTROL}{FORMAT}]*[^{CONTROL}{FORMAT}{BLANK}][^{CONTROL}{FORMAT}]*$"
         )))
 }
 
@@ -48,8 +57,17 @@ pub fn optional_text_200() -> Object {
         .build()
 }
 
+/// `CountryCode`: one named schema that every address refers to, so that generated clients have one country enum.
+impl PartialSchema for CountryCode {
+    fn schema() -> RefOr<Schema> {
+        country().into()
+    }
+}
+
+impl ToSchema for CountryCode {}
+
 /// An assigned ISO 3166-1 alpha-2 code.
-pub fn country() -> Object {
+fn country() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .description(Some("An assigned ISO 3166-1 alpha-2 code, upper case."))
@@ -103,10 +121,22 @@ fn merge_variables_builder() -> ObjectBuilder {
         .examples([serde_json::json!({"first_name": "Anna", "city": "Amsterdam"})])
 }
 
-pub fn merge_variables() -> Object {
-    merge_variables_builder()
-        .description(Some("The values of the template's merge fields, by name."))
-        .build()
+/// The named schema `MergeVariables`, which orders and the requests that create and change them refer to.
+pub struct MergeVariablesSchema;
+
+impl PartialSchema for MergeVariablesSchema {
+    fn schema() -> RefOr<Schema> {
+        merge_variables_builder()
+            .description(Some("The values of a template's merge fields, by name."))
+            .build()
+            .into()
+    }
+}
+
+impl ToSchema for MergeVariablesSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("MergeVariables")
+    }
 }
 
 /// A metadata key: 1 to 40 characters, without `[`, `]` or NUL.
@@ -126,49 +156,61 @@ fn metadata_value() -> ObjectBuilder {
         .pattern(Some(r"^[^\x00]*$"))
 }
 
-/// Metadata: at most 20 string values by key.
-pub fn metadata() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .description(Some(
-            "Your own key/value pairs, e.g. a customer id or a campaign: at most 20 keys of 1 to 40 characters \
-             (without `[` and `]`), values of at most 500 characters.",
-        ))
-        .property_names(Some(metadata_key()))
-        .additional_properties(Some(AdditionalProperties::RefOr(metadata_value().into())))
-        .max_properties(Some(MAX_METADATA_KEYS))
-        .examples([serde_json::json!({"customer_id": "4711"})])
-        .build()
+/// The named schema `Metadata`, which orders, templates and the requests that create them refer to: at most 20
+/// string values by key.
+pub struct MetadataSchema;
+
+impl PartialSchema for MetadataSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Your own key/value pairs, e.g. a customer id or a campaign: at most 20 keys of 1 to 40 \
+                 characters (without `[` and `]`), values of at most 500 characters.",
+            ))
+            .property_names(Some(metadata_key()))
+            .additional_properties(Some(AdditionalProperties::RefOr(metadata_value().into())))
+            .max_properties(Some(MAX_METADATA_KEYS))
+            .examples([serde_json::json!({"customer_id": "4711"})])
+            .build()
+            .into()
+    }
 }
 
-/// The metadata of a PATCH: merged into the current metadata, a `null` value removes its key; `null` clears all.
-pub fn metadata_changes() -> Object {
-    ObjectBuilder::new()
-        .schema_type(SchemaType::Array(vec![Type::Object, Type::Null]))
-        .description(Some(
-            "Merged into the metadata: a value sets its key, `null` removes it; `null` for the whole member \
-             removes every key. At most 20 keys remain.",
-        ))
-        .property_names(Some(metadata_key()))
-        .additional_properties(Some(AdditionalProperties::RefOr(
-            metadata_value()
-                .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
-                .into(),
-        )))
-        .max_properties(Some(MAX_METADATA_KEYS))
-        .examples([serde_json::json!({"campaign": "winter-2026", "source": null})])
-        .build()
+impl ToSchema for MetadataSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Metadata")
+    }
 }
 
-/// The metadata filter of a list: key/value pairs that must all match.
-pub fn metadata_filter() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .property_names(Some(metadata_key()))
-        .additional_properties(Some(AdditionalProperties::RefOr(metadata_value().into())))
-        .max_properties(Some(MAX_METADATA_KEYS))
-        .examples([serde_json::json!({"customer_id": "4711"})])
-        .build()
+/// The named schema `MetadataChanges`, the metadata member of a PATCH: merged into the current metadata, a `null`
+/// value removes its key (`null` for the whole member, which the requests allow, removes every key).
+pub struct MetadataChangesSchema;
+
+impl PartialSchema for MetadataChangesSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Merged into the metadata: a value sets its key, `null` removes it. At most 20 keys remain.",
+            ))
+            .property_names(Some(metadata_key()))
+            .additional_properties(Some(AdditionalProperties::RefOr(
+                metadata_value()
+                    .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
+                    .into(),
+            )))
+            .max_properties(Some(MAX_METADATA_KEYS))
+            .examples([serde_json::json!({"campaign": "winter-2026", "source": null})])
+            .build()
+            .into()
+    }
+}
+
+impl ToSchema for MetadataChangesSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("MetadataChanges")
+    }
 }
 
 /// A date as `YYYY-MM-DD`, or `null`.

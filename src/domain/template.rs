@@ -57,13 +57,17 @@ pub struct Template {
     pub merge_fields: Vec<String>,
     /// The latest version: 1 on creation, one more on every PATCH that changes `name`, `format` or `content`.
     pub version: i32,
-    #[schema(schema_with = schemas::metadata)]
+    #[schema(value_type = schemas::MetadataSchema)]
     pub metadata: Metadata,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// When the template last changed: a new version or its metadata.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// 1 when created, one more with every change, a new version or metadata alone: the version its entity tag
+    /// names. Sent as `ETag`, not in the body.
+    #[serde(skip)]
+    pub row_version: i32,
 }
 
 impl Template {

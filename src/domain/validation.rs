@@ -1,7 +1,13 @@
 //! Field validation: collects every rule a request breaks, each under its dotted field path.
 
 use serde::Serialize;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use utoipa::ToSchema;
+
+use super::{
+    member::{Member, UnknownMembers},
+    patch::Patch,
+};
 
 /// One broken rule, named by the dotted path of its field in the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -57,6 +63,101 @@ impl Validator {
         }
     }
 
+    /// The value of a member that must be sent, or its problem recorded: absent, `null`, or not of its type.
+    pub fn required<T>(&mut self, field: &str, member: Member<T>) -> Option<T> {
+        match member {
+            Member::Value(value) => Some(value),
+            Member::Absent => self.check(field, Err("is required".to_owned())),
+            Member::Null => self.check(field, Err("must not be null".to_owned())),
+            Member::Invalid { path, message } => self.invalid(field, &path, message),
+        }
+    }
+
+    /// [`Self::required`], then `rule` on the value.
+    pub fn required_with<T, U>(
+        &mut self,
+        field: &str,
+        member: Member<T>,
+        rule: impl FnOnce(T) -> Result<U, String>,
+    ) -> Option<U> {
+        let value = self.required(field, member)?;
+        self.check(field, rule(value))
+    }
+
+    /// The value of a member that may be left out or `null` (both `None`), or its problem recorded.
+    pub fn optional<T>(&mut self, field: &str, member: Member<T>) -> Option<Option<T>> {
+        match member {
+            Member::Value(value) => Some(Some(value)),
+            Member::Absent | Member::Null => Some(None),
+            Member::Invalid { path, message } => self.invalid(field, &path, message),
+        }
+    }
+
+    /// [`Self::optional`], then `rule` on a value that was sent.
+    pub fn optional_with<T, U>(
+        &mut self,
+        field: &str,
+        member: Member<T>,
+        rule: impl FnOnce(T) -> Result<U, String>,
+    ) -> Option<Option<U>> {
+        match self.optional(field, member)? {
+            None => Some(None),
+            Some(value) => self.check(field, rule(value)).map(Some),
+        }
+    }
+
+    /// A PATCH member that cannot be cleared: `None` when left out, the new value when sent; `null` is a problem.
+    pub fn change<T>(&mut self, field: &str, member: Member<T>) -> Option<Option<T>> {
+        match member {
+            Member::Absent => Some(None),
+            other => self.required(field, other).map(Some),
+        }
+    }
+
+    /// [`Self::change`], then `rule` on a value that was sent.
+    pub fn change_with<T, U>(
+        &mut self,
+        field: &str,
+        member: Member<T>,
+        rule: impl FnOnce(T) -> Result<U, String>,
+    ) -> Option<Option<U>> {
+        match self.change(field, member)? {
+            None => Some(None),
+            Some(value) => self.check(field, rule(value)).map(Some),
+        }
+    }
+
+    /// A PATCH member that `null` clears.
+    pub fn patch<T>(&mut self, field: &str, member: Member<T>) -> Option<Patch<T>> {
+        match member {
+            Member::Absent => Some(Patch::Unchanged),
+            Member::Null => Some(Patch::Clear),
+            Member::Value(value) => Some(Patch::Set(value)),
+            Member::Invalid { path, message } => self.invalid(field, &path, message),
+        }
+    }
+
+    /// Records each member the object does not define.
+    pub fn unknown(&mut self, unknown: UnknownMembers) {
+        for name in unknown.0.keys() {
+            let field = self.path_to(name);
+            self.errors.push(FieldError {
+                field,
+                message: "is not a known field".to_owned(),
+            });
+        }
+    }
+
+    /// Records a member that is not of its type, at the path inside it where it does not fit.
+    fn invalid<T>(&mut self, field: &str, path: &str, message: String) -> Option<T> {
+        let field = if path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{field}.{path}")
+        };
+        self.check(&field, Err(message))
+    }
+
     /// Validates the members of an object nested under `field`.
     pub fn nested<T>(
         &mut self,
@@ -89,7 +190,12 @@ impl Validator {
     }
 }
 
-/// A line of printable text of 1 to `max` characters, not blank.
+/// A line of printable text of 1 to `max` characters, not blank, without control characters (Unicode Cc) or
+/// format characters (Unicode Cf).
+///
+/// Format characters are invisible yet change how the text around them prints: bidirectional overrides and
+/// isolates (U+202A–U+202E, U+2066–U+2069) reorder it, zero-width characters (U+200B–U+200D, U+2060, U+FEFF) hide
+/// breaks or join what should stay apart. On an envelope that misdirects mail, so the whole category is refused.
 pub fn text(value: String, max: usize) -> Result<String, String> {
     let length = value.chars().count();
     if length == 0 || length > max {
@@ -101,7 +207,18 @@ pub fn text(value: String, max: usize) -> Result<String, String> {
     if value.chars().any(char::is_control) {
         return Err("must not contain control characters".to_owned());
     }
+    if let Some(format) = value.chars().find(|c| is_format(*c)) {
+        return Err(format!(
+            "must not contain invisible format characters (Unicode Cf), such as U+{:04X}",
+            u32::from(format)
+        ));
+    }
     Ok(value)
+}
+
+/// Whether `c` is a format character (Unicode general category Cf).
+fn is_format(c: char) -> bool {
+    c.general_category() == GeneralCategory::Format
 }
 
 #[cfg(test)]
@@ -119,6 +236,30 @@ mod tests {
         assert!(text(String::new(), 10).is_err());
         assert!(text("   ".to_owned(), 10).is_err());
         assert!(text("a\nb".to_owned(), 10).is_err());
+    }
+
+    #[test]
+    fn text_rejects_format_characters_and_names_one() {
+        for c in [
+            '\u{202A}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{200B}',
+            '\u{200D}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{E0041}',
+        ] {
+            let message = text(format!("Anna{c} de Vries"), 200).expect_err("a format character");
+            assert!(
+                message.contains(&format!("U+{:04X}", u32::from(c))),
+                "{message}"
+            );
+        }
+        // Letters, marks and spaces of other scripts are not format characters.
+        assert!(text("Zoë Ὀδυσσεύς שלום مرحبا नमस्ते".to_owned(), 200).is_ok());
     }
 
     #[test]

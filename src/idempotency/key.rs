@@ -1,6 +1,9 @@
 //! IdempotencyKey: the `Idempotency-Key` header, parsed and checked.
 
+use std::fmt;
+
 use axum::http::{HeaderMap, HeaderName};
+use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 
@@ -9,9 +12,23 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 /// The longest key, in characters.
 pub const MAX_LENGTH: usize = 255;
 
+/// Hex digits of the key's SHA-256 that logs show in its place: 48 bits, enough to tell keys apart.
+const DIGEST_HEX_DIGITS: usize = 12;
+
 /// 1 to 255 characters of printable ASCII (0x20 to 0x7E).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Clients often derive keys from their own data (a customer id, a postal code and house number), so a key is
+/// personal data: `Debug` and logs show only its [`digest`](Self::digest).
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
+
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("IdempotencyKey")
+            .field(&self.digest())
+            .finish()
+    }
+}
 
 impl IdempotencyKey {
     /// The request's key: `None` without the header, 400 when it is sent more than once or is not a valid key.
@@ -49,6 +66,14 @@ impl IdempotencyKey {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// What logs show instead of the key: the first 12 hex digits of its SHA-256, the same on every server, so that
+    /// the lines of one key can be found together without the key itself being written anywhere.
+    pub fn digest(&self) -> String {
+        let mut digest = hex::encode(Sha256::digest(self.0.as_bytes()));
+        digest.truncate(DIGEST_HEX_DIGITS);
+        digest
     }
 }
 

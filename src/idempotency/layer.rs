@@ -31,7 +31,10 @@ use super::{
 use crate::{
     auth::Account,
     body::{JsonBody, read_body},
-    db::{self, idempotency_keys::StoredResponse},
+    db::{
+        self,
+        idempotency_keys::{RequestLine, StoredResponse},
+    },
     error::{ApiError, NotRun, NotStored},
     metrics::Outcome,
     state::AppState,
@@ -64,6 +67,7 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         Ok(read) => read,
         Err(error) => return error.into_response(),
     };
+    let (method, path) = (parts.method.clone(), parts.uri.path().to_owned());
     let mut request = Request::from_parts(parts, Body::from(bytes));
     if let Some(json) = json {
         request.extensions_mut().insert(JsonBody(json));
@@ -73,6 +77,10 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         state: &state,
         account,
         key: &key,
+        request: RequestLine {
+            method: method.as_str(),
+            path: &path,
+        },
         fingerprint,
     };
     keyed
@@ -116,11 +124,13 @@ struct Keyed<'a> {
     state: &'a AppState,
     account: Account,
     key: &'a IdempotencyKey,
+    /// Stored with the outcome, for inspection.
+    request: RequestLine<'a>,
     fingerprint: Fingerprint,
 }
 
 impl Keyed<'_> {
-    #[tracing::instrument(name = "idempotency", skip_all, fields(key = self.key.as_str()))]
+    #[tracing::instrument(name = "idempotency", skip_all, fields(key_digest = %self.key.digest()))]
     async fn run(&self, request: Request, next: Next) -> Result<Response, ApiError> {
         let config = &self.state.config.idempotency;
         let _turn = self
@@ -249,6 +259,7 @@ impl Keyed<'_> {
             conn,
             self.account.id,
             self.key.as_str(),
+            self.request,
             &self.fingerprint.0,
             stored,
             ttl,
@@ -278,7 +289,7 @@ impl Keyed<'_> {
     /// A transaction on a pooled connection, counted among the pool's waiters until it has one.
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let pool = &self.state.pool;
-        self.state.metrics.waiting_for(pool.begin()).await
+        self.state.metrics.waiting_for(db::begin(pool)).await
     }
 
     fn count(&self, outcome: Outcome) {

@@ -14,6 +14,7 @@ use axum::{
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::{
+    db,
     error::{ApiError, Rejection},
     metrics::Metrics,
 };
@@ -50,7 +51,7 @@ impl Tx {
     pub async fn conn(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
         let tx = match self.tx.take() {
             Some(tx) => tx,
-            None => self.metrics.waiting_for(self.pool.begin()).await?,
+            None => self.metrics.waiting_for(db::begin(&self.pool)).await?,
         };
         Ok(&mut **self.tx.insert(tx))
     }

@@ -88,3 +88,55 @@ async fn an_order_cannot_use_another_accounts_template_even_in_the_database(pool
         "the foreign key must hold orders to their own account's templates"
     );
 }
+
+/// The `last_used_at` of the default account's key.
+async fn last_used_at(app: &TestApp) -> Option<time::OffsetDateTime> {
+    sqlx::query_scalar("SELECT last_used_at FROM api_keys WHERE account_id = $1")
+        .bind(app.account_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn a_keys_use_is_recorded_at_most_once_a_minute(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    assert_eq!(last_used_at(&app).await, None);
+    app.get("/v1/orders").await.assert_status(StatusCode::OK);
+    let first = last_used_at(&app).await.expect("the first use is recorded");
+
+    for _ in 0..5 {
+        app.get("/v1/orders").await.assert_status(StatusCode::OK);
+    }
+    assert_eq!(
+        last_used_at(&app).await,
+        Some(first),
+        "no write per request"
+    );
+
+    let age = |seconds: i32| {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = now() - make_interval(secs => $2) WHERE account_id = $1
+             RETURNING last_used_at",
+        )
+        .bind(app.account_id)
+        .bind(f64::from(seconds))
+    };
+    age(50).execute(&app.pool).await.unwrap();
+    let fifty_seconds_ago = last_used_at(&app).await;
+    app.get("/v1/orders").await.assert_status(StatusCode::OK);
+    assert_eq!(
+        last_used_at(&app).await,
+        fifty_seconds_ago,
+        "within the minute"
+    );
+
+    age(61).execute(&app.pool).await.unwrap();
+    let a_minute_ago = last_used_at(&app).await.unwrap();
+    app.get("/v1/orders").await.assert_status(StatusCode::OK);
+    let recorded = last_used_at(&app).await.unwrap();
+    assert!(
+        recorded > a_minute_ago + time::Duration::seconds(60),
+        "{recorded}"
+    );
+}

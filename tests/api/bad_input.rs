@@ -57,6 +57,9 @@ async fn a_body_that_is_not_json_is_415(pool: PgPool) {
     for content_type in [
         Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
+        Some("application/merge-patch+json"),
+        Some("application/vnd.api+json"),
+        Some("application/json; charset=iso-8859-1"),
         None,
     ] {
         let mut request = app.request(Method::POST, "/v1/templates").body(body);
@@ -75,6 +78,62 @@ async fn a_body_that_is_not_json_is_415(pool: PgPool) {
     .await;
     ok.assert_status(StatusCode::CREATED);
     assert_eq!(count(&app.pool, "templates").await, 1);
+
+    // A PATCH is refused the same way, merge-patch included: nested objects would not be merged as RFC 7396 says.
+    let template = ok.json();
+    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let response = send(
+        app.request(Method::PATCH, &path)
+            .header(header::CONTENT_TYPE, "application/merge-patch+json")
+            .body(r#"{"name": "changed"}"#),
+    )
+    .await;
+    response.assert_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    for content_type in ["APPLICATION/JSON;CHARSET=\"UTF-8\"", "application/json"] {
+        send(
+            app.request(Method::PATCH, &path)
+                .header(header::CONTENT_TYPE, content_type)
+                .body(r#"{"name": "changed"}"#),
+        )
+        .await
+        .assert_status(StatusCode::OK);
+    }
+}
+
+#[sqlx::test]
+async fn a_member_named_twice_is_400_keyed_or_not(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let body = r#"{"name": "a", "format": "postcard_a6", "content": "x", "name": "b"}"#;
+    for key in [None, Some("dup-1")] {
+        let mut request = app
+            .request(Method::POST, "/v1/templates")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        let problem = send(request)
+            .await
+            .assert_problem(StatusCode::BAD_REQUEST, "duplicate-member-name");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("`name`"),
+            "{problem}"
+        );
+    }
+    let order = app.create_order().await;
+    let nested = r#"{"recipient": {"name": "a", "city": "x", "city": "y"}}"#;
+    send(
+        app.request(
+            Method::PATCH,
+            &format!("/v1/orders/{}", order["id"].as_str().unwrap()),
+        )
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(nested),
+    )
+    .await
+    .assert_problem(StatusCode::BAD_REQUEST, "duplicate-member-name");
+    assert_eq!(count(&app.pool, "templates").await, 1);
+    assert_eq!(count(&app.pool, "idempotency_keys").await, 0);
 }
 
 #[sqlx::test]
@@ -105,6 +164,9 @@ async fn a_malformed_id_is_404_like_an_unknown_one(pool: PgPool) {
     for path in [
         "/v1/orders/not-a-uuid",
         "/v1/templates/123",
+        // Not UTF-8 once decoded.
+        "/v1/orders/%FF",
+        "/v1/templates/%C3%28",
         "/v1/orders/019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
     ] {
         app.get(path)
@@ -178,6 +240,147 @@ async fn nul_characters_are_rejected_where_postgresql_cannot_store_them(pool: Pg
     assert_eq!(count(&app.pool, "orders").await, 0);
 }
 
+#[sqlx::test]
+async fn every_problem_of_a_body_is_listed_in_one_422_in_document_order(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let errors = |response: crate::helpers::TestResponse| -> Vec<(String, String)> {
+        let problem =
+            response.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
+        problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["field"].as_str().unwrap().to_owned(),
+                    e["message"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+
+    // Missing members: every one of them.
+    let missing = errors(app.post("/v1/templates", &json!({})).await);
+    let fields: Vec<_> = missing.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(fields, ["name", "format", "content"]);
+    assert!(
+        missing.iter().all(|(_, m)| m == "is required"),
+        "{missing:?}"
+    );
+
+    // Wrong types, an unknown enum value, an unknown member and a broken rule, as they come in the document.
+    let body = r#"{"content": 2, "nmae": "typo", "format": "zz", "name": 1}"#;
+    let mixed = errors(
+        send(
+            app.request(Method::POST, "/v1/templates")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body),
+        )
+        .await,
+    );
+    let fields: Vec<_> = mixed.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(fields, ["content", "nmae", "format", "name"]);
+    assert!(mixed[0].1.contains("expected a string"), "{mixed:?}");
+    assert_eq!(mixed[1].1, "is not a known field");
+    assert!(mixed[2].1.contains("unknown variant `zz`"), "{mixed:?}");
+
+    // Nested members: types, rules, unknown and missing members of an address, merge variables of the wrong type.
+    let template = app.create_template("<p>Hi</p>").await;
+    let body = json!({
+        "template_id": template["id"],
+        "send_date": 20261224,
+        "recipient": {"name": "", "zip": "1015", "street": 5, "house_number": "1",
+                      "postal_code": "1015 CJ", "city": "Amsterdam", "country": "XX"},
+        "merge_variables": {"first_name": 7, "bad name": "x"},
+        "colour": "red",
+    });
+    let nested = errors(app.post("/v1/orders", &body).await);
+    let fields: Vec<_> = nested.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "send_date",
+            "recipient.name",
+            "recipient.zip",
+            "recipient.street",
+            "recipient.country",
+            "merge_variables.first_name",
+            "colour",
+        ]
+    );
+
+    // A PATCH the same way: null where a value is needed, a wrong type, an unknown member.
+    let order = app.create_order().await;
+    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let patch = errors(
+        app.patch(
+            &path,
+            &json!({"status": "sent", "recipient": null, "sender": {"name": "A"}, "send_date": false}),
+        )
+        .await,
+    );
+    let fields: Vec<_> = patch.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "status",
+            "recipient",
+            "sender.street",
+            "sender.house_number",
+            "sender.postal_code",
+            "sender.city",
+            "sender.country",
+            "send_date",
+        ]
+    );
+
+    // The members of template versions and metadata the same way: a re-pin and metadata of the wrong types.
+    let body = r#"{"metadata": {"campaign": "winter", "customer_id": 4711}, "template_version": "2", "extra": 1}"#;
+    let repin = errors(
+        send(
+            app.request(Method::PATCH, &path)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body),
+        )
+        .await,
+    );
+    let fields: Vec<_> = repin.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["metadata.customer_id", "template_version", "extra"]
+    );
+    let body = r#"{"metadata": {"a[b]": "x", "k": "v"}, "template_version": 0}"#;
+    let rules = errors(
+        send(
+            app.request(Method::PATCH, &path)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body),
+        )
+        .await,
+    );
+    let fields: Vec<_> = rules.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(fields, ["metadata.a[b]", "template_version"]);
+
+    // A preview: merge variables and a version of the wrong types, and an unknown member.
+    let preview = format!("/v1/templates/{}/render", template["id"].as_str().unwrap());
+    let body = r#"{"merge_variables": {"first_name": 7}, "version": "latest", "colour": "red"}"#;
+    let render = errors(
+        send(
+            app.request(Method::POST, &preview)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body),
+        )
+        .await,
+    );
+    let fields: Vec<_> = render.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(fields, ["merge_variables.first_name", "version", "colour"]);
+    let order = app.get(&path).await.json();
+    assert_eq!(order["template_version"], 1);
+    assert_eq!(order["metadata"], json!({}));
+    assert_eq!(count(&app.pool, "orders").await, 1);
+    assert_eq!(count(&app.pool, "templates").await, 2);
+}
+
 /// A write takes no query parameters: one sent anyway is a 422 naming it, and nothing runs or is stored.
 #[sqlx::test]
 async fn query_parameters_on_writes_are_422(pool: PgPool) {
@@ -211,4 +414,49 @@ async fn query_parameters_on_writes_are_422(pool: PgPool) {
         .keyed(Method::POST, "/v1/templates", "dry", &template)
         .await;
     corrected.assert_status(StatusCode::CREATED);
+}
+
+#[sqlx::test]
+async fn invisible_format_characters_in_names_and_addresses_are_422(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    // A right-to-left override would print "Keizersgracht" reversed; the others hide in the text.
+    let response = app
+        .post(
+            "/v1/templates",
+            &json!({"name": "Welcome\u{FEFF}", "format": "postcard_a6", "content": "x"}),
+        )
+        .await;
+    assert_eq!(response.assert_invalid_fields(), ["name"]);
+
+    let template = app.create_template("<p>Hello</p>").await;
+    let mut recipient = crate::helpers::address();
+    recipient["name"] = json!("Anna de Vries\u{202E}");
+    recipient["street"] = json!("Keizers\u{200B}gracht");
+    recipient["city"] = json!("\u{2066}Amsterdam\u{2069}");
+    let mut sender = crate::helpers::address();
+    sender["company"] = json!("Acme\u{200D}Print");
+    sender["postal_code"] = json!("1015\u{2060}CJ");
+    let response = app
+        .post(
+            "/v1/orders",
+            &json!({"template_id": template["id"], "recipient": recipient, "sender": sender}),
+        )
+        .await;
+    let mut fields = response.assert_invalid_fields();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "recipient.city",
+            "recipient.name",
+            "recipient.street",
+            "sender.company",
+            "sender.postal_code"
+        ]
+    );
+    assert!(
+        String::from_utf8_lossy(&response.body).contains("U+202E"),
+        "the message names the character"
+    );
+    assert_eq!(count(&app.pool, "orders").await, 0);
 }

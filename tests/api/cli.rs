@@ -53,7 +53,7 @@ async fn accounts_create_prints_the_account_and_a_working_key(
     );
     let account: Value = serde_json::from_str(&stdout).unwrap();
     let object = account.as_object().unwrap();
-    assert_eq!(object.keys().collect::<Vec<_>>(), ["api_key", "id", "name"]);
+    assert_eq!(object.keys().collect::<Vec<_>>(), ["id", "name", "api_key"]);
     assert_eq!(account["name"], "Acme Print");
     let key = account["api_key"].as_str().unwrap();
     assert!(key.len() >= 4 + 32, "at least 128 bits of entropy: {key}");
@@ -400,4 +400,96 @@ async fn past_the_shutdown_timeout_in_flight_work_is_abandoned(
         "nothing was stored"
     );
     assert_eq!(crate::helpers::count(&pool, "orders").await, 1);
+}
+
+/// Runs a command that must succeed, and gives its standard output.
+fn succeeds(url: &str, args: &[&str]) -> String {
+    let output = order_intake(url, args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Runs a command that must fail without printing anything on stdout, and gives its standard error.
+fn fails(url: &str, args: &[&str]) -> String {
+    let output = order_intake(url, args);
+    assert!(!output.status.success(), "{args:?} succeeded");
+    assert!(output.stdout.is_empty());
+    String::from_utf8(output.stderr).unwrap()
+}
+
+#[sqlx::test]
+async fn api_keys_rotate_without_downtime_and_a_revoked_key_gets_401(
+    options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let url = database_url(&connect);
+    let account: Value =
+        serde_json::from_str(&succeeds(&url, &["accounts", "create", "--name", "Acme"])).unwrap();
+    let account_id = account["id"].as_str().unwrap();
+    let old_key = account["api_key"].as_str().unwrap();
+
+    let created = succeeds(&url, &["api-keys", "create", "--account", account_id]);
+    assert_eq!(created.lines().count(), 1, "{created}");
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let object = created.as_object().unwrap();
+    assert_eq!(
+        object.keys().collect::<Vec<_>>(),
+        ["id", "account_id", "api_key"]
+    );
+    assert_eq!(created["account_id"], account["id"]);
+    let new_key = created["api_key"].as_str().unwrap();
+    assert_ne!(new_key, old_key);
+
+    let pool = options.connect_with(connect).await.unwrap();
+    let app = TestApp::spawn(pool).await;
+    let get_with = |key: &str| send(app.client.get(app.url("/v1/orders")).bearer_auth(key));
+    get_with(old_key).await.assert_status(StatusCode::OK);
+    get_with(new_key).await.assert_status(StatusCode::OK);
+
+    let listed = succeeds(&url, &["api-keys", "list", "--account", account_id]);
+    let keys: Vec<Value> = listed
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2, "{listed}");
+    for (key, secret) in keys.iter().zip([old_key, new_key]) {
+        assert_eq!(
+            key.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["id", "prefix", "created_at", "last_used_at", "revoked_at"]
+        );
+        assert_eq!(key["prefix"].as_str().unwrap(), &secret[..12]);
+        assert!(key["last_used_at"].is_string(), "used above: {key}");
+        assert!(key["revoked_at"].is_null());
+        assert!(!listed.contains(&secret[12..]), "no secret in the list");
+    }
+    assert_eq!(keys[1]["id"], created["id"]);
+
+    let old_id = keys[0]["id"].as_str().unwrap();
+    let revoked: Value =
+        serde_json::from_str(&succeeds(&url, &["api-keys", "revoke", old_id])).unwrap();
+    assert_eq!(revoked["id"], keys[0]["id"]);
+    let revoked_at = revoked["revoked_at"].as_str().unwrap().to_owned();
+    let response = get_with(old_key).await;
+    response.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    get_with(new_key).await.assert_status(StatusCode::OK);
+
+    let again: Value =
+        serde_json::from_str(&succeeds(&url, &["api-keys", "revoke", old_id])).unwrap();
+    assert_eq!(
+        again["revoked_at"],
+        revoked_at.as_str(),
+        "the first time stays"
+    );
+    let listed = succeeds(&url, &["api-keys", "list", "--account", account_id]);
+    assert!(listed.contains(&revoked_at), "{listed}");
+
+    let unknown = uuid::Uuid::now_v7().to_string();
+    assert!(fails(&url, &["api-keys", "revoke", &unknown]).contains(&unknown));
+    assert!(fails(&url, &["api-keys", "create", "--account", &unknown]).contains(&unknown));
+    assert!(fails(&url, &["api-keys", "list", "--account", &unknown]).contains(&unknown));
+    assert!(fails(&url, &["api-keys", "revoke", "not-a-uuid"]).contains("KEY_ID"));
 }

@@ -66,7 +66,8 @@ async fn a_preflight_from_an_allowed_origin_allows_the_api_s_methods_and_headers
                 "authorization",
                 "content-type",
                 "idempotency-key",
-                "if-match"
+                "if-match",
+                "if-none-match"
             ]
         );
         assert_eq!(answer.header("access-control-max-age"), Some("7200"));

@@ -121,8 +121,11 @@ fn the_metadata_filter_is_a_deep_object() {
     assert_eq!(metadata["in"], "query");
     assert_eq!(metadata["style"], "deepObject");
     assert_eq!(metadata["explode"], true);
-    assert_eq!(metadata["schema"]["maxProperties"], 20);
-    assert_eq!(metadata["schema"]["propertyNames"]["maxLength"], 40);
+    // The filter has the shape of the one `Metadata` schema that orders and templates refer to.
+    assert_eq!(metadata["schema"]["$ref"], "#/components/schemas/Metadata");
+    let schema = &spec["components"]["schemas"]["Metadata"];
+    assert_eq!(schema["maxProperties"], 20);
+    assert_eq!(schema["propertyNames"]["maxLength"], 40);
 }
 
 #[test]
@@ -193,9 +196,9 @@ fn every_parameter_is_described_and_path_parameters_are_required() {
         }
     }
     assert_eq!(
-        in_path, 14,
+        in_path, 15,
         "three per resource with an id, the problem slug, one on each render path and on the versions list, \
-         two on a version, and one on each order batch path"
+         two on a version, one on each order batch path, and the idempotency key"
     );
 }
 
@@ -247,6 +250,165 @@ fn every_operation_documents_the_answers_of_the_layers_in_front_of_it() {
 }
 
 /// The answers documented as the HTTP parser's are what a real server sends: no body, the connection closed.
+#[test]
+fn etag_and_preconditions_are_documented_on_single_objects_only() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    let mut tagged = Vec::new();
+    for (path, method, operation) in operations(&spec) {
+        for (status, response) in operation["responses"].as_object().unwrap() {
+            if response["headers"]["ETag"].is_object() {
+                tagged.push(format!("{method} {path} {status}"));
+            }
+        }
+        let names: Vec<&str> = operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        let one_object =
+            path.starts_with("/v1/") && (path.ends_with("/{id}") || path.ends_with("/{version}"));
+        assert_eq!(
+            names.contains(&"If-Match"),
+            one_object,
+            "{method} {path}: If-Match"
+        );
+        assert_eq!(
+            operation["responses"]["412"].is_object(),
+            one_object,
+            "{method} {path}: 412"
+        );
+        assert_eq!(
+            names.contains(&"If-None-Match"),
+            one_object && method == "get",
+            "{method} {path}: If-None-Match"
+        );
+    }
+    tagged.sort();
+    assert_eq!(
+        tagged,
+        [
+            "delete /v1/orders/{id} 200",
+            "get /v1/orders/{id} 200",
+            "get /v1/orders/{id} 304",
+            "get /v1/templates/{id} 200",
+            "get /v1/templates/{id} 304",
+            "get /v1/templates/{id}/versions/{version} 200",
+            "get /v1/templates/{id}/versions/{version} 304",
+            "patch /v1/orders/{id} 200",
+            "patch /v1/templates/{id} 200",
+            "post /v1/orders 201",
+            "post /v1/templates 201",
+        ]
+    );
+}
+
+/// Every schema object of the document, with its JSON pointer.
+fn schemas_in<'v>(value: &'v Value, pointer: String, found: &mut Vec<(String, &'v Value)>) {
+    match value {
+        Value::Object(members) => {
+            found.push((pointer.clone(), value));
+            for (name, member) in members {
+                schemas_in(member, format!("{pointer}/{name}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                schemas_in(item, format!("{pointer}/{i}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn each_concept_has_one_named_schema_that_every_use_refers_to() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    let mut found = Vec::new();
+    schemas_in(&spec, String::new(), &mut found);
+
+    // The country codes are listed once, in CountryCode.
+    let country_enums: Vec<_> = found
+        .iter()
+        .filter(|(_, schema)| schema["enum"].as_array().is_some_and(|e| e.len() == 249))
+        .map(|(pointer, _)| pointer.as_str())
+        .collect();
+    assert_eq!(country_enums, ["/components/schemas/CountryCode"]);
+
+    // Merge variables, addresses and list items are references, never copies.
+    let schemas = &spec["components"]["schemas"];
+    for (schema, property, target) in [
+        ("Address", "country", "CountryCode"),
+        ("AddressInput", "country", "CountryCode"),
+        ("Order", "merge_variables", "MergeVariables"),
+        ("CreateOrder", "merge_variables", "MergeVariables"),
+        ("UpdateOrder", "merge_variables", "MergeVariables"),
+        ("Order", "recipient", "Address"),
+        ("CreateOrder", "recipient", "AddressInput"),
+        ("UpdateOrder", "recipient", "AddressInput"),
+        ("RenderTemplate", "merge_variables", "MergeVariables"),
+        ("Order", "metadata", "Metadata"),
+        ("Template", "metadata", "Metadata"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][property]["$ref"],
+            format!("#/components/schemas/{target}"),
+            "{schema}.{property}"
+        );
+    }
+    // Members that may be `null` refer to the same schemas.
+    for (schema, target) in [
+        ("CreateOrder", "Metadata"),
+        ("CreateTemplate", "Metadata"),
+        ("UpdateOrder", "MetadataChanges"),
+        ("UpdateTemplate", "MetadataChanges"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"]["metadata"]["oneOf"][0]["$ref"],
+            format!("#/components/schemas/{target}"),
+            "{schema}.metadata"
+        );
+    }
+    for (list, item) in [
+        ("TemplateList", "Template"),
+        ("OrderList", "Order"),
+        ("TemplateVersionList", "TemplateVersion"),
+    ] {
+        assert_eq!(
+            schemas[list]["properties"]["data"]["items"]["$ref"],
+            format!("#/components/schemas/{item}")
+        );
+    }
+    // No other schema is an object with the members of an order or a template.
+    let copies: Vec<_> = found
+        .iter()
+        .filter(|(pointer, schema)| {
+            schema["properties"]["template_version"].is_object()
+                && schema["properties"]["status"].is_object()
+                && pointer != "/components/schemas/Order"
+        })
+        .map(|(pointer, _)| pointer.as_str())
+        .collect();
+    assert!(copies.is_empty(), "copies of Order: {copies:?}");
+    let merge_variable_objects = found
+        .iter()
+        .filter(|(_, schema)| {
+            schema["propertyNames"]["pattern"]
+                .as_str()
+                .is_some_and(|pattern| pattern.starts_with("^[A-Za-z_]"))
+        })
+        .count();
+    assert_eq!(merge_variable_objects, 1, "one merge-variables schema");
+    let metadata_objects = found
+        .iter()
+        .filter(|(_, schema)| {
+            schema["maxProperties"] == 20 && schema["additionalProperties"]["type"] == "string"
+        })
+        .map(|(pointer, _)| pointer.as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(metadata_objects, ["/components/schemas/Metadata"]);
+}
+
 #[sqlx::test]
 async fn an_oversized_target_or_head_gets_the_documented_bare_answer(pool: PgPool) {
     let app = TestApp::spawn(pool).await;

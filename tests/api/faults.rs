@@ -414,7 +414,9 @@ async fn a_connection_that_stops_answering_releases_its_key(
     ));
     wait_for_a_lock_wait(&direct).await;
     let backend: i32 = sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        // The request's own session: on Citus the lock wait itself is on a worker, behind this coordinator session.
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' \
+         AND query LIKE 'INSERT INTO idempotency_keys%'",
     )
     .fetch_one(&direct)
     .await

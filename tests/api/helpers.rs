@@ -145,7 +145,7 @@ impl TestApp {
 pub async fn create_account(pool: &PgPool, name: &str) -> (Uuid, String) {
     let key = ApiKey::generate().expect("random key");
     let mut conn = pool.acquire().await.expect("connection");
-    let id = db::accounts::insert_with_key(&mut conn, name, &key.hash)
+    let id = db::accounts::insert_with_key(&mut conn, name, &key.hash, key.prefix())
         .await
         .expect("account");
     (id, key.secret)

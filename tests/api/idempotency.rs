@@ -984,6 +984,10 @@ async fn a_key_being_taken_over_is_waited_for_and_not_swept(pool: PgPool) {
         &mut takeover,
         app.account_id,
         "old-1",
+        idempotency_keys::RequestLine {
+            method: "POST",
+            path: "/v1/orders",
+        },
         &[7; 32],
         &response,
         Duration::from_secs(86_400),

@@ -1,0 +1,319 @@
+//! Conditional requests (RFC 9110, section 13): the strong entity tag of an object, `If-Match` on PATCH and DELETE,
+//! and `If-None-Match` on GET.
+
+use std::convert::Infallible;
+
+use axum::{
+    Json,
+    extract::FromRequestParts,
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+use crate::{
+    domain::{
+        order::Order,
+        template::{Template, TemplateVersion},
+    },
+    error::ApiError,
+};
+
+/// A strong entity tag (RFC 9110, section 8.8.3): the version of an object, which every change counts up, written
+/// as a quoted decimal number, e.g. `"3"`. Equal tags of one object mean byte-identical JSON bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntityTag(i32);
+
+impl EntityTag {
+    /// The tag as a field value: `"<version>"`.
+    pub fn header_value(self) -> HeaderValue {
+        // Digits between quotes are always a valid field value; the fallback is never taken.
+        HeaderValue::try_from(format!("\"{}\"", self.0))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+    }
+
+    /// The opaque part, between the quotes.
+    fn opaque(self) -> String {
+        self.0.to_string()
+    }
+}
+
+/// An object that carries an entity tag.
+pub trait Tagged {
+    fn entity_tag(&self) -> EntityTag;
+}
+
+impl Tagged for Template {
+    /// A template's tag is its row version, which every change counts up: a new version, and a change of metadata
+    /// alone, which keeps `version`.
+    fn entity_tag(&self) -> EntityTag {
+        EntityTag(self.row_version)
+    }
+}
+
+impl Tagged for TemplateVersion {
+    /// A version is written once and never changed, so its number names one body for good.
+    fn entity_tag(&self) -> EntityTag {
+        EntityTag(self.version)
+    }
+}
+
+impl Tagged for Order {
+    /// An order's tag is its row version, which every change of the order counts up.
+    fn entity_tag(&self) -> EntityTag {
+        EntityTag(self.row_version)
+    }
+}
+
+/// One member of an `If-Match` or `If-None-Match` list (RFC 9110, section 8.8.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tag {
+    Strong(String),
+    Weak(String),
+    /// Not an entity tag; it matches nothing.
+    Invalid,
+}
+
+/// The condition of one precondition header: `*` or a list of entity tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Condition {
+    Any,
+    Tags(Vec<Tag>),
+}
+
+impl Condition {
+    /// The field's condition, or `None` when the request does not send it. Several field lines form one list.
+    fn read(headers: &HeaderMap, name: &HeaderName) -> Option<Self> {
+        let mut values = headers.get_all(name).iter().peekable();
+        values.peek()?;
+        let mut tags = Vec::new();
+        for value in values {
+            let Ok(value) = value.to_str() else {
+                tags.push(Tag::Invalid);
+                continue;
+            };
+            for member in split_list(value) {
+                if member == "*" {
+                    return Some(Self::Any);
+                }
+                tags.push(parse_tag(member));
+            }
+        }
+        Some(Self::Tags(tags))
+    }
+
+    /// The strong comparison of `If-Match` (RFC 9110, section 13.1.1): a weak tag never matches.
+    fn matches_strongly(&self, current: EntityTag) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Tags(tags) => tags
+                .iter()
+                .any(|tag| matches!(tag, Tag::Strong(opaque) if *opaque == current.opaque())),
+        }
+    }
+
+    /// The weak comparison of `If-None-Match` (RFC 9110, section 13.1.2): `W/"3"` matches `"3"`.
+    fn matches_weakly(&self, current: EntityTag) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Tags(tags) => tags.iter().any(|tag| match tag {
+                Tag::Strong(opaque) | Tag::Weak(opaque) => *opaque == current.opaque(),
+                Tag::Invalid => false,
+            }),
+        }
+    }
+}
+
+/// The members of a comma-separated list of entity tags; a comma inside quotes belongs to its tag.
+fn split_list(value: &str) -> Vec<&str> {
+    let mut members = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                members.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    members.push(value[start..].trim());
+    members.retain(|member| !member.is_empty());
+    members
+}
+
+fn parse_tag(member: &str) -> Tag {
+    let (weak, quoted) = match member.strip_prefix("W/") {
+        Some(rest) => (true, rest),
+        None => (false, member),
+    };
+    let Some(opaque) = quoted
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .filter(|opaque| !opaque.contains('"'))
+    else {
+        return Tag::Invalid;
+    };
+    if weak {
+        Tag::Weak(opaque.to_owned())
+    } else {
+        Tag::Strong(opaque.to_owned())
+    }
+}
+
+/// The preconditions of a request: its `If-Match` and `If-None-Match` fields.
+///
+/// A handler evaluates them against the object's current tag once it holds the object (locked, for a change), in
+/// the order of RFC 9110, section 13.2.2: `If-Match` first. A request for an object that does not exist is a 404,
+/// whatever its preconditions say.
+#[derive(Debug, Clone, Default)]
+pub struct Preconditions {
+    if_match: Option<Condition>,
+    if_none_match: Option<Condition>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Preconditions {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::from_headers(&parts.headers))
+    }
+}
+
+impl Preconditions {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        Self {
+            if_match: Condition::read(headers, &header::IF_MATCH),
+            if_none_match: Condition::read(headers, &header::IF_NONE_MATCH),
+        }
+    }
+
+    /// Whether the request sends `If-Match` or `If-None-Match`.
+    pub fn is_given(&self) -> bool {
+        self.if_match.is_some() || self.if_none_match.is_some()
+    }
+
+    /// For a change (PATCH, DELETE): 412 when `If-Match` names no current tag, or `If-None-Match` names it.
+    pub fn check_change(&self, current: EntityTag) -> Result<(), ApiError> {
+        let fails_if_match = self
+            .if_match
+            .as_ref()
+            .is_some_and(|condition| !condition.matches_strongly(current));
+        let fails_if_none_match = self
+            .if_none_match
+            .as_ref()
+            .is_some_and(|condition| condition.matches_weakly(current));
+        if fails_if_match || fails_if_none_match {
+            return Err(ApiError::PreconditionFailed);
+        }
+        Ok(())
+    }
+
+    /// For a read (GET): 412 when `If-Match` names no current tag; otherwise `Some(304)` when `If-None-Match`
+    /// names the current tag, so the client's copy is current, and `None` to send the object.
+    pub fn check_read(&self, current: EntityTag) -> Result<Option<Response>, ApiError> {
+        if self
+            .if_match
+            .as_ref()
+            .is_some_and(|condition| !condition.matches_strongly(current))
+        {
+            return Err(ApiError::PreconditionFailed);
+        }
+        let not_modified = self
+            .if_none_match
+            .as_ref()
+            .is_some_and(|condition| condition.matches_weakly(current));
+        Ok(not_modified.then(|| {
+            (
+                StatusCode::NOT_MODIFIED,
+                [(header::ETAG, current.header_value())],
+            )
+                .into_response()
+        }))
+    }
+}
+
+/// A 200 answer with one object and its `ETag`.
+pub struct Current<T>(pub T);
+
+impl<T: Serialize + Tagged> IntoResponse for Current<T> {
+    fn into_response(self) -> Response {
+        let tag = self.0.entity_tag();
+        ([(header::ETAG, tag.header_value())], Json(self.0)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preconditions(if_match: Option<&str>, if_none_match: Option<&str>) -> Preconditions {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = if_match {
+            headers.insert(header::IF_MATCH, value.parse().unwrap());
+        }
+        if let Some(value) = if_none_match {
+            headers.insert(header::IF_NONE_MATCH, value.parse().unwrap());
+        }
+        Preconditions::from_headers(&headers)
+    }
+
+    #[test]
+    fn the_tag_is_the_quoted_version() {
+        assert_eq!(EntityTag(3).header_value(), "\"3\"");
+    }
+
+    #[test]
+    fn if_match_compares_strongly() {
+        let current = EntityTag(3);
+        for matching in ["\"3\"", "*", "\"1\", \"3\"", "\"a,b\", \"3\""] {
+            assert!(
+                preconditions(Some(matching), None)
+                    .check_change(current)
+                    .is_ok(),
+                "{matching}"
+            );
+        }
+        for failing in ["\"2\"", "W/\"3\"", "3", "\"3", "", "\"a,b\""] {
+            assert!(
+                matches!(
+                    preconditions(Some(failing), None).check_change(current),
+                    Err(ApiError::PreconditionFailed)
+                ),
+                "{failing}"
+            );
+        }
+        assert!(preconditions(None, None).check_change(current).is_ok());
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_and_answers_304_on_a_read() {
+        let current = EntityTag(3);
+        for matching in ["\"3\"", "W/\"3\"", "*", "\"2\", W/\"3\""] {
+            let answer = preconditions(None, Some(matching)).check_read(current);
+            let response = answer.unwrap().expect("a 304");
+            assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+            assert_eq!(response.headers()[header::ETAG], "\"3\"");
+            assert!(matches!(
+                preconditions(None, Some(matching)).check_change(current),
+                Err(ApiError::PreconditionFailed)
+            ));
+        }
+        assert!(
+            preconditions(None, Some("\"2\""))
+                .check_read(current)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn if_match_is_evaluated_before_if_none_match() {
+        assert!(matches!(
+            preconditions(Some("\"2\""), Some("\"3\"")).check_read(EntityTag(3)),
+            Err(ApiError::PreconditionFailed)
+        ));
+    }
+}

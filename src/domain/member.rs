@@ -1,0 +1,85 @@
+//! Member: one member of a request object as it was sent (absent, `null`, a value, or a value of the wrong type),
+//! so that a body with several problems has them all found in one pass rather than the first one only.
+
+use serde::{Deserialize, Deserializer, de::DeserializeOwned};
+use serde_json::{Map, Value};
+
+/// A member of a request object, read without failing: serde stops at the first member that does not fit, so each
+/// member is read on its own and what does not fit is kept as an error for the [`Validator`] to report.
+///
+/// Use with `#[serde(default)]` so that an absent member becomes `Absent`.
+///
+/// [`Validator`]: super::validation::Validator
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Member<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+    /// Not a `T`: the dotted path inside the member where it does not fit (empty for the member itself), and why.
+    Invalid {
+        path: String,
+        message: String,
+    },
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Member<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        if value.is_null() {
+            return Ok(Self::Null);
+        }
+        Ok(match serde_path_to_error::deserialize(value) {
+            Ok(value) => Self::Value(value),
+            Err(error) => {
+                let path = error.path().to_string();
+                Self::Invalid {
+                    path: if path == "." { String::new() } else { path },
+                    message: error.into_inner().to_string(),
+                }
+            }
+        })
+    }
+}
+
+/// The members of a request object that it does not define, kept to be reported (with `#[serde(flatten)]`)
+/// instead of stopping at the first as `deny_unknown_fields` would.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct UnknownMembers(pub Map<String, Value>);
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Body {
+        #[serde(default)]
+        a: Member<String>,
+        #[serde(default)]
+        b: Member<BTreeMap<String, String>>,
+        #[serde(default)]
+        c: Member<String>,
+        #[serde(default)]
+        d: Member<String>,
+        #[serde(flatten)]
+        unknown: UnknownMembers,
+    }
+
+    #[test]
+    fn every_member_is_read_on_its_own() {
+        let body: Body =
+            serde_json::from_value(json!({"a": 1, "b": {"x": "y", "z": 2}, "c": null, "e": true}))
+                .unwrap();
+        assert!(
+            matches!(&body.a, Member::Invalid { path, message } if path.is_empty() && message.contains("expected a string"))
+        );
+        assert!(matches!(&body.b, Member::Invalid { path, .. } if path == "z"));
+        assert_eq!(body.c, Member::Null);
+        assert_eq!(body.d, Member::Absent);
+        assert_eq!(body.unknown.0.keys().collect::<Vec<_>>(), ["e"]);
+    }
+}
