@@ -265,7 +265,12 @@ pub fn document_conditional_requests(openapi: &mut openapi::OpenApi) {
         if !path.starts_with("/v1/") {
             continue;
         }
-        let one_object = path.ends_with("/{id}") || path.ends_with("/{version}");
+        // An object's path is one whose GET answers with a tagged object (an order batch, say, carries no tag).
+        let one_object = item
+            .get
+            .as_ref()
+            .and_then(|get| get.responses.responses.get("200"))
+            .is_some_and(|response| matches!(response, RefOr::T(r) if carries_tagged_object(r)));
         for operation in operations(item) {
             for status in ["200", "201"] {
                 if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status)
