@@ -54,6 +54,7 @@ use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MA
     tags(
         (name = "templates", description = "HTML templates with `{{field}}` merge placeholders."),
         (name = "orders", description = "Mail pieces to print from a template for one recipient."),
+        (name = "order_batches", description = "Files of orders (JSON or CSV), every row taken exactly once."),
         (name = "idempotency_keys", description = "What the server stored for an Idempotency-Key."),
         (name = "operations", description = "Health checks and metrics for operators and orchestrators."),
         (name = "problems", description = "What the `type` of an error response means."),

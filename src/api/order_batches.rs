@@ -208,7 +208,7 @@ pub struct OrderBatchValidation {
     post,
     path = "/v1/order_batches",
     operation_id = "createOrderBatch",
-    tag = "order batches",
+    tag = "order_batches",
     params(CreateOrderBatchQuery),
     request_body(
         description = "The orders, as JSON or as CSV (RFC 4180, UTF-8, optional BOM).",
@@ -761,7 +761,7 @@ fn location(id: Uuid) -> String {
     get,
     path = "/v1/order_batches",
     operation_id = "listOrderBatches",
-    tag = "order batches",
+    tag = "order_batches",
     params(ListQuery),
     responses(
         (status = 200, description = "A page of batches, without their rows.", body = OrderBatchList),
@@ -788,7 +788,7 @@ pub async fn list(
     get,
     path = "/v1/order_batches/{id}",
     operation_id = "getOrderBatch",
-    tag = "order batches",
+    tag = "order_batches",
     params(("id" = Uuid, Path, description = "The batch's id.")),
     responses(
         (status = 200, description = "The batch.", body = OrderBatchWithResults),
@@ -888,7 +888,7 @@ impl Validate for ListRowsQuery {
     get,
     path = "/v1/order_batches/{id}/rows",
     operation_id = "listOrderBatchRows",
-    tag = "order batches",
+    tag = "order_batches",
     params(("id" = Uuid, Path, description = "The batch's id."), ListRowsQuery),
     responses(
         (status = 200, description = "A page of row results.", body = RowResultList),
