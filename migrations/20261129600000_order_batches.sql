@@ -15,36 +15,23 @@ CREATE TABLE order_batches (
     completed_at    timestamptz,
     PRIMARY KEY (account_id, id)
 );
-
--- Listing is newest first within an account; UUIDv7 ids are time-ordered.
-CREATE INDEX order_batches_account_id_id_idx ON order_batches (account_id, id DESC);
--- Finds the unfinished batch of a re-sent request.
-CREATE UNIQUE INDEX order_batches_unfinished_key_idx ON order_batches (account_id, idempotency_key)
-    WHERE completed_at IS NULL AND idempotency_key IS NOT NULL;
-
-CREATE TABLE order_batch_rows (
-    account_id      uuid     NOT NULL,
-    batch_id        uuid     NOT NULL,
-    -- 1-based, as in the file (the header of a CSV file is not counted).
-    row_number      integer  NOT NULL CONSTRAINT order_batch_rows_row_number_positive CHECK (row_number >= 1),
-    -- NULL when the row had no usable key.
-    idempotency_key text,
-    -- The HTTP status a single POST /v1/orders would have had.
-    status          smallint NOT NULL CHECK (status BETWEEN 100 AND 599),
-    order_id        uuid,
-    replayed        boolean  NOT NULL,
-    -- The problem document (RFC 9457) of a failed row.
-    error           jsonb,
-    PRIMARY KEY (account_id, batch_id, row_number)
-);
-
+-- On Citus, distributed by account_id and co-located with orders and idempotency_keys (one distribution per file:
+-- Citus sends a later change of a distributed table to the workers with the whole file's text).
 SELECT order_intake_distribute('order_batches', 'account');
-SELECT order_intake_distribute('order_batch_rows', 'account');
 
--- Between co-located tables, added alone in a DO block as on Citus a change of a distributed table must be.
+-- After distribution each statement that changes the table runs alone in a DO block: on Citus a table with a foreign
+-- key to a reference table is a Citus table from its creation, and a change of it is sent to the workers with the
+-- text it came in.
+-- Listing is newest first within an account; UUIDv7 ids are time-ordered.
 DO $$
 BEGIN
-    ALTER TABLE order_batch_rows ADD CONSTRAINT order_batch_rows_batch_fkey FOREIGN KEY (account_id, batch_id)
-        REFERENCES order_batches (account_id, id) ON DELETE CASCADE;
+    CREATE INDEX order_batches_account_id_id_idx ON order_batches (account_id, id DESC);
+END
+$$;
+-- Finds the unfinished batch of a re-sent request.
+DO $$
+BEGIN
+    CREATE UNIQUE INDEX order_batches_unfinished_key_idx ON order_batches (account_id, idempotency_key)
+        WHERE completed_at IS NULL AND idempotency_key IS NOT NULL;
 END
 $$;

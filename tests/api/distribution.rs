@@ -97,6 +97,8 @@ async fn on_citus_the_tables_are_distributed_by_account_and_co_located(pool: PgP
         ("accounts", "reference", "<none>"),
         ("api_keys", "reference", "<none>"),
         ("idempotency_keys", "distributed", "account_id"),
+        ("order_batch_rows", "distributed", "account_id"),
+        ("order_batches", "distributed", "account_id"),
         ("orders", "distributed", "account_id"),
         ("template_versions", "distributed", "account_id"),
         ("templates", "distributed", "account_id"),
