@@ -129,26 +129,7 @@ pub fn document_idempotency(openapi: &mut openapi::OpenApi) {
 /// Adds 504 `outcome-unknown` to every operation under `/v1`: any of them may outlive the request timeout once it
 /// runs, and any that writes may lose its commit's acknowledgement.
 pub fn document_outcome_unknown(openapi: &mut openapi::OpenApi) {
-    for (path, item) in openapi.paths.paths.iter_mut() {
-        if !path.starts_with("/v1/") {
-            continue;
-        }
-        for operation in [
-            item.get.as_mut(),
-            item.post.as_mut(),
-            item.patch.as_mut(),
-            item.delete.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            operation
-                .responses
-                .responses
-                .entry("504".to_owned())
-                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("OutcomeUnknown")));
-        }
-    }
+    add_to_every_v1_operation(openapi, "504", "OutcomeUnknown");
 }
 
 fn document_key(operation: &mut Operation) {
@@ -408,6 +389,22 @@ pub fn document_transport_answers(openapi: &mut openapi::OpenApi) {
     }
 }
 
+/// Adds the reusable response `response` under `status` to every operation under `/v1` that does not document it.
+fn add_to_every_v1_operation(openapi: &mut openapi::OpenApi, status: &str, response: &str) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for operation in operations(item) {
+            operation
+                .responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name(response)));
+        }
+    }
+}
+
 fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     [
         item.get.as_mut(),
@@ -427,24 +424,5 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 /// Adds the 429 of the per-account rate limit to every operation under `/v1`, which all pass through it (when the
 /// server has a rate limit set: `RATE_LIMIT_REQUESTS_PER_SECOND`).
 pub fn document_rate_limits(openapi: &mut openapi::OpenApi) {
-    for (path, item) in openapi.paths.paths.iter_mut() {
-        if !path.starts_with("/v1/") {
-            continue;
-        }
-        for operation in [
-            item.get.as_mut(),
-            item.post.as_mut(),
-            item.patch.as_mut(),
-            item.delete.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            operation
-                .responses
-                .responses
-                .entry("429".to_owned())
-                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("TooManyRequests")));
-        }
-    }
+    add_to_every_v1_operation(openapi, "429", "TooManyRequests");
 }
