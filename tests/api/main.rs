@@ -25,5 +25,6 @@ mod pagination;
 mod postgres_bringup;
 mod rate_limits;
 mod render;
+mod row_rules;
 mod template_versions;
 mod templates;
