@@ -1,6 +1,6 @@
 //! Bearer authentication: API keys, and the layer that turns `Authorization: Bearer <api_key>` into an Account.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::{FromRequestParts, Request, State},
@@ -58,9 +58,35 @@ pub struct Account {
     pub id: Uuid,
 }
 
+/// Most live keys one server keeps in [`LiveKeys`]; past it the least used go first.
+const LIVE_KEYS_CAPACITY: u64 = 100_000;
+
+/// The live API keys this server checked in the last `API_KEY_CACHE_SECONDS`, by the SHA-256 of their secret, with
+/// their account: a request with one of them needs no round trip to the database to authenticate.
+///
+/// What this costs is bounded staleness: a key revoked in the database is still accepted here for at most that long
+/// after this server last checked it (each server keeps its own). Only live keys are kept, so a new key works from
+/// its first request and an unknown or revoked one is checked again on every request. Concurrent requests with a
+/// key not kept yet check it once between them. A TTL of zero keeps nothing.
+#[derive(Clone)]
+pub struct LiveKeys(Option<moka::future::Cache<[u8; 32], Uuid>>);
+
+impl LiveKeys {
+    /// Keeps each live key for `ttl` after it was checked; nothing when `ttl` is zero.
+    pub fn new(ttl: Duration) -> Self {
+        Self((!ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(LIVE_KEYS_CAPACITY)
+                .time_to_live(ttl)
+                .build()
+        }))
+    }
+}
+
 /// Rejects requests without a live API key (401: unknown or revoked) and makes the [`Account`] available to the
-/// handler. Nothing is cached: a revoked key is refused from the next request on. The key's use is recorded at most
-/// once per [`RECORD_USE_EVERY`].
+/// handler. A key is checked against the database at most once per `API_KEY_CACHE_SECONDS` on each server
+/// ([`LiveKeys`]), so a revoked key is refused within that long. A check records the key's use when its
+/// `last_used_at` is older than [`RECORD_USE_EVERY`].
 pub async fn require_account(
     State(state): State<AppState>,
     mut request: Request,
@@ -70,20 +96,37 @@ pub async fn require_account(
     if !is_well_formed(secret) {
         return Err(ApiError::Unauthorized(Credentials::Invalid));
     }
-    let id = {
-        // The connection goes back to the pool before the request goes on.
-        let mut conn = state.metrics.waiting_for(state.pool.acquire()).await?;
-        let key = db::api_keys::find_live(&mut *conn, &hash(secret), RECORD_USE_EVERY)
-            .await?
-            .ok_or(ApiError::Unauthorized(Credentials::Invalid))?;
-        if key.use_due {
-            db::api_keys::record_use(&mut *conn, key.account_id, key.id, RECORD_USE_EVERY).await?;
-        }
-        key.account_id
+    let key_hash = hash(secret);
+    let id = match &state.live_keys.0 {
+        None => check(&state, &key_hash).await?,
+        Some(live_keys) => match live_keys
+            .try_get_with(key_hash, check(&state, &key_hash))
+            .await
+        {
+            Ok(id) => id,
+            // The request that ran the shared check owns its failure; the others that waited on it check alone.
+            Err(failure) => match Arc::try_unwrap(failure) {
+                Ok(failure) => return Err(failure),
+                Err(_) => check(&state, &key_hash).await?,
+            },
+        },
     };
     tracing::Span::current().record("account_id", tracing::field::display(id));
     request.extensions_mut().insert(Account { id });
     Ok(next.run(request).await)
+}
+
+/// Looks a key up in the database and records its use when one is due; its account when it is live.
+async fn check(state: &AppState, key_hash: &[u8; 32]) -> Result<Uuid, ApiError> {
+    // The connection goes back to the pool before the request goes on.
+    let mut conn = state.metrics.waiting_for(state.pool.acquire()).await?;
+    let key = db::api_keys::find_live(&mut *conn, key_hash, RECORD_USE_EVERY)
+        .await?
+        .ok_or(ApiError::Unauthorized(Credentials::Invalid))?;
+    if key.use_due {
+        db::api_keys::record_use(&mut *conn, key.account_id, key.id, RECORD_USE_EVERY).await?;
+    }
+    Ok(key.account_id)
 }
 
 fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {

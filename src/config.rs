@@ -180,6 +180,10 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     pub batches: BatchConfig,
     pub rate_limit: RateLimitConfig,
+    /// How long this server keeps a live API key it has checked before checking it again (`API_KEY_CACHE_SECONDS`,
+    /// default 5; 0 checks every request): the most a revocation takes to refuse the key here. Unknown and revoked
+    /// keys are never kept.
+    pub api_key_cache_ttl: Duration,
 }
 
 /// The limits of one order batch (`POST /v1/order_batches`).
@@ -230,6 +234,7 @@ impl Config {
             batches: BatchConfig::default(),
             cors_allowed_origins: AllowedOrigins::default(),
             rate_limit: RateLimitConfig::default(),
+            api_key_cache_ttl: Duration::from_secs(5),
         }
     }
 
@@ -249,6 +254,11 @@ impl Config {
             batches: BatchConfig::from_env()?,
             cors_allowed_origins: optional("CORS_ALLOWED_ORIGINS", defaults.cors_allowed_origins)?,
             rate_limit: RateLimitConfig::from_env()?,
+            api_key_cache_ttl: optional(
+                "API_KEY_CACHE_SECONDS",
+                defaults.api_key_cache_ttl.as_secs(),
+            )
+            .map(Duration::from_secs)?,
             ..defaults
         })
     }

@@ -7,7 +7,8 @@ use sqlx::PgPool;
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    config::Config, idempotency::locks::KeyLocks, metrics::Metrics, rate_limit::RateLimits,
+    auth::LiveKeys, config::Config, db::Begin, idempotency::locks::KeyLocks, metrics::Metrics,
+    rate_limit::RateLimits,
 };
 
 /// What every handler can reach.
@@ -23,6 +24,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Each account's token bucket; `None` when rate limiting is off.
     pub rate_limits: Option<Arc<RateLimits>>,
+    /// The API keys this server checked recently (`API_KEY_CACHE_SECONDS`).
+    pub live_keys: LiveKeys,
 }
 
 impl AppState {
@@ -30,6 +33,7 @@ impl AppState {
         Self {
             metrics: Metrics::new(&pool),
             rate_limits: RateLimits::new(config.rate_limit).map(Arc::new),
+            live_keys: LiveKeys::new(config.api_key_cache_ttl),
             pool,
             config: Arc::new(config),
             key_locks: Arc::default(),
@@ -49,3 +53,4 @@ impl FromRef<AppState> for Metrics {
         state.metrics.clone()
     }
 }
+

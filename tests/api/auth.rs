@@ -1,5 +1,7 @@
 //! Authentication and tenant isolation: every account sees only its own objects.
 
+use std::time::{Duration, Instant};
+
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::PgPool;
@@ -100,7 +102,9 @@ async fn last_used_at(app: &TestApp) -> Option<time::OffsetDateTime> {
 
 #[sqlx::test]
 async fn a_keys_use_is_recorded_at_most_once_a_minute(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+    // Every request checks its key here; with API_KEY_CACHE_SECONDS a check happens at most that often per server,
+    // and the rule below applies to each check.
+    let app = TestApp::spawn_with(pool, |config| config.api_key_cache_ttl = Duration::ZERO).await;
     assert_eq!(last_used_at(&app).await, None);
     app.get("/v1/orders").await.assert_status(StatusCode::OK);
     let first = last_used_at(&app).await.expect("the first use is recorded");
@@ -139,4 +143,93 @@ async fn a_keys_use_is_recorded_at_most_once_a_minute(pool: PgPool) {
         recorded > a_minute_ago + time::Duration::seconds(60),
         "{recorded}"
     );
+}
+
+/// Revokes the default account's keys behind the server's back, as `order-intake api-keys revoke` does.
+async fn revoke_keys(app: &TestApp) {
+    sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE account_id = $1")
+        .bind(app.account_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test]
+async fn a_revoked_key_is_refused_within_the_cache_period(pool: PgPool) {
+    let period = Duration::from_secs(1);
+    let app = TestApp::spawn_with(pool, |config| config.api_key_cache_ttl = period).await;
+    app.get("/v1/orders").await.assert_status(StatusCode::OK);
+    revoke_keys(&app).await;
+    let revoked = Instant::now();
+    loop {
+        let response = app.get("/v1/orders").await;
+        if response.status == StatusCode::UNAUTHORIZED {
+            response.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            break;
+        }
+        response.assert_status(StatusCode::OK);
+        assert!(
+            revoked.elapsed() <= period + Duration::from_millis(500),
+            "still accepted {:?} after the revocation",
+            revoked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Once refused, refused on every request: a revoked key is never kept.
+    for _ in 0..3 {
+        let response = app.get("/v1/orders").await;
+        response.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+}
+
+#[sqlx::test]
+async fn a_checked_key_is_kept_for_the_cache_period_and_not_without_one(pool: PgPool) {
+    // A period no test run outlasts: what the server answers after the revocation is what it kept.
+    let kept = TestApp::spawn_with(pool.clone(), |config| {
+        config.api_key_cache_ttl = Duration::from_secs(3600)
+    })
+    .await;
+    let checked_each_time =
+        TestApp::spawn_with(pool, |config| config.api_key_cache_ttl = Duration::ZERO).await;
+    kept.get("/v1/orders").await.assert_status(StatusCode::OK);
+    for app in [&kept, &checked_each_time] {
+        revoke_keys(app).await;
+    }
+    // The first server checked its key before the revocation and keeps it; the second checks every request.
+    kept.get("/v1/orders").await.assert_status(StatusCode::OK);
+    checked_each_time
+        .get("/v1/orders")
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    // A key the first server never checked is checked now, and refused.
+    let unchecked = send(
+        kept.client
+            .get(kept.url("/v1/orders"))
+            .bearer_auth(&checked_each_time.api_key),
+    )
+    .await;
+    unchecked.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[sqlx::test]
+async fn a_new_key_works_from_its_first_request_on_a_server_that_refused_it(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let key = order_intake::auth::ApiKey::generate().unwrap();
+    let refused = send(
+        app.client
+            .get(app.url("/v1/orders"))
+            .bearer_auth(&key.secret),
+    )
+    .await;
+    refused.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    order_intake::db::api_keys::insert(&app.pool, app.account_id, &key.hash, key.prefix())
+        .await
+        .unwrap();
+    let accepted = send(
+        app.client
+            .get(app.url("/v1/orders"))
+            .bearer_auth(&key.secret),
+    )
+    .await;
+    accepted.assert_status(StatusCode::OK);
 }
