@@ -15,6 +15,8 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// How request transactions begin on this database (PostgreSQL or Citus).
+    pub begin: Begin,
     pub config: Arc<Config>,
     /// Lines up requests with the same idempotency key in this server.
     pub key_locks: Arc<KeyLocks>,
@@ -35,6 +37,7 @@ impl AppState {
             rate_limits: RateLimits::new(config.rate_limit).map(Arc::new),
             live_keys: LiveKeys::new(config.api_key_cache_ttl),
             pool,
+            begin: Begin::default(),
             config: Arc::new(config),
             key_locks: Arc::default(),
             tasks: TaskTracker::new(),
@@ -54,3 +57,8 @@ impl FromRef<AppState> for Metrics {
     }
 }
 
+impl FromRef<AppState> for Begin {
+    fn from_ref(state: &AppState) -> Self {
+        state.begin.clone()
+    }
+}

@@ -244,7 +244,11 @@ pub async fn create(
     mut tx: Tx,
     ValidJson(new): ValidJson<CreateOrder>,
 ) -> Result<Created<Order>, ApiError> {
-    let conn = tx.conn().await?;
+    let conn = tx.single_statement().await?;
+    if let Some(order) = db::orders::insert_at_latest_version(&mut *conn, account.id, &new).await? {
+        return Ok(Created::at(order.location(), order));
+    }
+    // Nothing was written: say why, from the latest version as it is now.
     let template_not_found = || ApiError::TemplateNotFound {
         id: new.template_id,
     };
@@ -256,6 +260,7 @@ pub async fn create(
     if !missing.is_empty() {
         return Err(ApiError::MissingMergeVariables { missing });
     }
+    // A new version that these variables cover came in between the two statements: take the order against it.
     let order = db::orders::insert(conn, account.id, version.version, &new)
         .await?
         .ok_or_else(template_not_found)?;

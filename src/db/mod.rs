@@ -11,13 +11,16 @@ pub mod orders;
 pub mod template_versions;
 pub mod templates;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use sqlx::{
-    Connection, PgPool, Postgres, Transaction,
+    Connection, PgPool, Postgres, SqlSafeStr, Transaction,
     migrate::Migrator,
+    pool::PoolConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
+
+use tokio::sync::OnceCell;
 
 use crate::config::DatabaseConfig;
 
@@ -47,7 +50,7 @@ pub enum Sessions {
     /// the same key (such waits come from concurrent requests, and the client gets a 409 to retry instead of a
     /// hang), none runs longer than the configured `statement_timeout`, and a session left idle inside a
     /// transaction is ended after `idle_in_transaction_session_timeout`. On Citus a transaction begun with
-    /// [`begin`] carries the lock bound to the workers.
+    /// [`Begin`] carries the lock bound to the workers.
     Requests { lock_timeout: Duration },
     /// Migrations and command-line tools: they wait for locks as long as it takes (a second instance starting
     /// during a long migration waits for it rather than failing), whatever timeouts the database or role sets.
@@ -103,22 +106,61 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<(), sqlx::migrate::Migra
     migrated
 }
 
-/// Begins a transaction, in one round trip like a bare `BEGIN`, in which every node that runs its statements waits
-/// for a lock no longer than this connection's `lock_timeout` (set by [`pool`]).
+/// How request transactions begin on this database, found on first use: a bare `BEGIN` on PostgreSQL, and on
+/// Citus a `BEGIN` after which every node that runs the transaction's statements waits for a lock no longer than
+/// the connection's `lock_timeout` (set by [`pool`]). Either is one round trip.
 ///
-/// On plain PostgreSQL the connection's setting already bounds every wait, and the statements after `BEGIN` set it
-/// to itself. On Citus the connection is to the coordinator, but the rows, and so their locks, are on the workers,
-/// and Citus does not pass session settings on to them. It does pass a transaction's `SET LOCAL` when
-/// `citus.propagate_set_commands` is `local`: it sends it with the `BEGIN` of the transaction's part on each worker,
-/// so it adds no round trip. Citus forwards the text of the whole query string the `SET LOCAL` arrived in; a `BEGIN`
-/// in that text would run again on the worker, inside its transaction, and warn on every request. Inside `DO` the
-/// `SET LOCAL` is a query string of its own. On plain PostgreSQL `citus.propagate_set_commands` is a placeholder
-/// setting that nothing reads.
-pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin_with(BEGIN_WITH_LOCK_TIMEOUT_ON_EVERY_NODE).await
+/// On plain PostgreSQL the connection's setting already bounds every wait. On Citus the connection is to the
+/// coordinator, but the rows, and so their locks, are on the workers, and Citus does not pass session settings on
+/// to them. It does pass a transaction's `SET LOCAL` when `citus.propagate_set_commands` is `local`: it sends it
+/// with the `BEGIN` of the transaction's part on each worker, so it adds no round trip. Citus forwards the text of
+/// the whole query string the `SET LOCAL` arrived in; a `BEGIN` in that text would run again on the worker, inside
+/// its transaction, and warn on every request. Inside `DO` the `SET LOCAL` is a query string of its own.
+///
+/// The `DO` block is not sent to plain PostgreSQL, where it would set the setting to itself: compiling it for
+/// every transaction halves the rate of empty transactions (pgbench, BENCHMARKS.md).
+#[derive(Debug, Clone, Default)]
+pub struct Begin(Arc<OnceCell<&'static str>>);
+
+impl Begin {
+    /// Takes a pooled connection and begins a transaction on it.
+    pub async fn begin(
+        &self,
+        pool: &PgPool,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.begin_on(pool.acquire().await?).await
+    }
+
+    /// Begins a transaction on a connection already taken from the pool, which the transaction then owns and gives
+    /// back to the pool when it ends: for a request that first reads outside the transaction on that connection.
+    ///
+    /// `Transaction::begin` is the call `Pool::begin_with` makes on the connection it acquires (sqlx 0.9 hides it
+    /// from its documentation but exports it, for its own `impl_acquire!`); no public method begins an owned
+    /// transaction on a `PoolConnection`.
+    pub async fn begin_on(
+        &self,
+        mut conn: PoolConnection<Postgres>,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let statement = *self
+            .0
+            .get_or_try_init(|| async {
+                let citus = sqlx::query_scalar!(
+                    r#"SELECT current_setting('citus.version', true) IS NOT NULL AS "citus!""#
+                )
+                .fetch_one(&mut *conn)
+                .await?;
+                Ok::<_, sqlx::Error>(if citus {
+                    BEGIN_WITH_LOCK_TIMEOUT_ON_EVERY_NODE
+                } else {
+                    "BEGIN"
+                })
+            })
+            .await?;
+        Transaction::begin(conn, Some(statement.into_sql_str())).await
+    }
 }
 
-/// The statement of [`begin`]: `%L` quotes the setting as a literal, such as `'10s'`, or `'0'` for no bound.
+/// The statement of [`Begin`] on Citus: `%L` quotes the setting as a literal, such as `'10s'`, or `'0'` for no bound.
 const BEGIN_WITH_LOCK_TIMEOUT_ON_EVERY_NODE: &str = "BEGIN; DO $$BEGIN \
     SET LOCAL citus.propagate_set_commands = local; \
     EXECUTE format('SET LOCAL lock_timeout = %L', current_setting('lock_timeout')); \

@@ -103,6 +103,54 @@ pub async fn insert(
     }
 }
 
+/// Writes an order taken against the latest version of its template, which the same statement reads, provided the
+/// order's merge variables cover that version's merge fields: one round trip, and atomic without a transaction.
+/// `None` when nothing was written: there is no such template (or it was deleted meanwhile, which the foreign key
+/// `orders_template_version_fkey` tells), or a merge field lacks a variable; [`super::template_versions::
+/// find_for_order`] tells which.
+///
+/// The account, template and version written are the version row's own columns, so that on Citus the statement is
+/// an `INSERT ... SELECT` within one shard of co-located tables.
+#[tracing::instrument(skip_all, fields(%account_id, template_id = %new.template_id))]
+pub async fn insert_at_latest_version(
+    db: impl PgExecutor<'_>,
+    account_id: Uuid,
+    new: &NewOrder,
+) -> Result<Option<Order>, sqlx::Error> {
+    let variables: Vec<&str> = new.merge_variables.keys().map(String::as_str).collect();
+    let row = query_order!(
+        r#"INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables,
+                               send_date, metadata, created_at, updated_at)
+           SELECT $1, v.account_id, v.template_id, v.version, $4, $5, $6, $7, $8, $9, $9
+           FROM templates t
+           JOIN template_versions v ON v.account_id = t.account_id AND v.template_id = t.id AND v.version = t.version
+           WHERE t.account_id = $2 AND v.account_id = $2 AND t.id = $3 AND v.merge_fields <@ $10
+           RETURNING"#,
+        "",
+        Uuid::now_v7(),
+        account_id,
+        new.template_id,
+        Json(&new.recipient) as _,
+        new.sender.as_ref().map(Json) as _,
+        Json(&new.merge_variables) as _,
+        new.send_date,
+        Json(&new.metadata) as _,
+        new.taken_at,
+        &variables as &[&str],
+    )
+    .fetch_optional(db)
+    .await;
+    match row {
+        Ok(row) => Ok(row.map(Order::from)),
+        Err(error)
+            if super::violated_constraint(&error) == Some("orders_template_version_fkey") =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// A new order to insert with others: its id, the template version it pins, and its details.
 pub struct NewOrderRow<'a> {
     pub id: Uuid,

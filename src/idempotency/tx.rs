@@ -11,10 +11,10 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction, pool::PoolConnection};
 
 use crate::{
-    db,
+    db::Begin,
     error::{ApiError, Rejection},
     metrics::Metrics,
 };
@@ -38,11 +38,14 @@ impl TxSlot {
 /// The request's database transaction, for handlers that write; begun on first use, unless a layer opened it.
 ///
 /// Beginning lazily keeps a slow request body from holding a pooled connection while it arrives. The exactly-once
-/// layer opens it before the handler runs, to look its key up on the connection the write then uses.
+/// layer opens it before the handler runs, after looking its key up on the connection the write then uses.
 pub struct Tx {
     pool: PgPool,
+    begin: Begin,
     metrics: Metrics,
     tx: Option<Transaction<'static, Postgres>>,
+    /// The connection of [`Tx::single_statement`] when no transaction was open.
+    pooled: Option<PoolConnection<Postgres>>,
     slot: TxSlot,
 }
 
@@ -51,15 +54,38 @@ impl Tx {
     pub async fn conn(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
         let tx = match self.tx.take() {
             Some(tx) => tx,
-            None => self.metrics.waiting_for(db::begin(&self.pool)).await?,
+            None => {
+                self.metrics
+                    .waiting_for(self.begin.begin(&self.pool))
+                    .await?
+            }
         };
         Ok(&mut **self.tx.insert(tx))
+    }
+
+    /// A connection for a handler whose write is a single statement: the transaction a layer opened, when one did
+    /// (the exactly-once layer writes the key row in it after the handler's statement), and otherwise a pooled
+    /// connection outside any transaction. PostgreSQL runs each statement atomically by itself, so a write of one
+    /// statement needs no `BEGIN` and `COMMIT`, two round trips of the three such a request would otherwise make.
+    /// Reads on the same connection see what committed before each of them, as in a READ COMMITTED transaction.
+    ///
+    /// A handler uses either this or [`Tx::conn`], never both: statements here commit one by one.
+    pub async fn single_statement(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        if let Some(tx) = self.tx.as_mut() {
+            return Ok(&mut **tx);
+        }
+        let conn = match self.pooled.take() {
+            Some(conn) => conn,
+            None => self.metrics.waiting_for(self.pool.acquire()).await?,
+        };
+        Ok(&mut **self.pooled.insert(conn))
     }
 }
 
 impl<S> FromRequestParts<S> for Tx
 where
     PgPool: FromRef<S>,
+    Begin: FromRef<S>,
     Metrics: FromRef<S>,
     S: Send + Sync,
 {
@@ -73,8 +99,10 @@ where
             .ok_or_else(|| ApiError::internal("route has no transaction layer"))?;
         Ok(Self {
             pool: PgPool::from_ref(state),
+            begin: Begin::from_ref(state),
             metrics: Metrics::from_ref(state),
             tx: slot.take(),
+            pooled: None,
             slot,
         })
     }
