@@ -245,24 +245,27 @@ pub async fn create(
     ValidJson(new): ValidJson<CreateOrder>,
 ) -> Result<Created<Order>, ApiError> {
     let conn = tx.single_statement().await?;
-    if let Some(order) = db::orders::insert_at_latest_version(&mut *conn, account.id, &new).await? {
+    let written = db::orders::insert_at_latest_version(conn, account.id, &new).await;
+    if let Some(order) = written.map_err(|error| tx.failed(error))? {
         return Ok(Created::at(order.location(), order));
     }
     // Nothing was written: say why, from the latest version as it is now.
     let template_not_found = || ApiError::TemplateNotFound {
         id: new.template_id,
     };
-    let version =
-        db::template_versions::find_for_order(&mut *conn, account.id, new.template_id, None)
-            .await?
-            .ok_or_else(template_not_found)?;
+    let conn = tx.single_statement().await?;
+    let version = db::template_versions::find_for_order(conn, account.id, new.template_id, None)
+        .await?
+        .ok_or_else(template_not_found)?;
     let missing = missing_merge_variables(&version.merge_fields, &new.merge_variables);
     if !missing.is_empty() {
         return Err(ApiError::MissingMergeVariables { missing });
     }
     // A new version that these variables cover came in between the two statements: take the order against it.
-    let order = db::orders::insert(conn, account.id, version.version, &new)
-        .await?
+    let conn = tx.single_statement().await?;
+    let written = db::orders::insert(conn, account.id, version.version, &new).await;
+    let order = written
+        .map_err(|error| tx.failed(error))?
         .ok_or_else(template_not_found)?;
     Ok(Created::at(order.location(), order))
 }

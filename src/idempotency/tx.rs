@@ -80,6 +80,17 @@ impl Tx {
         };
         Ok(&mut **self.pooled.insert(conn))
     }
+
+    /// What the failure of a write sent through [`Tx::single_statement`] means to the client. Outside a transaction
+    /// the statement commits as it ends, so when the connection failed while it ran, the write may have been
+    /// applied: 504 `outcome-unknown`, as for a COMMIT whose answer was lost ([`ApiError::from_commit`]), and not
+    /// the 503 that tells a client nothing was written. In a transaction nothing committed yet: the usual mapping.
+    pub fn failed(&self, error: sqlx::Error) -> ApiError {
+        match error {
+            sqlx::Error::Io(_) if self.tx.is_none() => ApiError::from_commit(error),
+            error => error.into(),
+        }
+    }
 }
 
 impl<S> FromRequestParts<S> for Tx

@@ -381,6 +381,37 @@ async fn a_commit_whose_answer_is_lost_is_an_unknown_outcome(
     proxy.close().await;
 }
 
+/// An order without a key is one statement outside any transaction, which commits as it ends: when the connection
+/// breaks right after the service sent it, the order may exist, and the service says so (504 `outcome-unknown`)
+/// rather than the 503 that tells a client nothing was written and a retry is safe.
+#[sqlx::test]
+async fn an_unkeyed_order_whose_answer_is_lost_is_an_unknown_outcome(
+    options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let direct = options.connect_with(connect.clone()).await.unwrap();
+    let proxy = Proxy::to((connect.get_host().to_owned(), connect.get_port())).await;
+    // One connection, so that the order's statement is prepared on it by the first order and the second order's
+    // next message is the statement itself.
+    let cut = TestApp::spawn(request_pool(
+        url_via(&connect, "127.0.0.1", proxy.port),
+        |config| config.max_connections = 1,
+    ))
+    .await;
+    let template = cut.create_template("<p>Hello</p>").await;
+    let body = order_for(&template);
+    cut.post("/v1/orders", &body)
+        .await
+        .assert_status(StatusCode::CREATED);
+
+    proxy.cut_after_next_message();
+    let answer = cut.post("/v1/orders", &body).await;
+    assert_retry_later(&answer, StatusCode::GATEWAY_TIMEOUT, "outcome-unknown");
+    let orders = count(&direct, "orders").await;
+    assert!((1..=2).contains(&orders), "{orders} orders");
+    proxy.close().await;
+}
+
 /// The connection of a request stops answering in the middle of its transaction, right after it wrote its key
 /// row. The database ends that session after `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` and rolls it back, so its
 /// key is free: another server runs the retry at once, instead of waiting on the key row until the kernel notices
