@@ -506,10 +506,16 @@ async fn a_500_is_stored_and_replayed_after_the_fault_is_gone(pool: PgPool) {
         !problem["detail"].as_str().unwrap().contains("disk on fire"),
         "no internals leak"
     );
-    sqlx::raw_sql("DROP TRIGGER fail_order ON orders")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    // On a connection of its own with the setting again: Citus refuses the DROP on a session without it, and the
+    // connection that set it may be any of the pool's by now.
+    let mut conn = app.pool.acquire().await.unwrap();
+    for statement in [
+        "SET citus.enable_unsafe_triggers = on",
+        "DROP TRIGGER fail_order ON orders",
+    ] {
+        sqlx::raw_sql(statement).execute(&mut *conn).await.unwrap();
+    }
+    drop(conn);
 
     let retry = app
         .keyed(Method::POST, "/v1/orders", "doomed", &order_for(&template))
