@@ -1,14 +1,18 @@
 -- The statements the server sends for a keyed POST /v1/orders whose key is new, in the same order, with the API
 -- key already checked (API_KEY_CACHE_SECONDS): the key lookup, then one transaction that writes the order against
 -- the template's latest version, read in the same statement, and the key row. On plain PostgreSQL the
--- transaction begins with a bare BEGIN (db::Begin).
+-- transaction begins with a bare BEGIN (db::Begin). The order's id is made from two random numbers with immutable
+-- functions, as the service sends its own: a volatile gen_random_uuid() in the SELECT would make Citus pull the
+-- SELECT to the coordinator instead of running the whole statement on one shard.
 \set n random(1, 1000000000000)
+\set id_high random(0, 4611686018427387903)
+\set id_low random(0, 4611686018427387903)
 SELECT fingerprint, response_status, response_headers, response_body, expires_at <= now() AS expired
   FROM idempotency_keys WHERE account_id = :account_id AND key = 'pgbench-' || :client_id || '-' || :n;
 BEGIN;
 INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables, send_date,
                     metadata, created_at, updated_at)
-  SELECT gen_random_uuid(), v.account_id, v.template_id, v.version,
+  SELECT (lpad(to_hex(:id_high::bigint), 16, '0') || lpad(to_hex(:id_low::bigint), 16, '0'))::uuid, v.account_id, v.template_id, v.version,
          '{"name":"Anna de Vries","company": null,"street":"Keizersgracht","house_number":"123A","postal_code":"1015 CJ","city":"Amsterdam","country":"NL"}',
          NULL, '{"first_name":"Anna"}', NULL, '{}', now(), now()
   FROM templates t
