@@ -92,8 +92,16 @@ pub async fn insert(
     )
     .fetch_one(db)
     .await;
+    unless_version_gone(row.map(Some))
+}
+
+/// The written order, or `None` when the foreign key `orders_template_version_fkey` found its template version gone
+/// (deleted with its template since it was read).
+fn unless_version_gone(
+    row: Result<Option<OrderRow>, sqlx::Error>,
+) -> Result<Option<Order>, sqlx::Error> {
     match row {
-        Ok(row) => Ok(Some(row.into())),
+        Ok(row) => Ok(row.map(Order::from)),
         Err(error)
             if super::violated_constraint(&error) == Some("orders_template_version_fkey") =>
         {
@@ -140,15 +148,7 @@ pub async fn insert_at_latest_version(
     )
     .fetch_optional(db)
     .await;
-    match row {
-        Ok(row) => Ok(row.map(Order::from)),
-        Err(error)
-            if super::violated_constraint(&error) == Some("orders_template_version_fkey") =>
-        {
-            Ok(None)
-        }
-        Err(error) => Err(error),
-    }
+    unless_version_gone(row)
 }
 
 /// A new order to insert with others: its id, the template version it pins, and its details.
