@@ -104,7 +104,8 @@ pub async fn require_account(
             .await
         {
             Ok(id) => id,
-            // The request that ran the shared check owns its failure; the others that waited on it check alone.
+            // A failed check is shared by the requests that waited on it, and only a request holding the last share
+            // can take the error itself; the others check alone, so that each answers with its own error.
             Err(failure) => match Arc::try_unwrap(failure) {
                 Ok(failure) => return Err(failure),
                 Err(_) => check(&state, &key_hash).await?,
