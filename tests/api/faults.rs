@@ -268,6 +268,15 @@ impl Proxy {
         }
     }
 
+    /// The service's request pool to the test's database through this proxy, with `configure` applied.
+    fn request_pool(
+        &self,
+        connect: &PgConnectOptions,
+        configure: impl FnOnce(&mut DatabaseConfig),
+    ) -> PgPool {
+        request_pool(url_via(connect, "127.0.0.1", self.port), configure)
+    }
+
     fn pause(&self) {
         self.paused.store(true, Ordering::SeqCst);
     }
@@ -350,11 +359,7 @@ async fn a_commit_whose_answer_is_lost_is_an_unknown_outcome(
 ) {
     let direct = options.connect_with(connect.clone()).await.unwrap();
     let proxy = Proxy::to((connect.get_host().to_owned(), connect.get_port())).await;
-    let cut = TestApp::spawn(request_pool(
-        url_via(&connect, "127.0.0.1", proxy.port),
-        |_| {},
-    ))
-    .await;
+    let cut = TestApp::spawn(proxy.request_pool(&connect, |_| {})).await;
     let template = cut.create_template("<p>Hello</p>").await;
     let body = order_for(&template);
     let holder = hold_key(&direct, cut.account_id, "lost").await;
@@ -393,11 +398,8 @@ async fn an_unkeyed_order_whose_answer_is_lost_is_an_unknown_outcome(
     let proxy = Proxy::to((connect.get_host().to_owned(), connect.get_port())).await;
     // One connection, so that the order's statement is prepared on it by the first order and the second order's
     // next message is the statement itself.
-    let cut = TestApp::spawn(request_pool(
-        url_via(&connect, "127.0.0.1", proxy.port),
-        |config| config.max_connections = 1,
-    ))
-    .await;
+    let cut =
+        TestApp::spawn(proxy.request_pool(&connect, |config| config.max_connections = 1)).await;
     let template = cut.create_template("<p>Hello</p>").await;
     let body = order_for(&template);
     cut.post("/v1/orders", &body)
@@ -423,7 +425,7 @@ async fn a_connection_that_stops_answering_releases_its_key(
 ) {
     let direct = options.connect_with(connect.clone()).await.unwrap();
     let proxy = Proxy::to((connect.get_host().to_owned(), connect.get_port())).await;
-    let stalling = request_pool(url_via(&connect, "127.0.0.1", proxy.port), |config| {
+    let stalling = proxy.request_pool(&connect, |config| {
         config.idle_in_transaction_timeout = Duration::from_millis(1000)
     });
     let stalled = TestApp::spawn(stalling).await;
