@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use crate::{
     api,
-    auth::ApiKey,
     config::{Config, DatabaseConfig},
     db::{self, api_keys::ApiKeyInfo},
     domain::validation::text,
+    http::auth::ApiKey,
     idempotency::sweeper::{self, Sweep},
     server,
 };

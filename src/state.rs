@@ -7,8 +7,8 @@ use sqlx::PgPool;
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    auth::LiveKeys, config::Config, db::Begin, idempotency::locks::KeyLocks, metrics::Metrics,
-    rate_limit::RateLimits,
+    config::Config, db::Begin, http::auth::LiveKeys, http::rate_limit::RateLimits,
+    idempotency::locks::KeyLocks, metrics::Metrics,
 };
 
 /// What every handler can reach.

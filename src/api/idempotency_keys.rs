@@ -12,7 +12,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::problems;
 use crate::{
-    auth::Account, db, error::ApiError, idempotency::key::IdempotencyKey, state::AppState,
+    db, http::auth::Account, http::error::ApiError, idempotency::key::IdempotencyKey,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -4,7 +4,7 @@ use axum::{extract::State, http::header};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    error::ApiError,
+    http::error::ApiError,
     metrics::{CONTENT_TYPE, Metrics},
     state::AppState,
 };

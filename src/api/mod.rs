@@ -1,12 +1,9 @@
 //! The HTTP API: one module per resource, assembled into one router with its OpenAPI document.
 
-pub mod conditional;
-pub mod detached;
-pub mod docs;
-pub mod extract;
 pub mod health;
 pub mod idempotency_keys;
 pub mod metrics;
+pub mod openapi;
 pub mod order_batches;
 pub mod orders;
 pub mod problems;
@@ -32,10 +29,8 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use self::conditional::Tagged;
+use crate::http::{conditional::Tagged, detached, extract};
 use crate::{
-    auth,
-    body::BodyLimit,
     db::{Page, PageRequest, orders::OrderFilter, template_versions::VersionPageRequest},
     domain::{
         id::parse_id,
@@ -44,8 +39,11 @@ use crate::{
         template::{Template, TemplateVersion},
         validation::Validator,
     },
-    error::ApiError,
-    idempotency, rate_limit,
+    http::auth,
+    http::body::BodyLimit,
+    http::error::ApiError,
+    http::rate_limit,
+    idempotency,
     state::AppState,
 };
 
@@ -118,16 +116,16 @@ fn assemble(v1: OpenApiRouter<AppState>) -> (Router<AppState>, OpenApi) {
         .merge(metrics::router())
         .merge(problems::router())
         .layer(answer_panics());
-    let (router, mut openapi) = OpenApiRouter::with_openapi(docs::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(openapi::openapi())
         .merge(v1)
         .merge(public)
         .split_for_parts();
-    docs::document_idempotency(&mut openapi);
-    docs::document_closed_request_objects(&mut openapi);
-    docs::document_conditional_requests(&mut openapi);
-    docs::document_transport_answers(&mut openapi);
-    docs::document_outcome_unknown(&mut openapi);
-    docs::document_rate_limits(&mut openapi);
+    openapi::document_idempotency(&mut openapi);
+    openapi::document_closed_request_objects(&mut openapi);
+    openapi::document_conditional_requests(&mut openapi);
+    openapi::document_transport_answers(&mut openapi);
+    openapi::document_outcome_unknown(&mut openapi);
+    openapi::document_rate_limits(&mut openapi);
     (router, openapi)
 }
 

@@ -21,14 +21,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    Created, List, ListQuery, OrderBatchList, RowResultList,
-    extract::{PathId, Resource, ValidQuery, Validate, deserialize},
-    orders::CreateOrder,
-    problems,
+    Created, List, ListQuery, OrderBatchList, RowResultList, orders::CreateOrder, problems,
 };
 use crate::{
-    auth::Account,
-    body::{JsonBody, is_csv, read_body, sends_json},
     db::{self, orders::NewOrderRow, template_versions::VersionForOrder},
     domain::{
         batch::{BatchCounts, BatchRow, KeyFrom, OrderBatch, RowResult, json_rows, parse_csv},
@@ -36,7 +31,10 @@ use crate::{
         order::{NewOrder, missing_merge_variables},
         validation::Validator,
     },
-    error::{ApiError, Rejection},
+    http::auth::Account,
+    http::body::{JsonBody, is_csv, read_body, sends_json},
+    http::error::{ApiError, Rejection},
+    http::extract::{PathId, Resource, ValidQuery, Validate, deserialize},
     idempotency::{
         batch::{KeyedRow, RowEndpoint, RowOutcome, run_chunk},
         fingerprint::Fingerprint,
@@ -173,7 +171,7 @@ impl FromRequest<AppState> for BatchBody {
         if is_csv(&headers) {
             return Ok(Self::Csv(bytes));
         }
-        Ok(Self::Json(crate::body::parse_json(&headers, &bytes)?))
+        Ok(Self::Json(crate::http::body::parse_json(&headers, &bytes)?))
     }
 }
 

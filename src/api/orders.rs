@@ -12,14 +12,8 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{
-    Created, List, ListOrdersQuery, OrderList,
-    conditional::{Current, Preconditions, Tagged},
-    extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
-    problems,
-};
+use super::{Created, List, ListOrdersQuery, OrderList, problems};
 use crate::{
-    auth::Account,
     db,
     domain::{
         address::AddressInput,
@@ -34,7 +28,10 @@ use crate::{
         schemas,
         validation::Validator,
     },
-    error::ApiError,
+    http::auth::Account,
+    http::conditional::{Current, Preconditions, Tagged},
+    http::error::ApiError,
+    http::extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
     idempotency::tx::Tx,
     state::AppState,
 };

@@ -9,7 +9,7 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    error::{ApiError, Problem, ProblemType},
+    http::error::{ApiError, Problem, ProblemType},
     state::AppState,
 };
 

@@ -14,14 +14,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    List, ListVersionsQuery, TemplateVersionList,
-    conditional::{Current, Preconditions, Tagged},
-    extract::{PathId, ValidJson, ValidQuery, Validate},
-    parse_version, problems,
+    List, ListVersionsQuery, TemplateVersionList, parse_version, problems,
     templates::not_found as template_not_found,
 };
 use crate::{
-    auth::Account,
     db,
     domain::{
         id::parse_id,
@@ -31,7 +27,10 @@ use crate::{
         template::{Template, TemplateVersion},
         validation::Validator,
     },
-    error::{ApiError, Rejection},
+    http::auth::Account,
+    http::conditional::{Current, Preconditions, Tagged},
+    http::error::{ApiError, Rejection},
+    http::extract::{PathId, ValidJson, ValidQuery, Validate},
     idempotency::tx::Tx,
     state::AppState,
 };

@@ -11,14 +11,8 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{
-    Created, List, ListQuery, TemplateList,
-    conditional::{Current, Preconditions, Tagged},
-    extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
-    problems,
-};
+use super::{Created, List, ListQuery, TemplateList, problems};
 use crate::{
-    auth::Account,
     db::{self, templates::Deletion},
     domain::{
         member::{Member, UnknownMembers},
@@ -29,7 +23,10 @@ use crate::{
         },
         validation::Validator,
     },
-    error::ApiError,
+    http::auth::Account,
+    http::conditional::{Current, Preconditions, Tagged},
+    http::error::ApiError,
+    http::extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
     idempotency::tx::Tx,
     state::AppState,
 };

@@ -1,7 +1,7 @@
 //! The database: the pool, the migrations, and SQL in one module per table family.
 //!
 //! Functions here speak SQL and return `sqlx::Error`; what an error means to a client is decided at the HTTP edge
-//! (`crate::error`).
+//! (`crate::http::error`).
 
 pub mod accounts;
 pub mod api_keys;

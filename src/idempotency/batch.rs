@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{fingerprint::Fingerprint, layer::is_outcome, replay::capture};
 use crate::{
     db::idempotency_keys::{self, NewKey, StoredKey, StoredResponse},
-    error::ApiError,
+    http::error::ApiError,
     metrics::Outcome,
     state::AppState,
 };
@@ -24,7 +24,7 @@ use crate::{
 /// The endpoint the rows of a chunk stand for.
 pub trait RowEndpoint: Send {
     /// Answers the rows given by index, in that order, as the endpoint would answer each single request, writing in
-    /// `conn`; a rejection before the endpoint ran ([`crate::error::Rejection`]) is not stored, as in the layer.
+    /// `conn`; a rejection before the endpoint ran ([`crate::http::error::Rejection`]) is not stored, as in the layer.
     fn answer(
         &mut self,
         conn: &mut PgConnection,

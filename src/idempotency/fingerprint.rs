@@ -5,9 +5,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    body::{is_csv, parse_json},
     domain::id::parse_id,
-    error::ApiError,
+    http::body::{is_csv, parse_json},
+    http::error::ApiError,
 };
 
 /// SHA-256 of the method, the target (see [`target`]) and the body as canonical JSON: object members sorted by

@@ -5,7 +5,7 @@ use std::fmt;
 use axum::http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 

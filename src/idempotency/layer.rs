@@ -29,13 +29,13 @@ use super::{
     tx::{self, TxSlot},
 };
 use crate::{
-    auth::Account,
-    body::{JsonBody, read_body},
     db::{
         self,
         idempotency_keys::{RequestLine, StoredResponse},
     },
-    error::{ApiError, NotRun, NotStored},
+    http::auth::Account,
+    http::body::{JsonBody, read_body},
+    http::error::{ApiError, NotRun, NotStored},
     metrics::Outcome,
     state::AppState,
 };

@@ -6,7 +6,7 @@ use axum::{
     response::Response,
 };
 
-use crate::{db::idempotency_keys::StoredResponse, error::ApiError};
+use crate::{db::idempotency_keys::StoredResponse, http::error::ApiError};
 
 /// Set on every replayed response.
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");

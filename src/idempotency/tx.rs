@@ -15,7 +15,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction, pool::PoolConnection};
 
 use crate::{
     db::Begin,
-    error::{ApiError, Rejection},
+    http::error::{ApiError, Rejection},
     metrics::Metrics,
 };
 

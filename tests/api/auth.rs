@@ -214,7 +214,7 @@ async fn a_checked_key_is_kept_for_the_cache_period_and_not_without_one(pool: Pg
 #[sqlx::test]
 async fn a_new_key_works_from_its_first_request_on_a_server_that_refused_it(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let key = order_intake::auth::ApiKey::generate().unwrap();
+    let key = order_intake::http::auth::ApiKey::generate().unwrap();
     let refused = send(
         app.client
             .get(app.url("/v1/orders"))

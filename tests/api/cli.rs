@@ -65,7 +65,7 @@ async fn accounts_create_prints_the_account_and_a_working_key(
         .unwrap();
     assert_eq!(
         stored,
-        [order_intake::auth::hash(key).to_vec()],
+        [order_intake::http::auth::hash(key).to_vec()],
         "only the hash is stored"
     );
 

@@ -8,10 +8,10 @@ use std::{
 
 use order_intake::{
     AppState, app,
-    auth::ApiKey,
     config::{Config, DatabaseConfig},
     db,
-    serve::serve,
+    http::auth::ApiKey,
+    server::connection::serve,
 };
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};

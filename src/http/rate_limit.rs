@@ -26,7 +26,7 @@ use governor::{
 };
 use uuid::Uuid;
 
-use crate::{auth::Account, config::RateLimitConfig, error::ApiError, state::AppState};
+use crate::{config::RateLimitConfig, http::auth::Account, http::error::ApiError, state::AppState};
 
 /// The field that names the server's quota policies.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");

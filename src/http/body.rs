@@ -15,7 +15,7 @@ use serde::{
 use serde_json::{Map, Value, error::Category};
 use std::fmt;
 
-use crate::{error::ApiError, state::AppState};
+use crate::{http::error::ApiError, state::AppState};
 
 /// A JSON body that a layer already parsed, handed on to the body extractor so that it is parsed once.
 #[derive(Debug, Clone)]

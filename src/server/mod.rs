@@ -1,5 +1,10 @@
 //! The HTTP server: the middleware stack, background tasks, and serving until a shutdown signal.
 
+pub mod accept_encoding;
+pub mod connection;
+pub mod entity_tag_coding;
+pub mod request_id;
+
 use std::time::Instant;
 
 use axum::{
@@ -23,16 +28,17 @@ use tower_http::{
 use tracing::{Level, Span};
 use utoipa_swagger_ui::SwaggerUi;
 
+use self::request_id::REQUEST_ID;
 use crate::{
-    accept_encoding,
-    api::{self, detached::RunStarted},
+    api,
     config::{AllowedOrigins, Config},
-    db, entity_tag_coding,
-    error::{ApiError, PROBLEM_JSON},
+    db,
+    http::{
+        detached::RunStarted,
+        error::{ApiError, PROBLEM_JSON},
+    },
     idempotency::sweeper,
     metrics::Metrics,
-    request_id::{self, REQUEST_ID},
-    serve,
     state::AppState,
 };
 
@@ -245,7 +251,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     let shutdown_timeout = state.config.shutdown_timeout;
     let tasks = state.tasks.clone();
     let signalled = CancellationToken::new();
-    let serving = tokio::spawn(serve::serve(
+    let serving = tokio::spawn(connection::serve(
         listener,
         app(state),
         header_read_timeout,

@@ -23,7 +23,7 @@ use axum::{
 };
 use tracing::Instrument;
 
-use crate::{body::read_body, error::ApiError, state::AppState};
+use crate::{http::body::read_body, http::error::ApiError, state::AppState};
 
 /// Whether a request has begun to run to completion; set by [`run_to_completion`], read by the layer that answers
 /// for the request timeout.

@@ -13,9 +13,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
-    body::{JsonBody, parse_json, read_body},
     domain::{id::parse_id, validation::FieldError},
-    error::{ApiError, Rejection},
+    http::body::{JsonBody, parse_json, read_body},
+    http::error::{ApiError, Rejection},
     state::AppState,
 };
 

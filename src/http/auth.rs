@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     db,
-    error::{ApiError, Credentials, Rejection},
+    http::error::{ApiError, Credentials, Rejection},
     state::AppState,
 };
 

@@ -16,7 +16,7 @@ use crate::{
         order::Order,
         template::{Template, TemplateVersion},
     },
-    error::ApiError,
+    http::error::ApiError,
 };
 
 /// A strong entity tag (RFC 9110, section 8.8.3): the version of an object, which every change counts up, written

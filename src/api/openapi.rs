@@ -19,7 +19,7 @@ use crate::domain::{
     order::Order,
     template::{Template, TemplateVersion},
 };
-use crate::{domain::validation::FieldError, error::Problem, idempotency::key::MAX_LENGTH};
+use crate::{domain::validation::FieldError, http::error::Problem, idempotency::key::MAX_LENGTH};
 
 #[derive(OpenApi)]
 #[openapi(
