@@ -62,3 +62,15 @@ impl FromRef<AppState> for Begin {
         state.begin.clone()
     }
 }
+
+impl FromRef<AppState> for LiveKeys {
+    fn from_ref(state: &AppState) -> Self {
+        state.live_keys.clone()
+    }
+}
+
+impl FromRef<AppState> for Option<Arc<RateLimits>> {
+    fn from_ref(state: &AppState) -> Self {
+        state.rate_limits.clone()
+    }
+}

@@ -9,12 +9,13 @@ use axum::{
     response::Response,
 };
 use sha2::{Digest, Sha256};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
     db,
     http::error::{ApiError, Credentials, Rejection},
-    state::AppState,
+    metrics::Metrics,
 };
 
 /// What every API key starts with, so that a leaked one is easy to recognise.
@@ -88,7 +89,9 @@ impl LiveKeys {
 /// ([`LiveKeys`]), so a revoked key is refused within that long. A check records the key's use when its
 /// `last_used_at` is older than [`RECORD_USE_EVERY`].
 pub async fn require_account(
-    State(state): State<AppState>,
+    State(live_keys): State<LiveKeys>,
+    State(pool): State<PgPool>,
+    State(metrics): State<Metrics>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -97,18 +100,16 @@ pub async fn require_account(
         return Err(ApiError::Unauthorized(Credentials::Invalid));
     }
     let key_hash = hash(secret);
-    let id = match &state.live_keys.0 {
-        None => check(&state, &key_hash).await?,
-        Some(live_keys) => match live_keys
-            .try_get_with(key_hash, check(&state, &key_hash))
-            .await
-        {
+    let check = || check(&pool, &metrics, &key_hash);
+    let id = match &live_keys.0 {
+        None => check().await?,
+        Some(live_keys) => match live_keys.try_get_with(key_hash, check()).await {
             Ok(id) => id,
             // A failed check is shared by the requests that waited on it, and only a request holding the last share
             // can take the error itself; the others check alone, so that each answers with its own error.
             Err(failure) => match Arc::try_unwrap(failure) {
                 Ok(failure) => return Err(failure),
-                Err(_) => check(&state, &key_hash).await?,
+                Err(_) => check().await?,
             },
         },
     };
@@ -118,9 +119,9 @@ pub async fn require_account(
 }
 
 /// Looks a key up in the database and records its use when one is due; its account when it is live.
-async fn check(state: &AppState, key_hash: &[u8; 32]) -> Result<Uuid, ApiError> {
+async fn check(pool: &PgPool, metrics: &Metrics, key_hash: &[u8; 32]) -> Result<Uuid, ApiError> {
     // The connection goes back to the pool before the request goes on.
-    let mut conn = state.metrics.waiting_for(state.pool.acquire()).await?;
+    let mut conn = metrics.waiting_for(pool.acquire()).await?;
     let key = db::api_keys::find_live(&mut *conn, key_hash, RECORD_USE_EVERY)
         .await?
         .ok_or(ApiError::Unauthorized(Credentials::Invalid))?;

@@ -8,7 +8,10 @@
 
 use std::{
     num::NonZeroU32,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -26,7 +29,7 @@ use governor::{
 };
 use uuid::Uuid;
 
-use crate::{config::RateLimitConfig, http::auth::Account, http::error::ApiError, state::AppState};
+use crate::{config::RateLimitConfig, http::auth::Account, http::error::ApiError};
 
 /// The field that names the server's quota policies.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -130,11 +133,11 @@ impl RateLimits {
 /// Every answer carries the `RateLimit-Policy` and `RateLimit` fields. It runs before the exactly-once layer, so a
 /// 429 is never stored under an Idempotency-Key: the retry runs as if the refused request had not been sent.
 pub async fn limit_account(
-    State(state): State<AppState>,
+    State(limits): State<Option<Arc<RateLimits>>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(limits) = state.rate_limits.as_deref() else {
+    let Some(limits) = limits.as_deref() else {
         return next.run(request).await;
     };
     let Some(&account) = request.extensions().get::<Account>() else {
