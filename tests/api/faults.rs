@@ -429,12 +429,7 @@ async fn a_connection_that_stops_answering_releases_its_key(
         config.idle_in_transaction_timeout = Duration::from_millis(1000)
     });
     let stalled = TestApp::spawn(stalling).await;
-    let other = TestApp::spawn(direct.clone()).await;
-    let other = TestApp {
-        api_key: stalled.api_key.clone(),
-        account_id: stalled.account_id,
-        ..other
-    };
+    let other = stalled.second_server(direct.clone(), |_| {}).await;
     let template = stalled.create_template("<p>Hello</p>").await;
     let body = order_for(&template);
 

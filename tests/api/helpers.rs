@@ -3,22 +3,24 @@
 use std::{
     future::Future,
     net::SocketAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use order_intake::{
-    AppState, app,
     config::{Config, DatabaseConfig},
     db,
     http::auth::ApiKey,
-    server::connection::serve,
+    server,
 };
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
-/// The service, served on 127.0.0.1 on a free port, against the test's database.
+/// The service, started as production starts it (`server::build`) on a free port of 127.0.0.1, against the test's
+/// database.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub pool: PgPool,
@@ -26,6 +28,9 @@ pub struct TestApp {
     /// The API key of the default account.
     pub api_key: String,
     pub account_id: Uuid,
+    /// Stops the server when the last handle on it drops, so that it closes its pool before the test's database
+    /// is dropped.
+    _running: Arc<DropGuard>,
 }
 
 impl TestApp {
@@ -35,20 +40,7 @@ impl TestApp {
 
     /// Spawns with the default configuration changed by `configure`.
     pub async fn spawn_with(pool: PgPool, configure: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config::new(DatabaseConfig::new("postgres://unused"));
-        configure(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("local address");
-        let header_read_timeout = config.request_timeout;
-        let router = app(AppState::new(pool.clone(), config));
-        tokio::spawn(serve(
-            listener,
-            router,
-            header_read_timeout,
-            std::future::pending(),
-        ));
+        let (addr, running) = start(pool.clone(), configure).await;
         let (account_id, api_key) = create_account(&pool, "Test account").await;
         Self {
             addr,
@@ -56,6 +48,20 @@ impl TestApp {
             client: reqwest::Client::new(),
             api_key,
             account_id,
+            _running: Arc::new(running),
+        }
+    }
+
+    /// A second server on `pool`, with the default configuration changed by `configure`, acting for this account.
+    pub async fn second_server(&self, pool: PgPool, configure: impl FnOnce(&mut Config)) -> Self {
+        let (addr, running) = start(pool.clone(), configure).await;
+        Self {
+            addr,
+            pool,
+            client: reqwest::Client::new(),
+            api_key: self.api_key.clone(),
+            account_id: self.account_id,
+            _running: Arc::new(running),
         }
     }
 
@@ -138,8 +144,46 @@ impl TestApp {
             client: self.client.clone(),
             api_key,
             account_id,
+            _running: Arc::clone(&self._running),
         }
     }
+}
+
+/// Starts a server through `server::build` on `pool`, with the test defaults changed by `configure`, and returns
+/// its address once its sweeper made its first pass; dropping the guard stops it.
+///
+/// The tests' defaults: a free port, and a sweep interval no test outlasts, so that the keys a test expires stay
+/// until it sweeps them itself.
+pub async fn start(pool: PgPool, configure: impl FnOnce(&mut Config)) -> (SocketAddr, DropGuard) {
+    let mut config = Config::new(DatabaseConfig::new("postgres://unused"));
+    config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.idempotency.sweep_interval = Duration::from_secs(3600);
+    configure(&mut config);
+    let server = server::build(config, pool).await.expect("server started");
+    let addr = server.addr();
+    let metrics = server.metrics().clone();
+    let stop = CancellationToken::new();
+    tokio::spawn(server.serve(stop.clone().cancelled_owned()));
+    eventually(Duration::from_secs(10), || {
+        let text = metrics.encode().expect("metrics");
+        async move {
+            match sweeper_passes(&text) {
+                0.0 => Err("the sweeper has not made its first pass".to_owned()),
+                _ => Ok(()),
+            }
+        }
+    })
+    .await;
+    (addr, stop.drop_guard())
+}
+
+/// The passes of the sweeper a scrape counts, whatever their result.
+fn sweeper_passes(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("idempotency_sweeper_runs_total{"))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 pub async fn create_account(pool: &PgPool, name: &str) -> (Uuid, String) {

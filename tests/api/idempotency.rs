@@ -630,12 +630,7 @@ async fn duplicates_on_several_servers_run_once(options: PgPoolOptions, connect:
         .await
         .unwrap();
     let first = TestApp::spawn(pool.clone()).await;
-    let second = TestApp::spawn(pool.clone()).await;
-    let second = TestApp {
-        api_key: first.api_key.clone(),
-        account_id: first.account_id,
-        ..second
-    };
+    let second = first.second_server(pool.clone(), |_| {}).await;
     let template = first.create_template("<p>Hi</p>").await;
     let servers = Arc::new([first, second]);
     for round in 0..5 {
@@ -863,15 +858,11 @@ async fn a_key_keeps_the_expiry_it_was_stored_with(pool: PgPool) {
     let body = order_for(&template);
     let first = daily.keyed(Method::POST, "/v1/orders", "kept", &body).await;
     first.assert_status(StatusCode::CREATED);
-    let brief = TestApp::spawn_with(pool.clone(), |config| {
-        config.idempotency.key_ttl = Duration::from_secs(1)
-    })
-    .await;
-    let brief = TestApp {
-        api_key: daily.api_key.clone(),
-        account_id: daily.account_id,
-        ..brief
-    };
+    let brief = daily
+        .second_server(pool.clone(), |config| {
+            config.idempotency.key_ttl = Duration::from_secs(1)
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     assert_replay_of(
