@@ -9,20 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::helpers::{TestApp, send};
-
-const BIN: &str = env!("CARGO_BIN_EXE_order-intake");
-
-/// The URL of the test's own database.
-fn database_url(options: &PgConnectOptions) -> String {
-    format!(
-        "postgres://{}@{}:{}/{}",
-        options.get_username(),
-        options.get_host(),
-        options.get_port(),
-        options.get_database().expect("a database name")
-    )
-}
+use crate::helpers::{BIN, TestApp, database_url, free_port, send};
 
 fn order_intake(url: &str, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -194,10 +181,7 @@ fn invalid_configuration_stops_with_one_clear_line() {
 
 #[sqlx::test]
 async fn sigterm_stops_the_server_cleanly(_options: PgPoolOptions, connect: PgConnectOptions) {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let mut server = Command::new(BIN)
         .arg("serve")
         .env("DATABASE_URL", database_url(&connect))
@@ -320,10 +304,7 @@ async fn past_the_shutdown_timeout_in_flight_work_is_abandoned(
     let template = app.create_template("<p>Hello</p>").await;
     let body =
         serde_json::json!({"template_id": template["id"], "recipient": crate::helpers::address()});
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let mut server = Command::new(BIN)
         .arg("serve")
         .env("DATABASE_URL", &url)

@@ -26,16 +26,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, TestResponse, address, count, eventually, hold_versions, lock_waits, order_for, send,
+    TestApp, TestResponse, address, count, database_url, database_url_via, eventually,
+    hold_versions, keys_of, lock_waits, order_for, send,
 };
-
-async fn keys_of(pool: &PgPool, key: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = $1")
-        .bind(key)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
 
 fn id_of(object: &serde_json::Value) -> Uuid {
     object["id"].as_str().unwrap().parse().unwrap()
@@ -168,15 +161,6 @@ async fn a_statement_timeout_set_on_the_database_is_not_stored(
     assert_eq!(count(&pool, "orders").await, 1);
 }
 
-/// The URL of the test's database through `host` and `port`.
-fn url_via(connect: &PgConnectOptions, host: &str, port: u16) -> String {
-    format!(
-        "postgres://{}@{host}:{port}/{}",
-        connect.get_username(),
-        connect.get_database().expect("a database name")
-    )
-}
-
 /// The service's own request pool (`db::pool`), with `configure` applied to the defaults.
 fn request_pool(url: String, configure: impl FnOnce(&mut DatabaseConfig)) -> PgPool {
     let mut config = DatabaseConfig::new(url);
@@ -198,7 +182,7 @@ async fn the_statement_timeout_setting_bounds_every_statement(
     connect: PgConnectOptions,
 ) {
     let setup = options.connect_with(connect.clone()).await.unwrap();
-    let url = url_via(&connect, connect.get_host(), connect.get_port());
+    let url = database_url(&connect);
     let pool = request_pool(url, |config| {
         config.statement_timeout = Duration::from_millis(300)
     });
@@ -274,7 +258,7 @@ impl Proxy {
         connect: &PgConnectOptions,
         configure: impl FnOnce(&mut DatabaseConfig),
     ) -> PgPool {
-        request_pool(url_via(connect, "127.0.0.1", self.port), configure)
+        request_pool(database_url_via(connect, "127.0.0.1", self.port), configure)
     }
 
     fn pause(&self) {

@@ -15,7 +15,7 @@ use order_intake::{
 };
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction, postgres::PgConnectOptions};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
@@ -332,6 +332,52 @@ pub async fn lock_waits(pool: &PgPool) -> i64 {
     .fetch_one(pool)
     .await
     .expect("lock waits")
+}
+
+/// The binary of the service, for tests of the command line and of whole processes.
+pub const BIN: &str = env!("CARGO_BIN_EXE_order-intake");
+
+/// The URL of the test's own database.
+pub fn database_url(connect: &PgConnectOptions) -> String {
+    database_url_via(connect, connect.get_host(), connect.get_port())
+}
+
+/// The URL of the test's database through `host` and `port`.
+pub fn database_url_via(connect: &PgConnectOptions, host: &str, port: u16) -> String {
+    format!(
+        "postgres://{}@{host}:{port}/{}",
+        connect.get_username(),
+        connect.get_database().expect("a database name")
+    )
+}
+
+/// A port of 127.0.0.1 that was free a moment ago, for a process to listen on.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Counts the rows stored for an idempotency key, in every account.
+pub async fn keys_of(pool: &PgPool, key: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = $1")
+        .bind(key)
+        .fetch_one(pool)
+        .await
+        .expect("count keys")
+}
+
+/// Makes the key a day older than its 24 hours, so that it is expired and past retention.
+///
+/// Ages are set from now(): Citus does not run `created_at - interval` (a stable function of a column) on shards.
+pub async fn expire_key(pool: &PgPool, key: &str) {
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours', \
+         expires_at = now() - interval '1 hour' WHERE key = $1",
+    )
+    .bind(key)
+    .execute(pool)
+    .await
+    .expect("expire the key");
 }
 
 /// Counts the rows of a table.

@@ -11,20 +11,12 @@ use sqlx::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, TestResponse, count, order_for, send};
+use crate::helpers::{TestApp, TestResponse, count, expire_key, keys_of, order_for, send};
 use order_intake::{
     db::idempotency_keys::{self, StoredResponse},
     idempotency::sweeper::{self, Sweep},
     metrics::Metrics,
 };
-
-async fn keys_of(pool: &PgPool, key: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = $1")
-        .bind(key)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
 
 #[track_caller]
 fn assert_replay_of(replay: &TestResponse, original: &TestResponse) {
@@ -782,14 +774,7 @@ async fn an_expired_key_runs_as_new_and_is_taken_over(pool: PgPool) {
         .keyed(Method::POST, "/v1/orders", "daily", &order_for(&template))
         .await;
     first.assert_status(StatusCode::CREATED);
-    // Ages are set from now(): Citus does not run `created_at - interval` (a stable function of a column) on shards.
-    sqlx::query(
-        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours', \
-         expires_at = now() - interval '1 hour' WHERE key = 'daily'",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    expire_key(&app.pool, "daily").await;
     let mut other_body = order_for(&template);
     other_body["recipient"]["name"] = json!("Someone else");
     let second = app
