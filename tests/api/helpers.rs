@@ -207,6 +207,38 @@ pub fn address() -> Value {
     })
 }
 
+/// What a test reads of an object the API answered with.
+pub trait Object {
+    /// Its `id`.
+    fn id(&self) -> &str;
+    /// Its `id` as a UUID, for SQL.
+    fn uuid(&self) -> Uuid;
+}
+
+impl Object for Value {
+    #[track_caller]
+    fn id(&self) -> &str {
+        self["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string id in {self}"))
+    }
+
+    #[track_caller]
+    fn uuid(&self) -> Uuid {
+        self.id().parse().expect("a UUID id")
+    }
+}
+
+/// The path of the template with this id.
+pub fn template_path(id: &str) -> String {
+    format!("/v1/templates/{id}")
+}
+
+/// The path of the order with this id.
+pub fn order_path(id: &str) -> String {
+    format!("/v1/orders/{id}")
+}
+
 /// A response, read to its end.
 #[derive(Debug)]
 pub struct TestResponse {
@@ -232,6 +264,12 @@ impl TestResponse {
                 String::from_utf8_lossy(&self.body)
             )
         })
+    }
+
+    /// The `id` of the object in the body.
+    #[track_caller]
+    pub fn id(&self) -> String {
+        self.json().id().to_owned()
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -297,11 +335,7 @@ pub fn order_for(template: &Value) -> Value {
 ///
 /// Filtered by account like every statement of the service, so that on Citus it is a single-shard lock.
 pub async fn hold_versions(conn: &mut PgConnection, account_id: Uuid, template: &Value) {
-    let id: Uuid = template["id"]
-        .as_str()
-        .expect("template id")
-        .parse()
-        .expect("uuid");
+    let id = template.uuid();
     let locked = sqlx::query(
         "SELECT 1 FROM template_versions WHERE account_id = $1 AND template_id = $2 FOR UPDATE",
     )
