@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::helpers::{BIN, TestApp, database_url, free_port, send};
+use crate::helpers::{BIN, Object, TestApp, database_url, free_port, send};
 
 fn order_intake(url: &str, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -410,7 +410,7 @@ async fn api_keys_rotate_without_downtime_and_a_revoked_key_gets_401(
     let url = database_url(&connect);
     let account: Value =
         serde_json::from_str(&succeeds(&url, &["accounts", "create", "--name", "Acme"])).unwrap();
-    let account_id = account["id"].as_str().unwrap();
+    let account_id = account.id();
     let old_key = account["api_key"].as_str().unwrap();
 
     let created = succeeds(&url, &["api-keys", "create", "--account", account_id]);
@@ -454,7 +454,7 @@ async fn api_keys_rotate_without_downtime_and_a_revoked_key_gets_401(
     }
     assert_eq!(keys[1]["id"], created["id"]);
 
-    let old_id = keys[0]["id"].as_str().unwrap();
+    let old_id = keys[0].id();
     let revoked: Value =
         serde_json::from_str(&succeeds(&url, &["api-keys", "revoke", old_id])).unwrap();
     assert_eq!(revoked["id"], keys[0]["id"]);
