@@ -26,13 +26,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, TestResponse, address, count, database_url, database_url_via, eventually,
-    hold_versions, keys_of, lock_waits, order_for, send,
+    Object, TestApp, TestResponse, address, count, database_url, database_url_via, eventually,
+    hold_versions, keys_of, lock_waits, order_for, order_path, send, template_path,
 };
-
-fn id_of(object: &serde_json::Value) -> Uuid {
-    object["id"].as_str().unwrap().parse().unwrap()
-}
 
 /// Waits until some session of this database other than the caller's waits for a lock.
 async fn wait_for_a_lock_wait(pool: &PgPool) {
@@ -66,11 +62,11 @@ async fn a_deadlock_is_not_stored_and_the_retry_runs(pool: PgPool) {
         .await;
     created.assert_status(StatusCode::CREATED);
     let order = created.json();
-    let template_path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let template_path = template_path(template.id());
     app.patch(&template_path, &json!({"content": "<p>Hi {{name}}</p>"}))
         .await
         .assert_status(StatusCode::OK);
-    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let path = order_path(order.id());
     // A re-pin makes the order's foreign key check lock version 2 `FOR KEY SHARE`.
     let change = json!({"template_version": 2, "merge_variables": {"name": "Bea"}});
 
@@ -87,7 +83,7 @@ async fn a_deadlock_is_not_stored_and_the_retry_runs(pool: PgPool) {
             .json(&change),
     ));
     wait_for_a_lock_wait(&pool).await;
-    let (account_id, order_id) = (app.account_id, id_of(&order));
+    let (account_id, order_id) = (app.account_id, order.uuid());
     let closing = tokio::spawn(async move {
         sqlx::query("SELECT 1 FROM orders WHERE account_id = $1 AND id = $2 FOR UPDATE")
             .bind(account_id)

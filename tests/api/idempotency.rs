@@ -11,7 +11,10 @@ use sqlx::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, TestResponse, count, expire_key, keys_of, order_for, send};
+use crate::helpers::{
+    Object, TestApp, TestResponse, count, expire_key, keys_of, order_for, order_path, send,
+    template_path,
+};
 use order_intake::{
     db::idempotency_keys::{self, StoredResponse},
     idempotency::sweeper::{self, Sweep},
@@ -72,7 +75,7 @@ async fn without_a_key_every_request_runs(pool: PgPool) {
 async fn get_and_delete_ignore_the_header(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let path = order_path(order.id());
     for key in ["k", "", "\t bad \t", &"x".repeat(300)] {
         let get = send(
             app.request(Method::GET, &path)
@@ -120,7 +123,7 @@ async fn a_key_can_be_made_mandatory(pool: PgPool) {
     app.post("/v1/orders", &order_for(&template))
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "idempotency-key-required");
-    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
     app.patch(&path, &json!({"name": "m"}))
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "idempotency-key-required");
@@ -207,10 +210,10 @@ async fn the_longest_quoted_key_fits_the_documented_header(pool: PgPool) {
 async fn an_id_spelled_in_another_case_is_the_same_request(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    let id = order["id"].as_str().unwrap();
+    let id = order.id();
     let change = json!({"send_date": null});
     let lower = app
-        .keyed(Method::PATCH, &format!("/v1/orders/{id}"), "case", &change)
+        .keyed(Method::PATCH, &order_path(id), "case", &change)
         .await;
     lower.assert_status(StatusCode::OK);
     let upper = app
@@ -225,12 +228,7 @@ async fn an_id_spelled_in_another_case_is_the_same_request(pool: PgPool) {
 
     let other = app.create_order().await;
     let elsewhere = app
-        .keyed(
-            Method::PATCH,
-            &format!("/v1/orders/{}", other["id"].as_str().unwrap()),
-            "case",
-            &change,
-        )
+        .keyed(Method::PATCH, &order_path(other.id()), "case", &change)
         .await;
     elsewhere.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused");
 }
@@ -285,7 +283,7 @@ async fn the_same_key_from_two_accounts_names_two_requests(pool: PgPool) {
 async fn member_order_and_whitespace_do_not_break_a_replay(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>{{a}} {{b}}</p>").await;
-    let id = template["id"].as_str().unwrap();
+    let id = template.id();
     let compact = format!(
         r#"{{"template_id":"{id}","merge_variables":{{"a":"1","b":"2"}},"recipient":{{"name":"N","street":"S","house_number":"1","postal_code":"P","city":"C","country":"NL"}}}}"#
     );
@@ -316,8 +314,8 @@ async fn a_key_reused_for_another_request_is_rejected_and_nothing_runs(pool: PgP
     first.assert_status(StatusCode::CREATED);
     let mut other_body = order_for(&template);
     other_body["recipient"]["city"] = json!("Delft");
-    let template_path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
-    let order_path = format!("/v1/orders/{}", first.json()["id"].as_str().unwrap());
+    let template_path = template_path(template.id());
+    let order_path = order_path(&first.id());
     let reuses = [
         app.keyed(Method::POST, "/v1/orders", "k", &other_body)
             .await,
@@ -415,7 +413,7 @@ async fn endpoint_failures_are_stored_and_replayed(pool: PgPool) {
     );
 
     let order = app.create_order().await;
-    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let path = order_path(order.id());
     app.delete(&path).await.assert_status(StatusCode::OK);
     let first = app
         .keyed(Method::PATCH, &path, "late", &json!({"sender": null}))
@@ -532,18 +530,18 @@ async fn a_check_violation_inside_the_endpoint_is_not_stored(pool: PgPool) {
     let taken_at: time::OffsetDateTime =
         sqlx::query_scalar("SELECT created_at FROM orders WHERE account_id = $1 AND id = $2::uuid")
             .bind(app.account_id)
-            .bind(order["id"].as_str().unwrap())
+            .bind(order.id())
             .fetch_one(&app.pool)
             .await
             .unwrap();
     sqlx::query("UPDATE orders SET created_at = $3 WHERE account_id = $1 AND id = $2::uuid")
         .bind(app.account_id)
-        .bind(order["id"].as_str().unwrap())
+        .bind(order.id())
         .bind(taken_at + time::Duration::days(1))
         .execute(&app.pool)
         .await
         .unwrap();
-    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let path = order_path(order.id());
     let today = time::OffsetDateTime::now_utc().date();
     let rejected = app
         .keyed(
@@ -599,7 +597,7 @@ async fn fifty_concurrent_requests_with_one_key_create_one_order(pool: PgPool) {
 async fn a_retried_template_patch_bumps_the_version_once(pool: PgPool) {
     let app = Arc::new(TestApp::spawn(pool).await);
     let template = app.create_template("<p>Hi</p>").await;
-    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
     let body = json!({"content": "<p>Hello {{name}}</p>"});
     let responses = join_all((0..20).map(|_| {
         let (app, path, body) = (Arc::clone(&app), path.clone(), body.clone());
