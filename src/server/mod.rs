@@ -29,56 +29,108 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
             lock_timeout: config.idempotency.wait_timeout,
         },
     )?;
+    build(config, pool).await?.serve(shutdown_signal()).await
+}
+
+/// Binds `config.listen_addr` and starts the sweeper on `pool`: the whole start-up but serving.
+///
+/// The API tests start their servers here too, on port 0 and the pool of their database.
+pub async fn build(config: Config, pool: sqlx::PgPool) -> Result<Server, std::io::Error> {
     let listener = TcpListener::bind(config.listen_addr).await?;
-    tracing::info!(address = %listener.local_addr()?, "listening");
-    let state = AppState::new(pool.clone(), config);
-    let stop = CancellationToken::new();
+    let addr = listener.local_addr()?;
+    tracing::info!(address = %addr, "listening");
+    let state = AppState::new(pool, config);
+    let stop_sweeper = CancellationToken::new();
     let sweeper = sweeper::spawn(
-        pool.clone(),
+        state.pool.clone(),
         state.config.idempotency.sweep_interval,
-        stop.clone(),
+        stop_sweeper.clone(),
         state.metrics.clone(),
     );
-    let header_read_timeout = state.config.request_timeout;
-    let shutdown_timeout = state.config.shutdown_timeout;
-    let tasks = state.tasks.clone();
-    let signalled = CancellationToken::new();
-    let serving = tokio::spawn(connection::serve(
+    Ok(Server {
         listener,
-        app(state),
-        header_read_timeout,
-        signalled.clone().cancelled_owned(),
-    ));
-    shutdown_signal().await;
-    signalled.cancel();
-    let drained = tokio::time::timeout(shutdown_timeout, async {
-        if let Err(error) = serving.await {
-            tracing::error!(%error, "the server task failed");
-        }
-        // Requests whose clients hung up still run; their outcomes are stored before the pool closes.
-        tasks.close();
-        tasks.wait().await;
-        stop.cancel();
-        if let Err(error) = sweeper.await {
-            tracing::error!(%error, "the sweeper task failed");
-        }
-        pool.close().await;
+        addr,
+        state,
+        sweeper,
+        stop_sweeper,
     })
-    .await;
-    if drained.is_err() {
-        let abandoned = tasks.len();
-        tracing::error!(
-            abandoned,
-            "in-flight requests did not finish within the shutdown timeout; abandoning them"
-        );
-        return Err(format!(
-            "{abandoned} request(s) abandoned after {} s; the database rolls back what they did not commit",
-            shutdown_timeout.as_secs()
-        )
-        .into());
+}
+
+/// A server that listens and sweeps, and answers requests once [`Server::serve`] runs.
+pub struct Server {
+    listener: TcpListener,
+    addr: std::net::SocketAddr,
+    state: AppState,
+    sweeper: tokio::task::JoinHandle<()>,
+    stop_sweeper: CancellationToken,
+}
+
+impl Server {
+    /// The address it listens on, with the port the system chose when the configured one is 0.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
     }
-    tracing::info!("stopped");
-    Ok(())
+
+    /// Its metrics, which count the sweeper's passes from the first one, made as it starts.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+
+    /// Serves until `shutdown` resolves; in-flight requests then have the configured shutdown timeout to finish,
+    /// and the sweeper and the pool stop after them.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let Self {
+            listener,
+            state,
+            sweeper,
+            stop_sweeper,
+            ..
+        } = self;
+        let pool = state.pool.clone();
+        let header_read_timeout = state.config.request_timeout;
+        let shutdown_timeout = state.config.shutdown_timeout;
+        let tasks = state.tasks.clone();
+        let signalled = CancellationToken::new();
+        let serving = tokio::spawn(connection::serve(
+            listener,
+            app(state),
+            header_read_timeout,
+            signalled.clone().cancelled_owned(),
+        ));
+        shutdown.await;
+        signalled.cancel();
+        let drained = tokio::time::timeout(shutdown_timeout, async {
+            if let Err(error) = serving.await {
+                tracing::error!(%error, "the server task failed");
+            }
+            // Requests whose clients hung up still run; their outcomes are stored before the pool closes.
+            tasks.close();
+            tasks.wait().await;
+            stop_sweeper.cancel();
+            if let Err(error) = sweeper.await {
+                tracing::error!(%error, "the sweeper task failed");
+            }
+            pool.close().await;
+        })
+        .await;
+        if drained.is_err() {
+            let abandoned = tasks.len();
+            tracing::error!(
+                abandoned,
+                "in-flight requests did not finish within the shutdown timeout; abandoning them"
+            );
+            return Err(format!(
+                "{abandoned} request(s) abandoned after {} s; the database rolls back what they did not commit",
+                shutdown_timeout.as_secs()
+            )
+            .into());
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, address, send};
+use crate::helpers::{Object, TestApp, address, order_path, send, template_path};
 
 #[sqlx::test]
 async fn requests_without_a_valid_key_get_401(pool: PgPool) {
@@ -40,8 +40,8 @@ async fn requests_without_a_valid_key_get_401(pool: PgPool) {
 async fn other_accounts_objects_are_not_found(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    let template_path = format!("/v1/templates/{}", order["template_id"].as_str().unwrap());
-    let order_path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let template_path = template_path(order["template_id"].as_str().expect("template_id"));
+    let order_path = order_path(order.id());
     let other = app.other_account().await;
 
     for (method, path) in [
@@ -81,7 +81,7 @@ async fn an_order_cannot_use_another_accounts_template_even_in_the_database(pool
     )
     .bind(uuid::Uuid::now_v7())
     .bind(other.account_id)
-    .bind(template["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap())
+    .bind(template.uuid())
     .bind(address())
     .execute(&app.pool)
     .await;

@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, count, send};
+use crate::helpers::{Object, TestApp, count, order_path, send, template_path};
 
 #[sqlx::test]
 async fn malformed_json_is_400(pool: PgPool) {
@@ -40,7 +40,7 @@ async fn malformed_json_is_400(pool: PgPool) {
 async fn a_body_that_is_not_an_object_is_422(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    let order_path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let order_path = order_path(order.id());
     for body in [json!([]), json!("text"), json!(null), json!(42)] {
         let response = app.post("/v1/templates", &body).await;
         response.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
@@ -81,7 +81,7 @@ async fn a_body_that_is_not_json_is_415(pool: PgPool) {
 
     // A PATCH is refused the same way, merge-patch included: nested objects would not be merged as RFC 7396 says.
     let template = ok.json();
-    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
     let response = send(
         app.request(Method::PATCH, &path)
             .header(header::CONTENT_TYPE, "application/merge-patch+json")
@@ -123,12 +123,9 @@ async fn a_member_named_twice_is_400_keyed_or_not(pool: PgPool) {
     let order = app.create_order().await;
     let nested = r#"{"recipient": {"name": "a", "city": "x", "city": "y"}}"#;
     send(
-        app.request(
-            Method::PATCH,
-            &format!("/v1/orders/{}", order["id"].as_str().unwrap()),
-        )
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(nested),
+        app.request(Method::PATCH, &order_path(order.id()))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(nested),
     )
     .await
     .assert_problem(StatusCode::BAD_REQUEST, "duplicate-member-name");
@@ -311,7 +308,7 @@ async fn every_problem_of_a_body_is_listed_in_one_422_in_document_order(pool: Pg
 
     // A PATCH the same way: null where a value is needed, a wrong type, an unknown member.
     let order = app.create_order().await;
-    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let path = order_path(order.id());
     let patch = errors(
         app.patch(
             &path,
@@ -362,7 +359,7 @@ async fn every_problem_of_a_body_is_listed_in_one_422_in_document_order(pool: Pg
     assert_eq!(fields, ["metadata.a[b]", "template_version"]);
 
     // A preview: merge variables and a version of the wrong types, and an unknown member.
-    let preview = format!("/v1/templates/{}/render", template["id"].as_str().unwrap());
+    let preview = format!("/v1/templates/{}/render", template.id());
     let body = r#"{"merge_variables": {"first_name": 7}, "version": "latest", "colour": "red"}"#;
     let render = errors(
         send(
@@ -386,7 +383,7 @@ async fn every_problem_of_a_body_is_listed_in_one_422_in_document_order(pool: Pg
 async fn query_parameters_on_writes_are_422(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    let order_path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let order_path = order_path(order.id());
     let template = json!({"name": "Dry", "format": "postcard_a6", "content": "<p>Hi</p>"});
     let templates_before = count(&app.pool, "templates").await;
 

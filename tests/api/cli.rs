@@ -9,20 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::helpers::{TestApp, send};
-
-const BIN: &str = env!("CARGO_BIN_EXE_order-intake");
-
-/// The URL of the test's own database.
-fn database_url(options: &PgConnectOptions) -> String {
-    format!(
-        "postgres://{}@{}:{}/{}",
-        options.get_username(),
-        options.get_host(),
-        options.get_port(),
-        options.get_database().expect("a database name")
-    )
-}
+use crate::helpers::{BIN, Object, TestApp, database_url, free_port, send};
 
 fn order_intake(url: &str, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -194,10 +181,7 @@ fn invalid_configuration_stops_with_one_clear_line() {
 
 #[sqlx::test]
 async fn sigterm_stops_the_server_cleanly(_options: PgPoolOptions, connect: PgConnectOptions) {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let mut server = Command::new(BIN)
         .arg("serve")
         .env("DATABASE_URL", database_url(&connect))
@@ -320,10 +304,7 @@ async fn past_the_shutdown_timeout_in_flight_work_is_abandoned(
     let template = app.create_template("<p>Hello</p>").await;
     let body =
         serde_json::json!({"template_id": template["id"], "recipient": crate::helpers::address()});
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let mut server = Command::new(BIN)
         .arg("serve")
         .env("DATABASE_URL", &url)
@@ -429,7 +410,7 @@ async fn api_keys_rotate_without_downtime_and_a_revoked_key_gets_401(
     let url = database_url(&connect);
     let account: Value =
         serde_json::from_str(&succeeds(&url, &["accounts", "create", "--name", "Acme"])).unwrap();
-    let account_id = account["id"].as_str().unwrap();
+    let account_id = account.id();
     let old_key = account["api_key"].as_str().unwrap();
 
     let created = succeeds(&url, &["api-keys", "create", "--account", account_id]);
@@ -473,7 +454,7 @@ async fn api_keys_rotate_without_downtime_and_a_revoked_key_gets_401(
     }
     assert_eq!(keys[1]["id"], created["id"]);
 
-    let old_id = keys[0]["id"].as_str().unwrap();
+    let old_id = keys[0].id();
     let revoked: Value =
         serde_json::from_str(&succeeds(&url, &["api-keys", "revoke", old_id])).unwrap();
     assert_eq!(revoked["id"], keys[0]["id"]);

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, TestResponse, count, send};
+use crate::helpers::{Object, TestApp, TestResponse, count, order_path, send, template_path};
 
 async fn with(
     app: &TestApp,
@@ -35,7 +35,7 @@ async fn a_template_is_tagged_with_its_version_and_changed_only_as_last_seen(poo
         .await;
     created.assert_status(StatusCode::CREATED);
     assert_eq!(created.header("etag"), Some("\"1\""));
-    let path = format!("/v1/templates/{}", created.json()["id"].as_str().unwrap());
+    let path = template_path(&created.id());
 
     let read = app.get(&path).await;
     assert_eq!(read.header("etag"), Some("\"1\""));
@@ -130,7 +130,7 @@ async fn every_change_of_an_order_counts_up_its_tag(pool: PgPool) {
         )
         .await;
     assert_eq!(created.header("etag"), Some("\"1\""));
-    let path = format!("/v1/orders/{}", created.json()["id"].as_str().unwrap());
+    let path = order_path(&created.id());
 
     // A PATCH that changes nothing keeps the tag; one that changes something counts it up.
     let same = app.patch(&path, &json!({})).await;
@@ -183,7 +183,7 @@ async fn every_change_of_an_order_counts_up_its_tag(pool: PgPool) {
 async fn a_412_is_stored_for_its_key_and_replayed(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>Hi</p>").await;
-    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
     let body = json!({"name": "Renamed"});
     let headers = [("if-match", "\"7\""), ("idempotency-key", "stale-1")];
     let first = with(&app, Method::PATCH, &path, &headers, Some(&body)).await;
@@ -210,7 +210,7 @@ async fn a_compressed_answer_has_its_own_tag_which_is_accepted_back(pool: PgPool
     let template = app
         .create_template(&format!("<p>{}</p>", "Hello {{first_name}} ".repeat(20)))
         .await;
-    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
     for coding in ["gzip", "br", "zstd"] {
         let read = with(
             &app,
@@ -267,7 +267,7 @@ async fn a_compressed_answer_has_its_own_tag_which_is_accepted_back(pool: PgPool
 async fn a_re_pin_and_a_metadata_change_count_up_an_order_s_tag(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>Hello</p>").await;
-    let template_path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let template_path = template_path(template.id());
     app.patch(&template_path, &json!({"content": "<p>Hi</p>"}))
         .await
         .assert_status(StatusCode::OK);
@@ -280,7 +280,7 @@ async fn a_re_pin_and_a_metadata_change_count_up_an_order_s_tag(pool: PgPool) {
     created.assert_status(StatusCode::CREATED);
     assert_eq!(created.json()["template_version"], 2);
     assert_eq!(created.header("etag"), Some("\"1\""));
-    let path = format!("/v1/orders/{}", created.json()["id"].as_str().unwrap());
+    let path = order_path(&created.id());
 
     let re_pinned = with(
         &app,
@@ -320,7 +320,7 @@ async fn a_re_pin_and_a_metadata_change_count_up_an_order_s_tag(pool: PgPool) {
 async fn a_metadata_change_counts_up_a_template_s_tag_but_not_its_version(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>Hello</p>").await;
-    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
 
     let tagged = with(
         &app,
@@ -362,9 +362,9 @@ async fn a_metadata_change_counts_up_a_template_s_tag_but_not_its_version(pool: 
 async fn a_template_version_is_tagged_with_its_number_for_good(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>Hello</p>").await;
-    let id = template["id"].as_str().unwrap();
+    let id = template.id();
     app.patch(
-        &format!("/v1/templates/{id}"),
+        &template_path(id),
         &json!({"content": "<p>Hi</p>", "metadata": {"a": "b"}}),
     )
     .await

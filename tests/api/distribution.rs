@@ -10,7 +10,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, address, order_for};
+use crate::helpers::{Object, TestApp, address, order_for, order_path, template_path};
 
 /// Whether this run is meant to be on Citus: `make test-citus` says so.
 fn on_citus() -> bool {
@@ -200,8 +200,8 @@ async fn on_citus_every_request_of_an_account_runs_on_one_shard(pool: PgPool) {
         .keyed(Method::POST, "/v1/orders", "one-shard", &body)
         .await;
     assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
-    let id = created.json()["id"].as_str().unwrap().to_owned();
-    app.get(&format!("/v1/orders/{id}"))
+    let id = created.id();
+    app.get(&order_path(&id))
         .await
         .assert_status(StatusCode::OK);
     app.get("/v1/orders?limit=5")
@@ -209,7 +209,7 @@ async fn on_citus_every_request_of_an_account_runs_on_one_shard(pool: PgPool) {
         .assert_status(StatusCode::OK);
     app.keyed(
         Method::PATCH,
-        &format!("/v1/orders/{id}"),
+        &order_path(&id),
         "patch-1",
         &json!({"recipient": address()}),
     )
@@ -217,25 +217,25 @@ async fn on_citus_every_request_of_an_account_runs_on_one_shard(pool: PgPool) {
     .assert_status(StatusCode::OK);
     // Template versions, rendering and metadata: a PATCH writes version 2, both versions are read back, an order
     // and a preview are rendered, and orders are found by metadata.
-    let template_path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
     app.keyed(
         Method::PATCH,
-        &template_path,
+        &path,
         "patch-template",
         &json!({"content": "<p>Hello {{name}}</p>", "metadata": {"campaign": "spring"}}),
     )
     .await
     .assert_status(StatusCode::OK);
-    let versions = app.get(&format!("{template_path}/versions?limit=5")).await;
+    let versions = app.get(&format!("{path}/versions?limit=5")).await;
     versions.assert_status(StatusCode::OK);
     assert_eq!(versions.json()["data"].as_array().map(Vec::len), Some(2));
-    app.get(&format!("{template_path}/versions/1"))
+    app.get(&format!("{path}/versions/1"))
         .await
         .assert_status(StatusCode::OK);
     let preview = app
         .keyed(
             Method::POST,
-            &format!("{template_path}/render"),
+            &format!("{path}/render"),
             "preview",
             &json!({"merge_variables": {"name": "Bea"}}),
         )
@@ -250,7 +250,7 @@ async fn on_citus_every_request_of_an_account_runs_on_one_shard(pool: PgPool) {
     );
     app.keyed(
         Method::PATCH,
-        &format!("/v1/orders/{id}"),
+        &order_path(&id),
         "patch-metadata",
         &json!({"metadata": {"customer_id": "4711"}}),
     )
@@ -259,11 +259,11 @@ async fn on_citus_every_request_of_an_account_runs_on_one_shard(pool: PgPool) {
     let found = app.get("/v1/orders?metadata[customer_id]=4711").await;
     found.assert_status(StatusCode::OK);
     assert_eq!(found.json()["data"][0]["id"], id.as_str());
-    app.delete(&format!("/v1/orders/{id}"))
+    app.delete(&order_path(&id))
         .await
         .assert_status(StatusCode::OK);
     let spare = app.create_template("<p>Spare</p>").await;
-    app.delete(&format!("/v1/templates/{}", spare["id"].as_str().unwrap()))
+    app.delete(&template_path(spare.id()))
         .await
         .assert_status(StatusCode::NO_CONTENT);
 

@@ -26,20 +26,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, TestResponse, address, count, eventually, hold_versions, lock_waits, order_for, send,
+    Object, TestApp, TestResponse, address, count, database_url, database_url_via, eventually,
+    hold_versions, keys_of, lock_waits, order_for, order_path, send, template_path,
 };
-
-async fn keys_of(pool: &PgPool, key: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = $1")
-        .bind(key)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
-fn id_of(object: &serde_json::Value) -> Uuid {
-    object["id"].as_str().unwrap().parse().unwrap()
-}
 
 /// Waits until some session of this database other than the caller's waits for a lock.
 async fn wait_for_a_lock_wait(pool: &PgPool) {
@@ -73,11 +62,11 @@ async fn a_deadlock_is_not_stored_and_the_retry_runs(pool: PgPool) {
         .await;
     created.assert_status(StatusCode::CREATED);
     let order = created.json();
-    let template_path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let template_path = template_path(template.id());
     app.patch(&template_path, &json!({"content": "<p>Hi {{name}}</p>"}))
         .await
         .assert_status(StatusCode::OK);
-    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let path = order_path(order.id());
     // A re-pin makes the order's foreign key check lock version 2 `FOR KEY SHARE`.
     let change = json!({"template_version": 2, "merge_variables": {"name": "Bea"}});
 
@@ -94,7 +83,7 @@ async fn a_deadlock_is_not_stored_and_the_retry_runs(pool: PgPool) {
             .json(&change),
     ));
     wait_for_a_lock_wait(&pool).await;
-    let (account_id, order_id) = (app.account_id, id_of(&order));
+    let (account_id, order_id) = (app.account_id, order.uuid());
     let closing = tokio::spawn(async move {
         sqlx::query("SELECT 1 FROM orders WHERE account_id = $1 AND id = $2 FOR UPDATE")
             .bind(account_id)
@@ -168,15 +157,6 @@ async fn a_statement_timeout_set_on_the_database_is_not_stored(
     assert_eq!(count(&pool, "orders").await, 1);
 }
 
-/// The URL of the test's database through `host` and `port`.
-fn url_via(connect: &PgConnectOptions, host: &str, port: u16) -> String {
-    format!(
-        "postgres://{}@{host}:{port}/{}",
-        connect.get_username(),
-        connect.get_database().expect("a database name")
-    )
-}
-
 /// The service's own request pool (`db::pool`), with `configure` applied to the defaults.
 fn request_pool(url: String, configure: impl FnOnce(&mut DatabaseConfig)) -> PgPool {
     let mut config = DatabaseConfig::new(url);
@@ -198,7 +178,7 @@ async fn the_statement_timeout_setting_bounds_every_statement(
     connect: PgConnectOptions,
 ) {
     let setup = options.connect_with(connect.clone()).await.unwrap();
-    let url = url_via(&connect, connect.get_host(), connect.get_port());
+    let url = database_url(&connect);
     let pool = request_pool(url, |config| {
         config.statement_timeout = Duration::from_millis(300)
     });
@@ -274,7 +254,7 @@ impl Proxy {
         connect: &PgConnectOptions,
         configure: impl FnOnce(&mut DatabaseConfig),
     ) -> PgPool {
-        request_pool(url_via(connect, "127.0.0.1", self.port), configure)
+        request_pool(database_url_via(connect, "127.0.0.1", self.port), configure)
     }
 
     fn pause(&self) {
@@ -429,12 +409,7 @@ async fn a_connection_that_stops_answering_releases_its_key(
         config.idle_in_transaction_timeout = Duration::from_millis(1000)
     });
     let stalled = TestApp::spawn(stalling).await;
-    let other = TestApp::spawn(direct.clone()).await;
-    let other = TestApp {
-        api_key: stalled.api_key.clone(),
-        account_id: stalled.account_id,
-        ..other
-    };
+    let other = stalled.second_server(direct.clone(), |_| {}).await;
     let template = stalled.create_template("<p>Hello</p>").await;
     let body = order_for(&template);
 

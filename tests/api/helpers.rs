@@ -3,22 +3,24 @@
 use std::{
     future::Future,
     net::SocketAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use order_intake::{
-    AppState, app,
     config::{Config, DatabaseConfig},
     db,
     http::auth::ApiKey,
-    server::connection::serve,
+    server,
 };
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction, postgres::PgConnectOptions};
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
-/// The service, served on 127.0.0.1 on a free port, against the test's database.
+/// The service, started as production starts it (`server::build`) on a free port of 127.0.0.1, against the test's
+/// database.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub pool: PgPool,
@@ -26,6 +28,9 @@ pub struct TestApp {
     /// The API key of the default account.
     pub api_key: String,
     pub account_id: Uuid,
+    /// Stops the server when the last handle on it drops, so that it closes its pool before the test's database
+    /// is dropped.
+    _running: Arc<DropGuard>,
 }
 
 impl TestApp {
@@ -35,20 +40,7 @@ impl TestApp {
 
     /// Spawns with the default configuration changed by `configure`.
     pub async fn spawn_with(pool: PgPool, configure: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config::new(DatabaseConfig::new("postgres://unused"));
-        configure(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("local address");
-        let header_read_timeout = config.request_timeout;
-        let router = app(AppState::new(pool.clone(), config));
-        tokio::spawn(serve(
-            listener,
-            router,
-            header_read_timeout,
-            std::future::pending(),
-        ));
+        let (addr, running) = start(pool.clone(), configure).await;
         let (account_id, api_key) = create_account(&pool, "Test account").await;
         Self {
             addr,
@@ -56,6 +48,20 @@ impl TestApp {
             client: reqwest::Client::new(),
             api_key,
             account_id,
+            _running: Arc::new(running),
+        }
+    }
+
+    /// A second server on `pool`, with the default configuration changed by `configure`, acting for this account.
+    pub async fn second_server(&self, pool: PgPool, configure: impl FnOnce(&mut Config)) -> Self {
+        let (addr, running) = start(pool.clone(), configure).await;
+        Self {
+            addr,
+            pool,
+            client: reqwest::Client::new(),
+            api_key: self.api_key.clone(),
+            account_id: self.account_id,
+            _running: Arc::new(running),
         }
     }
 
@@ -138,8 +144,46 @@ impl TestApp {
             client: self.client.clone(),
             api_key,
             account_id,
+            _running: Arc::clone(&self._running),
         }
     }
+}
+
+/// Starts a server through `server::build` on `pool`, with the test defaults changed by `configure`, and returns
+/// its address once its sweeper made its first pass; dropping the guard stops it.
+///
+/// The tests' defaults: a free port, and a sweep interval no test outlasts, so that the keys a test expires stay
+/// until it sweeps them itself.
+pub async fn start(pool: PgPool, configure: impl FnOnce(&mut Config)) -> (SocketAddr, DropGuard) {
+    let mut config = Config::new(DatabaseConfig::new("postgres://unused"));
+    config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.idempotency.sweep_interval = Duration::from_secs(3600);
+    configure(&mut config);
+    let server = server::build(config, pool).await.expect("server started");
+    let addr = server.addr();
+    let metrics = server.metrics().clone();
+    let stop = CancellationToken::new();
+    tokio::spawn(server.serve(stop.clone().cancelled_owned()));
+    eventually(Duration::from_secs(10), || {
+        let text = metrics.encode().expect("metrics");
+        async move {
+            match sweeper_passes(&text) {
+                0.0 => Err("the sweeper has not made its first pass".to_owned()),
+                _ => Ok(()),
+            }
+        }
+    })
+    .await;
+    (addr, stop.drop_guard())
+}
+
+/// The passes of the sweeper a scrape counts, whatever their result.
+fn sweeper_passes(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("idempotency_sweeper_runs_total{"))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 pub async fn create_account(pool: &PgPool, name: &str) -> (Uuid, String) {
@@ -161,6 +205,38 @@ pub fn address() -> Value {
         "city": "Amsterdam",
         "country": "NL"
     })
+}
+
+/// What a test reads of an object the API answered with.
+pub trait Object {
+    /// Its `id`.
+    fn id(&self) -> &str;
+    /// Its `id` as a UUID, for SQL.
+    fn uuid(&self) -> Uuid;
+}
+
+impl Object for Value {
+    #[track_caller]
+    fn id(&self) -> &str {
+        self["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string id in {self}"))
+    }
+
+    #[track_caller]
+    fn uuid(&self) -> Uuid {
+        self.id().parse().expect("a UUID id")
+    }
+}
+
+/// The path of the template with this id.
+pub fn template_path(id: &str) -> String {
+    format!("/v1/templates/{id}")
+}
+
+/// The path of the order with this id.
+pub fn order_path(id: &str) -> String {
+    format!("/v1/orders/{id}")
 }
 
 /// A response, read to its end.
@@ -188,6 +264,12 @@ impl TestResponse {
                 String::from_utf8_lossy(&self.body)
             )
         })
+    }
+
+    /// The `id` of the object in the body.
+    #[track_caller]
+    pub fn id(&self) -> String {
+        self.json().id().to_owned()
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -253,11 +335,7 @@ pub fn order_for(template: &Value) -> Value {
 ///
 /// Filtered by account like every statement of the service, so that on Citus it is a single-shard lock.
 pub async fn hold_versions(conn: &mut PgConnection, account_id: Uuid, template: &Value) {
-    let id: Uuid = template["id"]
-        .as_str()
-        .expect("template id")
-        .parse()
-        .expect("uuid");
+    let id = template.uuid();
     let locked = sqlx::query(
         "SELECT 1 FROM template_versions WHERE account_id = $1 AND template_id = $2 FOR UPDATE",
     )
@@ -288,6 +366,52 @@ pub async fn lock_waits(pool: &PgPool) -> i64 {
     .fetch_one(pool)
     .await
     .expect("lock waits")
+}
+
+/// The binary of the service, for tests of the command line and of whole processes.
+pub const BIN: &str = env!("CARGO_BIN_EXE_order-intake");
+
+/// The URL of the test's own database.
+pub fn database_url(connect: &PgConnectOptions) -> String {
+    database_url_via(connect, connect.get_host(), connect.get_port())
+}
+
+/// The URL of the test's database through `host` and `port`.
+pub fn database_url_via(connect: &PgConnectOptions, host: &str, port: u16) -> String {
+    format!(
+        "postgres://{}@{host}:{port}/{}",
+        connect.get_username(),
+        connect.get_database().expect("a database name")
+    )
+}
+
+/// A port of 127.0.0.1 that was free a moment ago, for a process to listen on.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Counts the rows stored for an idempotency key, in every account.
+pub async fn keys_of(pool: &PgPool, key: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = $1")
+        .bind(key)
+        .fetch_one(pool)
+        .await
+        .expect("count keys")
+}
+
+/// Makes the key a day older than its 24 hours, so that it is expired and past retention.
+///
+/// Ages are set from now(): Citus does not run `created_at - interval` (a stable function of a column) on shards.
+pub async fn expire_key(pool: &PgPool, key: &str) {
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours', \
+         expires_at = now() - interval '1 hour' WHERE key = $1",
+    )
+    .bind(key)
+    .execute(pool)
+    .await
+    .expect("expire the key");
 }
 
 /// Counts the rows of a table.

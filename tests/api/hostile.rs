@@ -16,7 +16,7 @@ use tokio::{
     net::{TcpStream, tcp::OwnedWriteHalf},
 };
 
-use crate::helpers::{TestApp, TestResponse, count, order_for, send};
+use crate::helpers::{Object, TestApp, TestResponse, count, order_for, send, template_path};
 
 /// What a rejected request must leave as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,7 @@ async fn assert_key_still_free(app: &TestApp, key: &str, template: &Value) {
 async fn every_kind_of_bad_key_is_400_and_stores_nothing(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>Hi</p>").await;
-    let template_path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let template_path = template_path(template.id());
     let before = Stored::now(&app.pool).await;
 
     let too_long = "k".repeat(256);
@@ -220,7 +220,7 @@ struct HostileBody {
 }
 
 fn hostile_bodies(template: &Value) -> Vec<HostileBody> {
-    let id = template["id"].as_str().unwrap();
+    let id = template.id();
     // An order whose recipient has this raw JSON as the value of `member`.
     let recipient_with = |member: &str, raw: &str| {
         let recipient = [

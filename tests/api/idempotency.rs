@@ -11,20 +11,15 @@ use sqlx::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, TestResponse, count, order_for, send};
+use crate::helpers::{
+    Object, TestApp, TestResponse, count, expire_key, keys_of, order_for, order_path, send,
+    template_path,
+};
 use order_intake::{
     db::idempotency_keys::{self, StoredResponse},
     idempotency::sweeper::{self, Sweep},
     metrics::Metrics,
 };
-
-async fn keys_of(pool: &PgPool, key: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = $1")
-        .bind(key)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
 
 #[track_caller]
 fn assert_replay_of(replay: &TestResponse, original: &TestResponse) {
@@ -80,7 +75,7 @@ async fn without_a_key_every_request_runs(pool: PgPool) {
 async fn get_and_delete_ignore_the_header(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let path = order_path(order.id());
     for key in ["k", "", "\t bad \t", &"x".repeat(300)] {
         let get = send(
             app.request(Method::GET, &path)
@@ -128,7 +123,7 @@ async fn a_key_can_be_made_mandatory(pool: PgPool) {
     app.post("/v1/orders", &order_for(&template))
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "idempotency-key-required");
-    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
     app.patch(&path, &json!({"name": "m"}))
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "idempotency-key-required");
@@ -215,10 +210,10 @@ async fn the_longest_quoted_key_fits_the_documented_header(pool: PgPool) {
 async fn an_id_spelled_in_another_case_is_the_same_request(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    let id = order["id"].as_str().unwrap();
+    let id = order.id();
     let change = json!({"send_date": null});
     let lower = app
-        .keyed(Method::PATCH, &format!("/v1/orders/{id}"), "case", &change)
+        .keyed(Method::PATCH, &order_path(id), "case", &change)
         .await;
     lower.assert_status(StatusCode::OK);
     let upper = app
@@ -233,12 +228,7 @@ async fn an_id_spelled_in_another_case_is_the_same_request(pool: PgPool) {
 
     let other = app.create_order().await;
     let elsewhere = app
-        .keyed(
-            Method::PATCH,
-            &format!("/v1/orders/{}", other["id"].as_str().unwrap()),
-            "case",
-            &change,
-        )
+        .keyed(Method::PATCH, &order_path(other.id()), "case", &change)
         .await;
     elsewhere.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused");
 }
@@ -293,7 +283,7 @@ async fn the_same_key_from_two_accounts_names_two_requests(pool: PgPool) {
 async fn member_order_and_whitespace_do_not_break_a_replay(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>{{a}} {{b}}</p>").await;
-    let id = template["id"].as_str().unwrap();
+    let id = template.id();
     let compact = format!(
         r#"{{"template_id":"{id}","merge_variables":{{"a":"1","b":"2"}},"recipient":{{"name":"N","street":"S","house_number":"1","postal_code":"P","city":"C","country":"NL"}}}}"#
     );
@@ -324,8 +314,8 @@ async fn a_key_reused_for_another_request_is_rejected_and_nothing_runs(pool: PgP
     first.assert_status(StatusCode::CREATED);
     let mut other_body = order_for(&template);
     other_body["recipient"]["city"] = json!("Delft");
-    let template_path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
-    let order_path = format!("/v1/orders/{}", first.json()["id"].as_str().unwrap());
+    let template_path = template_path(template.id());
+    let order_path = order_path(&first.id());
     let reuses = [
         app.keyed(Method::POST, "/v1/orders", "k", &other_body)
             .await,
@@ -423,7 +413,7 @@ async fn endpoint_failures_are_stored_and_replayed(pool: PgPool) {
     );
 
     let order = app.create_order().await;
-    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let path = order_path(order.id());
     app.delete(&path).await.assert_status(StatusCode::OK);
     let first = app
         .keyed(Method::PATCH, &path, "late", &json!({"sender": null}))
@@ -540,18 +530,18 @@ async fn a_check_violation_inside_the_endpoint_is_not_stored(pool: PgPool) {
     let taken_at: time::OffsetDateTime =
         sqlx::query_scalar("SELECT created_at FROM orders WHERE account_id = $1 AND id = $2::uuid")
             .bind(app.account_id)
-            .bind(order["id"].as_str().unwrap())
+            .bind(order.id())
             .fetch_one(&app.pool)
             .await
             .unwrap();
     sqlx::query("UPDATE orders SET created_at = $3 WHERE account_id = $1 AND id = $2::uuid")
         .bind(app.account_id)
-        .bind(order["id"].as_str().unwrap())
+        .bind(order.id())
         .bind(taken_at + time::Duration::days(1))
         .execute(&app.pool)
         .await
         .unwrap();
-    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let path = order_path(order.id());
     let today = time::OffsetDateTime::now_utc().date();
     let rejected = app
         .keyed(
@@ -607,7 +597,7 @@ async fn fifty_concurrent_requests_with_one_key_create_one_order(pool: PgPool) {
 async fn a_retried_template_patch_bumps_the_version_once(pool: PgPool) {
     let app = Arc::new(TestApp::spawn(pool).await);
     let template = app.create_template("<p>Hi</p>").await;
-    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
     let body = json!({"content": "<p>Hello {{name}}</p>"});
     let responses = join_all((0..20).map(|_| {
         let (app, path, body) = (Arc::clone(&app), path.clone(), body.clone());
@@ -630,12 +620,7 @@ async fn duplicates_on_several_servers_run_once(options: PgPoolOptions, connect:
         .await
         .unwrap();
     let first = TestApp::spawn(pool.clone()).await;
-    let second = TestApp::spawn(pool.clone()).await;
-    let second = TestApp {
-        api_key: first.api_key.clone(),
-        account_id: first.account_id,
-        ..second
-    };
+    let second = first.second_server(pool.clone(), |_| {}).await;
     let template = first.create_template("<p>Hi</p>").await;
     let servers = Arc::new([first, second]);
     for round in 0..5 {
@@ -787,14 +772,7 @@ async fn an_expired_key_runs_as_new_and_is_taken_over(pool: PgPool) {
         .keyed(Method::POST, "/v1/orders", "daily", &order_for(&template))
         .await;
     first.assert_status(StatusCode::CREATED);
-    // Ages are set from now(): Citus does not run `created_at - interval` (a stable function of a column) on shards.
-    sqlx::query(
-        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours', \
-         expires_at = now() - interval '1 hour' WHERE key = 'daily'",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    expire_key(&app.pool, "daily").await;
     let mut other_body = order_for(&template);
     other_body["recipient"]["name"] = json!("Someone else");
     let second = app
@@ -863,15 +841,11 @@ async fn a_key_keeps_the_expiry_it_was_stored_with(pool: PgPool) {
     let body = order_for(&template);
     let first = daily.keyed(Method::POST, "/v1/orders", "kept", &body).await;
     first.assert_status(StatusCode::CREATED);
-    let brief = TestApp::spawn_with(pool.clone(), |config| {
-        config.idempotency.key_ttl = Duration::from_secs(1)
-    })
-    .await;
-    let brief = TestApp {
-        api_key: daily.api_key.clone(),
-        account_id: daily.account_id,
-        ..brief
-    };
+    let brief = daily
+        .second_server(pool.clone(), |config| {
+            config.idempotency.key_ttl = Duration::from_secs(1)
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     assert_replay_of(

@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::helpers::{TestApp, count, order_for};
+use crate::helpers::{TestApp, count, expire_key, order_for};
 
 /// The key as a path segment: every byte but letters and digits percent-encoded.
 pub fn encoded(key: &str) -> String {
@@ -92,13 +92,7 @@ async fn unknown_expired_foreign_and_impossible_keys_are_not_found(pool: PgPool)
             .await
             .assert_status(StatusCode::CREATED);
     }
-    sqlx::query(
-        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours', \
-         expires_at = now() - interval '1 hour' WHERE key = 'lapsed-2'",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    expire_key(&app.pool, "lapsed-2").await;
     let other = app.other_account().await;
     let before = key_rows(&app).await;
 

@@ -15,11 +15,9 @@ use sqlx::{
 };
 
 use crate::{
-    helpers::{TestApp, create_account, send},
+    helpers::{BIN, TestApp, create_account, database_url, free_port, send},
     idempotency_keys::encoded,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_order-intake");
 
 /// A key made of customer data, as clients are told they may make them.
 const CUSTOMER_KEY: &str = "Anna de Vries, Keizersgracht 123A, 1015 CJ Amsterdam";
@@ -29,19 +27,10 @@ async fn the_servers_debug_log_holds_a_digest_of_the_key_never_the_key(
     options: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
-    let url = format!(
-        "postgres://{}@{}:{}/{}",
-        connect.get_username(),
-        connect.get_host(),
-        connect.get_port(),
-        connect.get_database().expect("a database name")
-    );
+    let url = database_url(&connect);
     let pool = options.connect_with(connect).await.unwrap();
     let (_, api_key) = create_account(&pool, "Logs").await;
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let mut server = Command::new(BIN)
         .arg("serve")
         .env("DATABASE_URL", &url)

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, address, count};
+use crate::helpers::{Object, TestApp, address, count, order_path, template_path};
 
 async fn order_with(app: &TestApp, template: &Value, metadata: Value) -> Value {
     let response = app
@@ -41,9 +41,7 @@ async fn orders_and_templates_carry_metadata_from_creation(pool: PgPool) {
     let order = order_with(&app, &template, json!({"customer_id": "4711"})).await;
     assert_eq!(order["metadata"], json!({"customer_id": "4711"}));
     assert_eq!(
-        app.get(&format!("/v1/orders/{}", order["id"].as_str().unwrap()))
-            .await
-            .json()["metadata"],
+        app.get(&order_path(order.id())).await.json()["metadata"],
         json!({"customer_id": "4711"})
     );
     assert_eq!(app.create_order().await["metadata"], json!({}));
@@ -105,7 +103,7 @@ async fn a_patch_merges_metadata(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>x</p>").await;
     let order = order_with(&app, &template, json!({"a": "1", "b": "2"})).await;
-    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let path = order_path(order.id());
 
     let merged = app
         .patch(
@@ -136,7 +134,7 @@ async fn a_patch_merges_metadata(pool: PgPool) {
 async fn template_metadata_merges_without_a_new_version(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>x</p>").await;
-    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
     let tagged = app
         .patch(&path, &json!({"metadata": {"campaign": "winter"}}))
         .await;
@@ -177,9 +175,9 @@ async fn the_filter_matches_every_pair_across_pages_and_only_in_the_account(pool
             json!({"customer_id": "4711"})
         };
         let order = order_with(&app, &template, metadata).await;
-        wanted.push(order["id"].as_str().unwrap().to_owned());
+        wanted.push(order.id().to_owned());
         if i % 2 == 0 {
-            in_campaign.push(order["id"].as_str().unwrap().to_owned());
+            in_campaign.push(order.id().to_owned());
         }
         order_with(&app, &template, json!({"customer_id": "47110"})).await;
         order_with(&other, &other_template, json!({"customer_id": "4711"})).await;
@@ -197,7 +195,7 @@ async fn the_filter_matches_every_pair_across_pages_and_only_in_the_account(pool
             .as_array()
             .unwrap()
             .iter()
-            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .map(|o| o.id().to_owned())
             .collect();
         seen.extend(ids.iter().cloned());
         if page["has_more"] == false {
@@ -218,7 +216,7 @@ async fn the_filter_matches_every_pair_across_pages_and_only_in_the_account(pool
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| o["id"].as_str().unwrap())
+        .map(|o| o.id())
         .collect();
     assert_eq!(ids, in_campaign, "pairs AND together");
 
@@ -232,7 +230,7 @@ async fn the_filter_matches_every_pair_across_pages_and_only_in_the_account(pool
             .as_array()
             .unwrap()
             .iter()
-            .all(|o| !wanted.contains(&o["id"].as_str().unwrap().to_owned()))
+            .all(|o| !wanted.contains(&o.id().to_owned()))
     );
 
     let none = app.get("/v1/orders?metadata[customer_id]=1").await.json();

@@ -7,7 +7,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, eventually, order_for, send};
+use crate::helpers::{Object, TestApp, eventually, order_for, order_path, send};
 use order_intake::{db::idempotency_keys::SWEEPER_LOCK, idempotency::sweeper, metrics::Metrics};
 
 /// The value of the sample `series` (`name{labels}` exactly as exposed) in a scrape; 0 when it is absent, as a
@@ -101,7 +101,7 @@ async fn requests_are_counted_by_route_template_and_status(pool: PgPool) {
     let order = app.create_order().await;
     assert_eq!(sample_of(&app, created).await, 1.0);
 
-    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let path = order_path(order.id());
     app.get(&path).await.assert_status(StatusCode::OK);
     app.get("/nowhere")
         .await

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
-use crate::helpers::{TestApp, send};
+use crate::helpers::{TestApp, send, start};
 
 #[sqlx::test]
 async fn healthz_and_readyz_answer_when_the_database_does(pool: PgPool) {
@@ -24,12 +24,7 @@ async fn readyz_is_503_and_writes_are_503_while_the_database_is_unreachable() {
         .acquire_timeout(std::time::Duration::from_millis(500))
         .connect_lazy("postgres://postgres@127.0.0.1:1/none")
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config =
-        order_intake::config::Config::new(order_intake::config::DatabaseConfig::new("unused"));
-    let router = order_intake::app(order_intake::AppState::new(pool, config));
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (addr, _running) = start(pool, |_| {}).await;
     let client = reqwest::Client::new();
 
     send(client.get(format!("http://{addr}/healthz")))

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, TestResponse, address, count, send};
+use crate::helpers::{Object, TestApp, TestResponse, address, count, order_path, send};
 
 const HEADER: &str = "idempotency_key,recipient.name,recipient.street,recipient.house_number,\
                       recipient.postal_code,recipient.city,recipient.country,merge_variables.first_name";
@@ -38,7 +38,7 @@ async fn post_json(app: &TestApp, query: &str, body: &Value) -> TestResponse {
 /// A template with the merge field `first_name`, and the query that makes it the batch's.
 async fn template(app: &TestApp) -> (Value, String) {
     let template = app.create_template("<p>Hi {{first_name}}</p>").await;
-    let query = format!("?template_id={}", template["id"].as_str().unwrap());
+    let query = format!("?template_id={}", template.id());
     (template, query)
 }
 
@@ -50,7 +50,7 @@ fn order(name: &str) -> Value {
 
 /// Every row result of a batch, page by page.
 async fn all_rows(app: &TestApp, batch: &Value, query: &str) -> Vec<Value> {
-    let id = batch["id"].as_str().unwrap();
+    let id = batch.id();
     let mut rows = Vec::new();
     let mut after = String::new();
     loop {
@@ -95,7 +95,7 @@ async fn a_csv_file_sent_twice_makes_each_order_once(pool: PgPool) {
     let batch = first.json();
     assert_eq!(
         first.header("location"),
-        Some(format!("/v1/order_batches/{}", batch["id"].as_str().unwrap()).as_str())
+        Some(format!("/v1/order_batches/{}", batch.id()).as_str())
     );
     assert_eq!(counts(&batch), (3, 3, 0, 0));
     assert!(batch["completed_at"].is_string());
@@ -295,10 +295,10 @@ async fn batch_rows_and_single_posts_share_their_keys_byte_for_byte(pool: PgPool
     let order_id = results[1]["order_id"].as_str().unwrap();
     assert_eq!(
         replay.header("location"),
-        Some(format!("/v1/orders/{order_id}").as_str())
+        Some(order_path(order_id).as_str())
     );
     assert_eq!(replay.header("content-type"), Some("application/json"));
-    let stored = app.get(&format!("/v1/orders/{order_id}")).await;
+    let stored = app.get(&order_path(order_id)).await;
     assert_eq!(
         replay.body, stored.body,
         "the same bytes as the order itself"
@@ -603,7 +603,7 @@ async fn rows_page_in_file_order_and_batches_are_private(pool: PgPool) {
     let failed = all_rows(&app, &batch, "&status=422").await;
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["row"], 10);
-    let id = batch["id"].as_str().unwrap();
+    let id = batch.id();
     let read = app.get(&format!("/v1/order_batches/{id}")).await;
     read.assert_status(StatusCode::OK);
     assert_eq!(read.json()["counts"], batch["counts"]);

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use crate::helpers::{TestApp, address, count};
+use crate::helpers::{Object, TestApp, address, count, order_path};
 
 fn today() -> time::Date {
     OffsetDateTime::now_utc().date()
@@ -41,11 +41,8 @@ async fn create_takes_the_order_with_its_template_version(pool: PgPool) {
         .await;
     response.assert_status(StatusCode::CREATED);
     let order = response.json();
-    let id = order["id"].as_str().unwrap();
-    assert_eq!(
-        response.header("location"),
-        Some(format!("/v1/orders/{id}").as_str())
-    );
+    let id = order.id();
+    assert_eq!(response.header("location"), Some(order_path(id).as_str()));
     assert_eq!(order["template_id"], template["id"]);
     assert_eq!(order["template_version"], 1);
     assert_eq!(order["status"], "received");
@@ -53,7 +50,7 @@ async fn create_takes_the_order_with_its_template_version(pool: PgPool) {
     assert_eq!(order["sender"], sender);
     assert_eq!(order["merge_variables"]["city"], "Utrecht");
     assert_eq!(order["send_date"], day(0));
-    assert_eq!(app.get(&format!("/v1/orders/{id}")).await.json(), order);
+    assert_eq!(app.get(&order_path(id)).await.json(), order);
 }
 
 #[sqlx::test]
@@ -239,7 +236,7 @@ async fn patch_changes_a_received_order(pool: PgPool) {
         )
         .await
         .json();
-    let path = format!("/v1/orders/{}", created["id"].as_str().unwrap());
+    let path = order_path(created.id());
 
     let response = app
         .patch(
@@ -273,7 +270,7 @@ async fn patch_validates_like_create_and_writes_nothing_invalid(pool: PgPool) {
         )
         .await
         .json();
-    let path = format!("/v1/orders/{}", created["id"].as_str().unwrap());
+    let path = order_path(created.id());
     let fields = app
         .patch(
             &path,
@@ -304,7 +301,7 @@ async fn patch_validates_like_create_and_writes_nothing_invalid(pool: PgPool) {
 async fn cancel_is_final_and_repeatable(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+    let path = order_path(order.id());
 
     let first = app.delete(&path).await;
     first.assert_status(StatusCode::OK);
@@ -325,13 +322,13 @@ async fn cancel_is_final_and_repeatable(pool: PgPool) {
 async fn orders_being_processed_cannot_be_changed_or_cancelled(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    let id: uuid::Uuid = order["id"].as_str().unwrap().parse().unwrap();
+    let id = order.uuid();
     sqlx::query("UPDATE orders SET status = 'processing' WHERE id = $1")
         .bind(id)
         .execute(&app.pool)
         .await
         .unwrap();
-    let path = format!("/v1/orders/{id}");
+    let path = order_path(order.id());
     app.delete(&path)
         .await
         .assert_problem(StatusCode::CONFLICT, "order-not-modifiable");
@@ -345,7 +342,7 @@ async fn orders_being_processed_cannot_be_changed_or_cancelled(pool: PgPool) {
 async fn the_database_rejects_invalid_rows_that_skip_the_api(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    let id: uuid::Uuid = order["id"].as_str().unwrap().parse().unwrap();
+    let id: uuid::Uuid = order.uuid();
     let statements = [
         "UPDATE orders SET recipient = recipient - 'city' WHERE id = $1",
         "UPDATE orders SET recipient = jsonb_set(recipient, '{country}', '\"nl\"') WHERE id = $1",

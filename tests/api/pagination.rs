@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, address};
+use crate::helpers::{Object, TestApp, address, order_path};
 
 /// Every id of a list, page by page.
 async fn walk(app: &TestApp, path: &str, limit: usize) -> (Vec<String>, usize) {
@@ -26,7 +26,7 @@ async fn walk(app: &TestApp, path: &str, limit: usize) -> (Vec<String>, usize) {
         let data = page["data"].as_array().unwrap();
         assert!(data.len() <= limit);
         pages += 1;
-        ids.extend(data.iter().map(|o| o["id"].as_str().unwrap().to_owned()));
+        ids.extend(data.iter().map(|o| o.id().to_owned()));
         if page["has_more"] == json!(false) {
             break;
         }
@@ -49,7 +49,7 @@ async fn pages_cover_every_order_once_newest_first(pool: PgPool) {
             )
             .await
             .json();
-        created.push(order["id"].as_str().unwrap().to_owned());
+        created.push(order.id().to_owned());
     }
     let (ids, pages) = walk(&app, "/v1/orders", 5).await;
     assert_eq!(pages, 5);
@@ -73,8 +73,8 @@ async fn orders_can_be_filtered_by_status(pool: PgPool) {
     for i in 0..6 {
         let order = app.create_order().await;
         if i % 2 == 0 {
-            let id = order["id"].as_str().unwrap();
-            app.delete(&format!("/v1/orders/{id}"))
+            let id = order.id();
+            app.delete(&order_path(id))
                 .await
                 .assert_status(StatusCode::OK);
             cancelled.push(id.to_owned());
@@ -184,20 +184,13 @@ async fn an_order_committed_during_a_walk_can_land_behind_its_boundary(pool: PgP
     holder.rollback().await.unwrap();
     let late = late.await.unwrap();
     late.assert_status(StatusCode::CREATED);
-    let late_id = late.json()["id"].as_str().unwrap().to_owned();
-    assert!(
-        late_id.as_str() < newest["id"].as_str().unwrap(),
-        "its id was taken first"
-    );
+    let late_id = late.id();
+    assert!(late_id.as_str() < newest.id(), "its id was taken first");
 
     let (again, _) = walk(&app, "/v1/orders", 1).await;
     assert_eq!(
         again,
-        [
-            newest["id"].as_str().unwrap(),
-            &late_id,
-            oldest["id"].as_str().unwrap()
-        ],
+        [newest.id(), &late_id, oldest.id()],
         "it lands between the two, behind the boundary the first walk passed"
     );
     assert_eq!(

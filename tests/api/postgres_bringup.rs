@@ -4,14 +4,13 @@ use std::process::Command;
 
 use sqlx::Connection;
 
+use crate::helpers::free_port;
+
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/postgres");
 
 #[tokio::test]
 async fn starts_a_cluster_where_nothing_answers_and_creates_the_database() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let data_dir =
         std::env::temp_dir().join(format!("order-intake-bringup-{}", std::process::id()));
     let url = format!("postgres://postgres@127.0.0.1:{port}/bringup_check");

@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, TestResponse, address, count};
+use crate::helpers::{Object, TestApp, TestResponse, address, count, order_path, template_path};
 
 const HTML: &str = "text/html; charset=utf-8";
 
@@ -22,7 +22,7 @@ async fn order(app: &TestApp, template: &Value, variables: Value) -> String {
         )
         .await;
     response.assert_status(StatusCode::CREATED);
-    response.json()["id"].as_str().unwrap().to_owned()
+    response.id()
 }
 
 #[sqlx::test]
@@ -38,7 +38,7 @@ async fn an_order_taken_at_v1_renders_v1_after_the_template_moved_on(pool: PgPoo
     )
     .await;
     app.patch(
-        &format!("/v1/templates/{}", template["id"].as_str().unwrap()),
+        &template_path(template.id()),
         &json!({"content": "<h1>Goodbye {{first_name}}</h1>"}),
     )
     .await
@@ -78,7 +78,7 @@ async fn a_cancelled_order_still_renders(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>{{name}}</p>").await;
     let id = order(&app, &template, json!({"name": "Anna"})).await;
-    app.delete(&format!("/v1/orders/{id}"))
+    app.delete(&order_path(&id))
         .await
         .assert_status(StatusCode::OK);
     assert_eq!(
@@ -91,7 +91,7 @@ async fn a_cancelled_order_still_renders(pool: PgPool) {
 async fn orders_of_other_accounts_and_unknown_ids_do_not_render(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    let path = format!("/v1/orders/{}/render", order["id"].as_str().unwrap());
+    let path = format!("/v1/orders/{}/render", order.id());
     assert_eq!(html(&app.get(&path).await), "<p>Hello</p>");
     let other = app.other_account().await;
     other
@@ -110,9 +110,9 @@ async fn orders_of_other_accounts_and_unknown_ids_do_not_render(pool: PgPool) {
 async fn a_preview_renders_the_latest_or_a_given_version_and_writes_nothing(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>v1 {{a}}</p>").await;
-    let id = template["id"].as_str().unwrap();
+    let id = template.id();
     app.patch(
-        &format!("/v1/templates/{id}"),
+        &template_path(id),
         &json!({"content": "<p>v2 {{a}} {{b}}</p>"}),
     )
     .await
@@ -178,7 +178,7 @@ async fn a_preview_renders_the_latest_or_a_given_version_and_writes_nothing(pool
 async fn a_keyed_preview_passes_the_exactly_once_layer_unchanged(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>{{a}}</p>").await;
-    let path = format!("/v1/templates/{}/render", template["id"].as_str().unwrap());
+    let path = format!("/v1/templates/{}/render", template.id());
     let body = json!({"merge_variables": {"a": "x"}});
     let first = app.keyed(Method::POST, &path, "preview-1", &body).await;
     assert_eq!(html(&first), "<p>x</p>");

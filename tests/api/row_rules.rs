@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, PgPool};
 
-use crate::helpers::TestApp;
+use crate::helpers::{Object, TestApp};
 
 /// What the three rules say of a document (`None` for SQL NULL): is_address, is_string_map, is_metadata.
 type Verdicts = (Option<bool>, Option<bool>, Option<bool>);
@@ -112,7 +112,7 @@ async fn the_rules_are_compiled_once_per_session(pool: PgPool) {
 async fn a_row_written_past_the_api_is_held_to_the_rules(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    let id: uuid::Uuid = order["id"].as_str().unwrap().parse().unwrap();
+    let id: uuid::Uuid = order.uuid();
     for (column, value, constraint) in [
         (
             "recipient",

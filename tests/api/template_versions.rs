@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, address, count, eventually};
+use crate::helpers::{Object, TestApp, address, count, eventually, order_path, template_path};
 
 const V1: &str = "<p>Hello {{first_name}}</p>";
 const V2: &str = "<p>Hello {{first_name}} from {{city}}</p>\n<!-- v2 -->";
@@ -17,8 +17,8 @@ const V2: &str = "<p>Hello {{first_name}} from {{city}}</p>\n<!-- v2 -->";
 /// A template at version 3: created with `V1`, its content changed to `V2`, then renamed.
 async fn template_at_version_3(app: &TestApp) -> String {
     let template = app.create_template(V1).await;
-    let id = template["id"].as_str().unwrap().to_owned();
-    let path = format!("/v1/templates/{id}");
+    let id = template.id().to_owned();
+    let path = template_path(&id);
     app.patch(&path, &json!({"content": V2}))
         .await
         .assert_status(StatusCode::OK);
@@ -64,7 +64,7 @@ async fn a_template_patched_twice_still_serves_every_version_byte_for_byte(pool:
     assert_eq!(list.json()["has_more"], false);
 
     // The template itself shows its latest version.
-    let template = app.get(&format!("/v1/templates/{id}")).await.json();
+    let template = app.get(&template_path(&id)).await.json();
     assert_eq!(template["version"], 3);
     assert_eq!(template["content"], V2);
 }
@@ -134,7 +134,7 @@ async fn versions_of_unknown_templates_and_other_accounts_are_not_found(pool: Pg
 async fn an_order_is_checked_against_its_own_version_and_may_be_re_pinned(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template(V1).await;
-    let template_id = template["id"].as_str().unwrap();
+    let template_id = template.id();
     let order = app
         .post(
             "/v1/orders",
@@ -143,14 +143,11 @@ async fn an_order_is_checked_against_its_own_version_and_may_be_re_pinned(pool: 
         )
         .await;
     order.assert_status(StatusCode::CREATED);
-    let path = format!("/v1/orders/{}", order.json()["id"].as_str().unwrap());
+    let path = order_path(&order.id());
     // Version 2 needs `city` too.
-    app.patch(
-        &format!("/v1/templates/{template_id}"),
-        &json!({"content": V2}),
-    )
-    .await
-    .assert_status(StatusCode::OK);
+    app.patch(&template_path(template_id), &json!({"content": V2}))
+        .await
+        .assert_status(StatusCode::OK);
 
     // The order still prints version 1, so new merge variables are checked against it.
     let changed = app
@@ -201,7 +198,7 @@ async fn an_order_is_checked_against_its_own_version_and_may_be_re_pinned(pool: 
 async fn a_template_with_an_order_on_any_version_cannot_be_deleted(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template(V1).await;
-    let template_id = template["id"].as_str().unwrap();
+    let template_id = template.id();
     app.post(
         "/v1/orders",
         &json!({"template_id": template_id, "recipient": address(),
@@ -210,20 +207,20 @@ async fn a_template_with_an_order_on_any_version_cannot_be_deleted(pool: PgPool)
     .await
     .assert_status(StatusCode::CREATED);
     app.patch(
-        &format!("/v1/templates/{template_id}"),
+        &template_path(template_id),
         &json!({"content": "<p>No fields</p>"}),
     )
     .await
     .assert_status(StatusCode::OK);
     // The order refers to version 1 only; the template stays.
-    app.delete(&format!("/v1/templates/{template_id}"))
+    app.delete(&template_path(template_id))
         .await
         .assert_problem(StatusCode::CONFLICT, "template-in-use");
     assert_eq!(count(&app.pool, "template_versions").await, 2);
 
     // A template without orders goes, with all its versions.
     let unused = template_at_version_3(&app).await;
-    app.delete(&format!("/v1/templates/{unused}"))
+    app.delete(&template_path(&unused))
         .await
         .assert_status(StatusCode::NO_CONTENT);
     app.get(&format!("/v1/templates/{unused}/versions/1"))
@@ -261,13 +258,13 @@ async fn a_template_patch_racing_order_creation_leaves_every_order_consistent(po
     const ORDERS: usize = 48;
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>{{f0}}</p>").await;
-    let template_id = template["id"].as_str().unwrap().to_owned();
+    let template_id = template.id().to_owned();
 
     // Version k + 1 has the one merge field `f<k>`; each order leaves out one field, so that some are taken and
     // some are refused depending on the version they meet.
     let patches = (1..=PATCHES).map(|k| {
         let app = &app;
-        let path = format!("/v1/templates/{template_id}");
+        let path = template_path(&template_id);
         async move {
             app.patch(
                 &path,
@@ -328,12 +325,7 @@ async fn a_template_patch_racing_order_creation_leaves_every_order_consistent(po
                 "order {n} at version {version} lacks {field}"
             );
         }
-        let rendered = app
-            .get(&format!(
-                "/v1/orders/{}/render",
-                order["id"].as_str().unwrap()
-            ))
-            .await;
+        let rendered = app.get(&format!("/v1/orders/{}/render", order.id())).await;
         rendered.assert_status(StatusCode::OK);
         let k = field_of_version[&version];
         assert_eq!(
@@ -422,7 +414,7 @@ async fn an_order_racing_the_deletion_of_its_template_gets_template_not_found(po
     let template = app.create_template(V1).await;
     let mut deletion = app.pool.begin().await.unwrap();
     sqlx::query("DELETE FROM templates WHERE id = $1")
-        .bind(uuid::Uuid::parse_str(template["id"].as_str().unwrap()).unwrap())
+        .bind(template.uuid())
         .execute(&mut *deletion)
         .await
         .unwrap();

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, address, count};
+use crate::helpers::{Object, TestApp, address, count, order_path, template_path};
 
 #[sqlx::test]
 async fn create_returns_the_template_with_its_location(pool: PgPool) {
@@ -17,10 +17,10 @@ async fn create_returns_the_template_with_its_location(pool: PgPool) {
         .await;
     response.assert_status(StatusCode::CREATED);
     let template = response.json();
-    let id = template["id"].as_str().unwrap();
+    let id = template.id();
     assert_eq!(
         response.header("location"),
-        Some(format!("/v1/templates/{id}").as_str())
+        Some(template_path(id).as_str())
     );
     assert_eq!(template["name"], "Welcome");
     assert_eq!(template["format"], "greeting_card");
@@ -28,7 +28,7 @@ async fn create_returns_the_template_with_its_location(pool: PgPool) {
     assert_eq!(template["version"], 1);
     assert_eq!(template["created_at"], template["updated_at"]);
 
-    let fetched = app.get(&format!("/v1/templates/{id}")).await;
+    let fetched = app.get(&template_path(id)).await;
     fetched.assert_status(StatusCode::OK);
     assert_eq!(fetched.json(), template);
 }
@@ -37,7 +37,7 @@ async fn create_returns_the_template_with_its_location(pool: PgPool) {
 async fn patch_counts_a_version_only_when_something_changes(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>Hi {{first_name}}</p>").await;
-    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
 
     let renamed = app.patch(&path, &json!({"name": "Renamed"})).await;
     renamed.assert_status(StatusCode::OK);
@@ -74,7 +74,7 @@ async fn patch_counts_a_version_only_when_something_changes(pool: PgPool) {
 async fn patch_rejects_null_and_invalid_members(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>Hi</p>").await;
-    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
     let response = app
         .patch(&path, &json!({"name": null, "content": "{{bad name}}"}))
         .await;
@@ -86,7 +86,7 @@ async fn patch_rejects_null_and_invalid_members(pool: PgPool) {
 async fn delete_removes_an_unused_template(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>Hi</p>").await;
-    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
     let response = app.delete(&path).await;
     response.assert_status(StatusCode::NO_CONTENT);
     assert!(response.body.is_empty());
@@ -102,7 +102,7 @@ async fn delete_removes_an_unused_template(pool: PgPool) {
 async fn delete_refuses_a_template_that_orders_use(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let order = app.create_order().await;
-    let path = format!("/v1/templates/{}", order["template_id"].as_str().unwrap());
+    let path = template_path(order["template_id"].as_str().expect("template_id"));
     let problem = app
         .delete(&path)
         .await
@@ -181,7 +181,7 @@ async fn limits_are_inclusive(pool: PgPool) {
 async fn an_order_keeps_the_template_version_it_was_taken_with(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let template = app.create_template("<p>Hi</p>").await;
-    let path = format!("/v1/templates/{}", template["id"].as_str().unwrap());
+    let path = template_path(template.id());
     app.patch(&path, &json!({"name": "v2"}))
         .await
         .assert_status(StatusCode::OK);
@@ -196,6 +196,6 @@ async fn an_order_keeps_the_template_version_it_was_taken_with(pool: PgPool) {
     app.patch(&path, &json!({"name": "v3"}))
         .await
         .assert_status(StatusCode::OK);
-    let order_path = format!("/v1/orders/{}", order.json()["id"].as_str().unwrap());
+    let order_path = order_path(&order.id());
     assert_eq!(app.get(&order_path).await.json()["template_version"], 2);
 }
