@@ -7,11 +7,14 @@ pub mod entity_tag_coding;
 pub mod request_id;
 pub mod stack;
 
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use sqlx::PgPool;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 pub use self::stack::app;
-use crate::{config::Config, db, idempotency::sweeper, state::AppState};
+use crate::{config::Config, db, idempotency::sweeper, metrics::Metrics, state::AppState};
 
 /// Connects, migrates when asked to, and serves until SIGINT or SIGTERM; in-flight requests then have
 /// `SHUTDOWN_TIMEOUT_SECONDS` to finish.
@@ -35,7 +38,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
 /// Binds `config.listen_addr` and starts the sweeper on `pool`: the whole start-up but serving.
 ///
 /// The API tests start their servers here too, on port 0 and the pool of their database.
-pub async fn build(config: Config, pool: sqlx::PgPool) -> Result<Server, std::io::Error> {
+pub async fn build(config: Config, pool: PgPool) -> Result<Server, std::io::Error> {
     let listener = TcpListener::bind(config.listen_addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!(address = %addr, "listening");
@@ -59,15 +62,15 @@ pub async fn build(config: Config, pool: sqlx::PgPool) -> Result<Server, std::io
 /// A server that listens and sweeps, and answers requests once [`Server::serve`] runs.
 pub struct Server {
     listener: TcpListener,
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     state: AppState,
-    sweeper: tokio::task::JoinHandle<()>,
+    sweeper: JoinHandle<()>,
     stop_sweeper: CancellationToken,
 }
 
 impl Server {
     /// The address it listens on, with the port the system chose when the configured one is 0.
-    pub fn addr(&self) -> std::net::SocketAddr {
+    pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
