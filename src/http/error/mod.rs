@@ -707,6 +707,130 @@ mod tests {
         assert_eq!(bug.retry_after(), None);
     }
 
+    /// One error of every problem type, with its status, whether its key stores it, and its `Retry-After`.
+    fn every_kind_of_error() -> Vec<(ApiError, u16, bool, Option<u32>)> {
+        let id = uuid::Uuid::nil();
+        vec![
+            (ApiError::MalformedJson("m".into()), 400, true, None),
+            (ApiError::DuplicateMemberName("d".into()), 400, true, None),
+            (ApiError::UnreadableBody("u".into()), 400, true, None),
+            (
+                ApiError::Unauthorized(Credentials::Missing),
+                401,
+                true,
+                None,
+            ),
+            (
+                ApiError::Unauthorized(Credentials::Invalid),
+                401,
+                true,
+                None,
+            ),
+            (
+                ApiError::NotFound {
+                    resource: "order",
+                    id: "x".into(),
+                },
+                404,
+                true,
+                None,
+            ),
+            (ApiError::IdempotencyKeyNotFound, 404, true, None),
+            (ApiError::RouteNotFound("/x".into()), 404, true, None),
+            (
+                ApiError::MethodNotAllowed {
+                    method: "PUT".into(),
+                },
+                405,
+                true,
+                None,
+            ),
+            (ApiError::RequestTimeout { seconds: 30 }, 408, true, None),
+            (ApiError::still_running(30), 504, false, Some(1)),
+            (ApiError::TemplateInUse { id, orders: 1 }, 409, true, None),
+            (
+                ApiError::OrderNotModifiable {
+                    id,
+                    status: "sent".into(),
+                },
+                409,
+                true,
+                None,
+            ),
+            (ApiError::PreconditionFailed, 412, true, None),
+            (ApiError::PayloadTooLarge { limit: 1 }, 413, true, None),
+            (ApiError::UnsupportedMediaType("t".into()), 415, true, None),
+            (ApiError::invalid_field("name", "n"), 422, false, None),
+            (ApiError::TemplateNotFound { id }, 422, true, None),
+            (
+                ApiError::MissingMergeVariables {
+                    missing: vec!["city".into()],
+                },
+                422,
+                true,
+                None,
+            ),
+            (ApiError::internal("a bug"), 500, true, None),
+            (
+                ApiError::from(sqlx::Error::PoolTimedOut),
+                503,
+                false,
+                Some(1),
+            ),
+            (ApiError::InvalidIdempotencyKey("k".into()), 400, true, None),
+            (ApiError::IdempotencyKeyRequired, 400, true, None),
+            (ApiError::IdempotencyKeyReused, 422, true, None),
+            (ApiError::IdempotencyKeyInUse, 409, false, Some(1)),
+            (
+                ApiError::RateLimited { retry_after: 7 },
+                429,
+                false,
+                Some(7),
+            ),
+            (ApiError::ResourceBusy, 409, false, Some(1)),
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_problem_type_answers_with_its_status_stored_ness_and_retry_after() {
+        let errors = every_kind_of_error();
+        for kind in ProblemType::ALL {
+            assert!(
+                errors
+                    .iter()
+                    .any(|(error, ..)| error.problem_type() == *kind),
+                "{kind:?} has no sample"
+            );
+        }
+        for (error, status, stored, retry_after) in errors {
+            let case = format!("{error:?}");
+            assert_eq!(error.status().as_u16(), status, "{case}");
+            assert_eq!(error.is_stored(), stored, "{case}");
+            assert_eq!(error.retry_after(), retry_after, "{case}");
+            let problem = serde_json::to_vec(&error.to_problem()).unwrap();
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), status, "{case}");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+            assert_eq!(
+                response.extensions().get::<NotStored>().is_none(),
+                stored,
+                "{case}"
+            );
+            assert_eq!(
+                response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .map(|value| value.to_str().unwrap().parse::<u32>().unwrap()),
+                retry_after,
+                "{case}"
+            );
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(body, problem, "{case}");
+        }
+    }
+
     #[test]
     fn a_lost_commit_acknowledgement_is_an_unknown_outcome() {
         let lost =
