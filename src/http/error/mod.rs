@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-pub use problem_type::{Problem, ProblemType};
+pub use problem_type::{Problem, ProblemType, Retry};
 
 use crate::domain::{
     template::RenderError,
@@ -170,40 +170,16 @@ impl ApiError {
     }
 
     /// Whether an idempotency key stores this failure as the outcome of its request, to replay it for every retry.
-    ///
-    /// A passing failure is not stored: the database out of reach, out of resources or past a statement timeout,
-    /// the key or a row held too long by another request, a deadlock or serialization conflict the database broke
-    /// by rolling this request back, or the account's rate limit used up. Everything the request did rolled back, so a retry with the same key may run
-    /// it. Nor is an unknown outcome: the request may still commit, and its key then stores that outcome.
-    ///
-    /// Nor is `validation-failed`, wherever it is found: before the endpoint runs, or inside it as a violated CHECK
-    /// constraint (at UTC midnight, say, when a send date passed the service's check and fails the database's).
-    /// It judges the request's content, and a key that stored it could never serve the corrected request, whose
-    /// fingerprint differs. The 422s that depend on other objects (`template-not-found`,
-    /// `missing-merge-variables`) are outcomes of the endpoint, and stored.
     pub fn is_stored(&self) -> bool {
-        !matches!(
-            self,
-            Self::DatabaseUnavailable(_)
-                | Self::IdempotencyKeyInUse
-                | Self::ResourceBusy
-                | Self::OutcomeUnknown(_)
-                | Self::Validation(_)
-                | Self::RateLimited { .. }
-        )
+        self.problem_type().is_stored()
     }
 
-    /// The seconds a client should wait before it sends the same request again, for a failure that waiting gets
-    /// past: the `Retry-After` header (RFC 9110, section 10.2.3).
+    /// The seconds a client should wait before it sends the same request again: the `Retry-After` header.
     pub fn retry_after(&self) -> Option<u32> {
-        match self {
-            Self::DatabaseUnavailable(_)
-            | Self::IdempotencyKeyInUse
-            | Self::ResourceBusy
-            | Self::OutcomeUnknown(_) => Some(1),
-
-            Self::RateLimited { retry_after } => Some(*retry_after),
-            _ => None,
+        match (self.problem_type().retry(), self) {
+            (Retry::After(seconds), _) => Some(seconds),
+            (Retry::Given, Self::RateLimited { retry_after }) => Some(*retry_after),
+            (Retry::Given | Retry::Never, _) => None,
         }
     }
 
