@@ -1,6 +1,11 @@
 //! The one mapping of database errors to problems (by SQLSTATE, then by violated constraint), and of a failed COMMIT.
 
 use super::ApiError;
+use crate::domain::{
+    metadata::{MAX_METADATA_KEY_LENGTH, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH},
+    template::{MAX_NAME_LENGTH, content_size_rule},
+    validation::length_rule,
+};
 
 impl ApiError {
     /// A failed COMMIT. When the connection failed, the database may have committed before the acknowledgement
@@ -36,10 +41,8 @@ impl From<sqlx::Error> for ApiError {
             Some(Passing::Busy) => return Self::ResourceBusy,
             None => {}
         }
-        if let Some(&(_, field, message)) = crate::db::violated_constraint(&error)
-            .and_then(|name| CHECKS.iter().find(|(constraint, ..)| *constraint == name))
-        {
-            return Self::invalid_field(field, message);
+        if let Some((field, rule)) = crate::db::violated_constraint(&error).and_then(checked_rule) {
+            return Self::invalid_field(field, rule);
         }
         Self::Internal(Box::new(error))
     }
@@ -90,55 +93,36 @@ fn is_unreachable(error: &sqlx::Error) -> bool {
     )
 }
 
-/// The CHECK constraints of `migrations/`, each with the field and rule it backs: the database is the last line of
-/// validation, and a violation is the client's 422 like the handler's own check.
-const CHECKS: &[(&str, &str, &str)] = &[
-    (
-        "template_versions_name_length",
-        "name",
-        "must be 1 to 200 characters",
-    ),
-    (
-        "template_versions_format_known",
-        "format",
-        "is not a known format",
-    ),
-    (
-        "template_versions_content_size",
-        "content",
-        "must be 1 to 524288 bytes",
-    ),
-    (
-        "templates_metadata_is_metadata",
-        "metadata",
-        "must have at most 20 keys of 1 to 40 characters with string values of at most 500 characters",
-    ),
-    (
-        "orders_metadata_is_metadata",
-        "metadata",
-        "must have at most 20 keys of 1 to 40 characters with string values of at most 500 characters",
-    ),
-    (
-        "orders_recipient_is_address",
-        "recipient",
-        "is not a valid address",
-    ),
-    (
-        "orders_sender_is_address",
-        "sender",
-        "is not a valid address",
-    ),
-    (
-        "orders_merge_variables_is_string_map",
-        "merge_variables",
-        "must map names to strings",
-    ),
-    (
-        "orders_send_date_not_before_creation",
-        "send_date",
-        "must not be in the past",
-    ),
-];
+/// The field and rule that a CHECK constraint of `migrations/` backs: the database is the last line of validation,
+/// and a violation is the client's 422 like the handler's own check, in the domain's words.
+fn checked_rule(constraint: &str) -> Option<(&'static str, String)> {
+    let (field, rule) = match constraint {
+        "template_versions_name_length" => ("name", length_rule(MAX_NAME_LENGTH)),
+        "template_versions_format_known" => ("format", "is not a known format".to_owned()),
+        "template_versions_content_size" => ("content", content_size_rule()),
+        "templates_metadata_is_metadata" | "orders_metadata_is_metadata" => {
+            ("metadata", metadata_rule())
+        }
+        "orders_recipient_is_address" => ("recipient", "is not a valid address".to_owned()),
+        "orders_sender_is_address" => ("sender", "is not a valid address".to_owned()),
+        "orders_merge_variables_is_string_map" => {
+            ("merge_variables", "must map names to strings".to_owned())
+        }
+        "orders_send_date_not_before_creation" => {
+            ("send_date", "must not be in the past".to_owned())
+        }
+        _ => return None,
+    };
+    Some((field, rule))
+}
+
+/// The whole metadata rule in one sentence, since a CHECK cannot say which of its parts failed.
+fn metadata_rule() -> String {
+    format!(
+        "must have at most {MAX_METADATA_KEYS} keys of 1 to {MAX_METADATA_KEY_LENGTH} characters with string \
+         values of at most {MAX_METADATA_VALUE_LENGTH} characters"
+    )
+}
 
 #[cfg(test)]
 mod tests {
@@ -163,6 +147,27 @@ mod tests {
         assert_eq!(passing_failure("23505"), None);
         // undefined_table is a bug, not a passing condition.
         assert_eq!(passing_failure("42P01"), None);
+    }
+
+    #[test]
+    fn check_constraints_answer_in_the_words_clients_have_always_seen() {
+        let rule = |constraint| checked_rule(constraint).unwrap();
+        assert_eq!(
+            rule("template_versions_name_length"),
+            ("name", "must be 1 to 200 characters".to_owned())
+        );
+        assert_eq!(
+            rule("template_versions_content_size"),
+            ("content", "must be 1 to 524288 bytes".to_owned())
+        );
+        let metadata = (
+            "metadata",
+            "must have at most 20 keys of 1 to 40 characters with string values of at most 500 characters"
+                .to_owned(),
+        );
+        assert_eq!(rule("templates_metadata_is_metadata"), metadata);
+        assert_eq!(rule("orders_metadata_is_metadata"), metadata);
+        assert_eq!(checked_rule("orders_pkey"), None);
     }
 
     #[test]
