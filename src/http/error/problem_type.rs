@@ -4,7 +4,8 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::validation::FieldError;
+use super::ApiError;
+use crate::domain::validation::{FieldError, length_rule};
 
 /// Declares the problem types, one row each, and everything derived from the rows: the enum, `ALL`, and the
 /// accessors of each column.
@@ -295,13 +296,9 @@ impl ProblemType {
 
 /// An RFC 9457 problem document, the body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({
-    "type": "/problems/validation-failed",
-    "title": "Validation failed",
-    "status": 422,
-    "detail": "The request has 1 invalid field.",
-    "errors": [{"field": "recipient.postal_code", "message": "must be 1 to 20 characters"}]
-}))]
+#[schema(example = json!(
+    ApiError::invalid_field("recipient.postal_code", length_rule(20)).to_problem()
+))]
 pub struct Problem {
     /// A URI reference that names the kind of problem; `GET` it for a description.
     #[serde(rename = "type")]
