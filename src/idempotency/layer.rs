@@ -40,9 +40,15 @@ use crate::{
     state::AppState,
 };
 
-/// Every request under `/v1` passes here; POST and PATCH with a key run exactly once, the rest run as they are.
+/// Whether a request of this method runs exactly once when it carries a key: POST and PATCH, the writes that are
+/// not idempotent by themselves (DELETE is).
+pub fn is_keyed(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PATCH)
+}
+
+/// Every request under `/v1` passes here; a keyed method with a key runs exactly once, the rest run as they are.
 pub async fn exactly_once(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !matches!(*request.method(), Method::POST | Method::PATCH) {
+    if !is_keyed(request.method()) {
         return tx::commit_on_success(request, next).await;
     }
     let key = match IdempotencyKey::from_headers(request.headers()) {
