@@ -4,7 +4,7 @@
 
 use axum::http::Method;
 use utoipa::{
-    Modify, OpenApi, ToSchema,
+    Modify, OpenApi,
     openapi::{
         self, Content, Ref, RefOr, Required, Schema,
         header::HeaderBuilder,
@@ -16,12 +16,9 @@ use utoipa::{
 };
 
 use super::problems;
-use crate::domain::{
-    order::Order,
-    template::{Template, TemplateVersion},
-};
 use crate::{
     domain::validation::FieldError,
+    http::conditional::tagged_schemas,
     http::error::Problem,
     idempotency::{key::MAX_LENGTH, layer::is_keyed},
 };
@@ -308,10 +305,12 @@ const IF_MATCH_DESCRIPTION: &str = "Apply the request only if the object's curre
 const IF_NONE_MATCH_DESCRIPTION: &str = "Answer 304 without a body when the object's current `ETag` is one of \
     these (weak comparison; `*` for any).";
 
-/// Whether the answer's body is one object of a kind that has an entity tag (see `api::conditional::Tagged`).
+/// Whether the answer's body is one object of a kind that has an entity tag: one that [`tagged_schemas`] lists.
 fn carries_tagged_object(response: &openapi::Response) -> bool {
-    let tagged = [Template::name(), TemplateVersion::name(), Order::name()]
-        .map(|name| format!("#/components/schemas/{name}"));
+    let tagged: Vec<_> = tagged_schemas()
+        .into_iter()
+        .map(|name| format!("#/components/schemas/{name}"))
+        .collect();
     response.content.values().any(|content| {
         matches!(
             content,
