@@ -51,7 +51,7 @@ use crate::{
 /// account's rate limit, a write with query parameters is rejected ([`extract::reject_query_on_writes`]), then, once
 /// its body has arrived, runs to completion in a task of its own through the exactly-once layer, which runs keyed
 /// POST and PATCH once and gives every request its transaction. A handler that panics answers 500 like any failing
-/// handler ([`answer_panics`]), so the layers around it see an ordinary response: its transaction rolls back and a
+/// handler (`answer_panics`), so the layers around it see an ordinary response: its transaction rolls back and a
 /// key stores the 500.
 pub fn router(state: &AppState) -> (Router<AppState>, OpenApi) {
     // An order batch takes its settings in the query string (a CSV body has no room for them); no other write does.

@@ -352,7 +352,7 @@ const TRANSPORT_ANSWERS: [(&str, &str); 4] = [
     ("431", "RequestHeaderFieldsTooLarge"),
 ];
 
-/// Adds the answers of [`TRANSPORT_ANSWERS`] to every operation, and the two that are not problem documents to the
+/// Adds the answers of `TRANSPORT_ANSWERS` to every operation, and the two that are not problem documents to the
 /// reusable responses.
 pub fn document_transport_answers(openapi: &mut openapi::OpenApi) {
     let components = openapi.components.get_or_insert_with(Default::default);

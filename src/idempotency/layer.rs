@@ -2,7 +2,8 @@
 //!
 //! For a request with `Idempotency-Key`:
 //! 1. The key (400), the body (400, 413, 415) and its fingerprint are read; nothing is stored for a rejection.
-//! 2. Requests with the same key wait for each other in this server ([`KeyLocks`]; 409 after the wait timeout).
+//! 2. Requests with the same key wait for each other in this server ([`KeyLocks`](super::locks::KeyLocks); 409
+//!    after the wait timeout).
 //! 3. The key row is read in the transaction the endpoint will write in. A live row answers at once: its response
 //!    again, or 422 when the fingerprint differs.
 //! 4. Otherwise the endpoint runs in that transaction, and a success is stored with its key row in it too: both
