@@ -184,7 +184,7 @@ impl ApiError {
     }
 
     /// The answer to a request that outlived the request timeout after it started to run: it runs on to
-    /// completion (`api::detached`), so whether it is applied is not known yet.
+    /// completion (`http::detached`), so whether it is applied is not known yet.
     pub fn still_running(seconds: u64) -> Self {
         Self::OutcomeUnknown(format!(
             "The request did not finish within {seconds} seconds and is still running; it may or may not be \
