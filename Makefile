@@ -62,9 +62,10 @@ test-citus: ## The API suite and the three-instance chaos test against the Citus
 	  cargo test --locked --test api -- --include-ignored
 	DATABASE_URL=$(CITUS_DATABASE_URL) ORDER_INTAKE_TEST_CITUS=1 cargo test --locked --test chaos instances::
 
-lint: layers ## Formatting, clippy and the direction of use, as CI checks them
+lint: layers ## Formatting, clippy, warning-free docs and the direction of use, as CI checks them
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
 
 layers: ## The one direction of use: domain <- db <- idempotency <- api (README, Layout)
 	@.ci/layers

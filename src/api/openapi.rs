@@ -2,8 +2,9 @@
 //! every POST and PATCH under `/v1` shares, and the rate limit every `/v1` operation shares; the routes add their
 //! own paths.
 
+use axum::http::Method;
 use utoipa::{
-    Modify, OpenApi, ToSchema,
+    Modify, OpenApi,
     openapi::{
         self, Content, Ref, RefOr, Required, Schema,
         header::HeaderBuilder,
@@ -15,11 +16,12 @@ use utoipa::{
 };
 
 use super::problems;
-use crate::domain::{
-    order::Order,
-    template::{Template, TemplateVersion},
+use crate::{
+    domain::validation::FieldError,
+    http::conditional::tagged_schemas,
+    http::error::Problem,
+    idempotency::{key::MAX_LENGTH, layer::is_keyed},
 };
-use crate::{domain::validation::FieldError, http::error::Problem, idempotency::key::MAX_LENGTH};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -110,18 +112,17 @@ const MAX_HEADER_LENGTH: usize = 2 + 2 * MAX_LENGTH;
 const REPLAYED_DESCRIPTION: &str =
     "`true` when this is the stored answer of an earlier request with the same Idempotency-Key.";
 
-/// Adds the `Idempotency-Key` header and the answers it brings to every POST and PATCH under `/v1`, which all
-/// pass through the exactly-once layer.
+/// Adds the `Idempotency-Key` header and the answers it brings to every operation under `/v1` whose method the
+/// exactly-once layer keys, which every `/v1` request passes through.
 pub fn document_idempotency(openapi: &mut openapi::OpenApi) {
     for (path, item) in openapi.paths.paths.iter_mut() {
         if !path.starts_with("/v1/") {
             continue;
         }
-        for operation in [item.post.as_mut(), item.patch.as_mut()]
-            .into_iter()
-            .flatten()
-        {
-            document_key(operation);
+        for (method, operation) in operations(item) {
+            if is_keyed(&method) {
+                document_key(operation);
+            }
         }
     }
 }
@@ -188,7 +189,7 @@ fn document_key(operation: &mut Operation) {
 pub fn document_closed_request_objects(openapi: &mut openapi::OpenApi) {
     let mut pending = Vec::new();
     for item in openapi.paths.paths.values_mut() {
-        for operation in operations(item) {
+        for (_, operation) in operations(item) {
             if let Some(RefOr::T(body)) = &operation.request_body {
                 for content in body.content.values() {
                     if let RefOr::T(Content {
@@ -253,7 +254,7 @@ pub fn document_conditional_requests(openapi: &mut openapi::OpenApi) {
             .as_ref()
             .and_then(|get| get.responses.responses.get("200"))
             .is_some_and(|response| matches!(response, RefOr::T(r) if carries_tagged_object(r)));
-        for operation in operations(item) {
+        for (_, operation) in operations(item) {
             for status in ["200", "201"] {
                 if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status)
                     && carries_tagged_object(response)
@@ -304,10 +305,12 @@ const IF_MATCH_DESCRIPTION: &str = "Apply the request only if the object's curre
 const IF_NONE_MATCH_DESCRIPTION: &str = "Answer 304 without a body when the object's current `ETag` is one of \
     these (weak comparison; `*` for any).";
 
-/// Whether the answer's body is one object of a kind that has an entity tag (see `api::conditional::Tagged`).
+/// Whether the answer's body is one object of a kind that has an entity tag: one that [`tagged_schemas`] lists.
 fn carries_tagged_object(response: &openapi::Response) -> bool {
-    let tagged = [Template::name(), TemplateVersion::name(), Order::name()]
-        .map(|name| format!("#/components/schemas/{name}"));
+    let tagged: Vec<_> = tagged_schemas()
+        .into_iter()
+        .map(|name| format!("#/components/schemas/{name}"))
+        .collect();
     response.content.values().any(|content| {
         matches!(
             content,
@@ -349,7 +352,7 @@ const TRANSPORT_ANSWERS: [(&str, &str); 4] = [
     ("431", "RequestHeaderFieldsTooLarge"),
 ];
 
-/// Adds the answers of [`TRANSPORT_ANSWERS`] to every operation, and the two that are not problem documents to the
+/// Adds the answers of `TRANSPORT_ANSWERS` to every operation, and the two that are not problem documents to the
 /// reusable responses.
 pub fn document_transport_answers(openapi: &mut openapi::OpenApi) {
     let components = openapi.components.get_or_insert_with(Default::default);
@@ -377,7 +380,7 @@ pub fn document_transport_answers(openapi: &mut openapi::OpenApi) {
         ),
     );
     for item in openapi.paths.paths.values_mut() {
-        for operation in operations(item) {
+        for (_, operation) in operations(item) {
             for (status, component) in TRANSPORT_ANSWERS {
                 operation
                     .responses
@@ -395,7 +398,7 @@ fn add_to_every_v1_operation(openapi: &mut openapi::OpenApi, status: &str, respo
         if !path.starts_with("/v1/") {
             continue;
         }
-        for operation in operations(item) {
+        for (_, operation) in operations(item) {
             operation
                 .responses
                 .responses
@@ -405,22 +408,28 @@ fn add_to_every_v1_operation(openapi: &mut openapi::OpenApi, status: &str, respo
     }
 }
 
-fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+/// Every operation of a path, with its method.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (Method, &mut Operation)> {
     [
-        item.get.as_mut(),
-        item.put.as_mut(),
-        item.post.as_mut(),
-        item.delete.as_mut(),
-        item.options.as_mut(),
-        item.head.as_mut(),
-        item.patch.as_mut(),
-        item.trace.as_mut(),
-        item.query.as_mut(),
+        (Some(Method::GET), item.get.as_mut()),
+        (Some(Method::PUT), item.put.as_mut()),
+        (Some(Method::POST), item.post.as_mut()),
+        (Some(Method::DELETE), item.delete.as_mut()),
+        (Some(Method::OPTIONS), item.options.as_mut()),
+        (Some(Method::HEAD), item.head.as_mut()),
+        (Some(Method::PATCH), item.patch.as_mut()),
+        (Some(Method::TRACE), item.trace.as_mut()),
+        (Method::from_bytes(b"QUERY").ok(), item.query.as_mut()),
     ]
     .into_iter()
-    .flatten()
-    .chain(item.additional_operations.values_mut())
+    .chain(
+        item.additional_operations
+            .iter_mut()
+            .map(|(name, operation)| (Method::from_bytes(name.as_bytes()).ok(), Some(operation))),
+    )
+    .filter_map(|(method, operation)| method.zip(operation))
 }
+
 /// Adds the 429 of the per-account rate limit to every operation under `/v1`, which all pass through it (when the
 /// server has a rate limit set: `RATE_LIMIT_REQUESTS_PER_SECOND`).
 pub fn document_rate_limits(openapi: &mut openapi::OpenApi) {

@@ -267,7 +267,7 @@ fn percent_encode(text: &str, out: &mut String) {
 
 /// The rows of a CSV file (RFC 4180: a header row, quoted fields, CRLF or LF line ends, an optional UTF-8 BOM).
 ///
-/// Each record becomes an order body: a column per member (see [`member_path`]), an empty cell is a member left
+/// Each record becomes an order body: a column per member (see `member_path`), an empty cell is a member left
 /// out, and a row without `template_id` gets `template_id`, the batch's. Unknown or repeated columns and more than
 /// `max_rows` records refuse the whole file; a record that cannot be read (another number of fields, bytes that
 /// are not UTF-8) fails alone.

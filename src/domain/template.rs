@@ -13,6 +13,8 @@ use super::{
     validation::{FieldError, ValidationError, text},
 };
 
+/// The longest template name, in characters.
+pub const MAX_NAME_LENGTH: usize = 200;
 /// The largest template content, in bytes.
 pub const MAX_CONTENT_BYTES: usize = 512 * 1024;
 /// The longest merge field name, in characters.
@@ -163,9 +165,14 @@ impl TemplateChanges {
     }
 }
 
-/// A template name: 1 to 200 characters.
+/// A template name: 1 to [`MAX_NAME_LENGTH`] characters.
 pub fn parse_name(name: String) -> Result<String, String> {
-    text(name, 200)
+    text(name, MAX_NAME_LENGTH)
+}
+
+/// What content of the wrong size is told: the one wording, which the database's CHECK constraint answers with too.
+pub fn content_size_rule() -> String {
+    format!("must be 1 to {MAX_CONTENT_BYTES} bytes")
 }
 
 /// Template content with the merge fields it uses.
@@ -179,7 +186,7 @@ impl TemplateContent {
     /// 1 byte to 512 KiB, with well-formed placeholders.
     pub fn parse(html: String) -> Result<Self, String> {
         if html.is_empty() || html.len() > MAX_CONTENT_BYTES {
-            return Err(format!("must be 1 to {MAX_CONTENT_BYTES} bytes"));
+            return Err(content_size_rule());
         }
         if html.contains('\0') {
             return Err("must not contain NUL characters (U+0000)".to_owned());

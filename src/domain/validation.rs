@@ -190,6 +190,11 @@ impl Validator {
     }
 }
 
+/// What a text of the wrong length is told: the one wording, which the database's CHECK constraints answer with too.
+pub fn length_rule(max: usize) -> String {
+    format!("must be 1 to {max} characters")
+}
+
 /// A line of printable text of 1 to `max` characters, not blank, without control characters (Unicode Cc) or
 /// format characters (Unicode Cf).
 ///
@@ -199,7 +204,7 @@ impl Validator {
 pub fn text(value: String, max: usize) -> Result<String, String> {
     let length = value.chars().count();
     if length == 0 || length > max {
-        return Err(format!("must be 1 to {max} characters"));
+        return Err(length_rule(max));
     }
     if value.trim().is_empty() {
         return Err("must not be blank".to_owned());

@@ -1,7 +1,7 @@
 //! Conditional requests (RFC 9110, section 13): the strong entity tag of an object, `If-Match` on PATCH and DELETE,
 //! and `If-None-Match` on GET.
 
-use std::convert::Infallible;
+use std::{borrow::Cow, convert::Infallible};
 
 use axum::{
     Json,
@@ -10,6 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::{
     domain::{
@@ -38,31 +39,46 @@ impl EntityTag {
     }
 }
 
-/// An object that carries an entity tag.
-pub trait Tagged {
+/// An object that carries an entity tag; only `tagged!` implements it, which lists the type's schema too.
+pub trait Tagged: sealed::Declared {
     fn entity_tag(&self) -> EntityTag;
 }
 
-impl Tagged for Template {
+mod sealed {
+    /// Implemented by `tagged!` alone, so that no type is tagged without its schema in [`super::tagged_schemas`].
+    pub trait Declared {}
+}
+
+/// Implements [`Tagged`] for each type, its tag the named version field, and lists the types' schemas in
+/// `tagged_schemas`: one declaration, so that the OpenAPI document gives every tagged answer its `ETag`.
+macro_rules! tagged {
+    ($($(#[$doc:meta])* $type:ty => $version:ident),* $(,)?) => {
+        $(
+            impl sealed::Declared for $type {}
+
+            impl Tagged for $type {
+                $(#[$doc])*
+                fn entity_tag(&self) -> EntityTag {
+                    EntityTag(self.$version)
+                }
+            }
+        )*
+
+        /// The schema names of the tagged types, whose answers carry an `ETag`.
+        pub fn tagged_schemas() -> Vec<Cow<'static, str>> {
+            vec![$(<$type as ToSchema>::name()),*]
+        }
+    };
+}
+
+tagged! {
     /// A template's tag is its row version, which every change counts up: a new version, and a change of metadata
     /// alone, which keeps `version`.
-    fn entity_tag(&self) -> EntityTag {
-        EntityTag(self.row_version)
-    }
-}
-
-impl Tagged for TemplateVersion {
+    Template => row_version,
     /// A version is written once and never changed, so its number names one body for good.
-    fn entity_tag(&self) -> EntityTag {
-        EntityTag(self.version)
-    }
-}
-
-impl Tagged for Order {
+    TemplateVersion => version,
     /// An order's tag is its row version, which every change of the order counts up.
-    fn entity_tag(&self) -> EntityTag {
-        EntityTag(self.row_version)
-    }
+    Order => row_version,
 }
 
 /// One member of an `If-Match` or `If-None-Match` list (RFC 9110, section 8.8.3).

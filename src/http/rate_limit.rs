@@ -46,7 +46,7 @@ const PRUNE_EVERY: u64 = 10_000;
 
 /// One token bucket per account, kept in this server's memory: an account that spreads its requests over `n`
 /// servers may send up to `n` times the rate. Memory holds one small entry per account whose bucket is not full;
-/// the others are dropped every [`PRUNE_EVERY`] requests.
+/// the others are dropped every `PRUNE_EVERY` requests.
 pub struct RateLimits {
     limiter: Limiter,
     /// Checks so far, to prune every [`PRUNE_EVERY`].

@@ -2,7 +2,8 @@
 //!
 //! For a request with `Idempotency-Key`:
 //! 1. The key (400), the body (400, 413, 415) and its fingerprint are read; nothing is stored for a rejection.
-//! 2. Requests with the same key wait for each other in this server ([`KeyLocks`]; 409 after the wait timeout).
+//! 2. Requests with the same key wait for each other in this server ([`KeyLocks`](super::locks::KeyLocks); 409
+//!    after the wait timeout).
 //! 3. The key row is read in the transaction the endpoint will write in. A live row answers at once: its response
 //!    again, or 422 when the fingerprint differs.
 //! 4. Otherwise the endpoint runs in that transaction, and a success is stored with its key row in it too: both
@@ -40,9 +41,15 @@ use crate::{
     state::AppState,
 };
 
-/// Every request under `/v1` passes here; POST and PATCH with a key run exactly once, the rest run as they are.
+/// Whether a request of this method runs exactly once when it carries a key: POST and PATCH, the writes that are
+/// not idempotent by themselves (DELETE is).
+pub fn is_keyed(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PATCH)
+}
+
+/// Every request under `/v1` passes here; a keyed method with a key runs exactly once, the rest run as they are.
 pub async fn exactly_once(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !matches!(*request.method(), Method::POST | Method::PATCH) {
+    if !is_keyed(request.method()) {
         return tx::commit_on_success(request, next).await;
     }
     let key = match IdempotencyKey::from_headers(request.headers()) {

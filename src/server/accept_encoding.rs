@@ -15,7 +15,7 @@ use axum::{
 /// The codings the compression layer can produce, `identity` included.
 const CODINGS: [&str; 4] = ["gzip", "br", "zstd", "identity"];
 
-/// Removes `Accept-Encoding` from a request when it leaves no coding of [`CODINGS`] acceptable.
+/// Removes `Accept-Encoding` from a request when it leaves no coding of `CODINGS` acceptable.
 pub async fn disregard_unsatisfiable(mut request: Request) -> Request {
     if !any_coding_acceptable(request.headers()) {
         request.headers_mut().remove(header::ACCEPT_ENCODING);
@@ -23,7 +23,7 @@ pub async fn disregard_unsatisfiable(mut request: Request) -> Request {
     request
 }
 
-/// Whether some coding of [`CODINGS`] has a weight above zero. Without the field every coding is acceptable; an
+/// Whether some coding of `CODINGS` has a weight above zero. Without the field every coding is acceptable; an
 /// unlisted coding takes the weight of `*`, or, without `*`, is unacceptable, except `identity`, which is
 /// acceptable unless listed with weight 0.
 pub fn any_coding_acceptable(headers: &HeaderMap) -> bool {

@@ -1,6 +1,6 @@
 //! Every layer a request passes, outermost first, in one place.
 //!
-//! Around every route ([`app`]), then, once a `/v1` route matched, around its handler ([`v1_request_path`]).
+//! Around every route ([`app`]), then, once a `/v1` route matched, around its handler (`v1_request_path`).
 //! ServiceBuilder reads outermost first, so each list below is the order a request meets the layers.
 //!
 //! The layers talk to each other through extensions:
@@ -8,8 +8,8 @@
 //! | extension | written by | read by |
 //! |---|---|---|
 //! | `x-request-id` header | `request_id::drop_unfit`, `SetRequestIdLayer` | the request span, `PropagateRequestIdLayer` |
-//! | [`MatchedPath`] | the router | the request span, [`record_request`], the exactly-once layer's fingerprint |
-//! | [`RunStarted`] | [`problem_for_layer_errors`] (unmarked) | `detached::run_to_completion` marks it; [`problem_for_layer_errors`] reads it |
+//! | [`MatchedPath`] | the router | the request span, `record_request`, the exactly-once layer's fingerprint |
+//! | [`RunStarted`] | `problem_for_layer_errors` (unmarked) | `detached::run_to_completion` marks it; `problem_for_layer_errors` reads it |
 //! | [`BodyLimit`] | the batch routes' `Extension` | `body::read_body` |
 //! | [`Account`] | `auth::require_account` | `rate_limit::limit_account`, the exactly-once layer, handlers |
 //! | [`JsonBody`] | the exactly-once layer (the body it parsed for the fingerprint) | the body extractors |

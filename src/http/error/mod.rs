@@ -1,11 +1,14 @@
 //! ApiError: every way a request can fail, and the RFC 9457 `application/problem+json` response it becomes.
 
+mod database;
+mod problem_type;
+
 use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
-use utoipa::ToSchema;
+
+pub use problem_type::{Problem, ProblemType, Retry};
 
 use crate::domain::{
     template::RenderError,
@@ -14,242 +17,6 @@ use crate::domain::{
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// Declares the problem types, one row each, and everything derived from the rows: the enum, `ALL`, and the
-/// accessors of each column.
-macro_rules! problem_types {
-    ($(
-        $variant:ident {
-            slug: $slug:literal,
-            status: $status:ident,
-            title: $title:literal,
-            description: $description:literal $(,)?
-        }
-    ),* $(,)?) => {
-        /// The kinds of problem the API reports; each has a stable `type` URI under `/problems/`.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum ProblemType {
-            $($variant),*
-        }
-
-        impl ProblemType {
-            /// Every problem type, for the documentation.
-            pub const ALL: &'static [ProblemType] = &[$(Self::$variant),*];
-
-            /// The last segment of the `type` URI.
-            pub fn slug(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $slug),*
-                }
-            }
-
-            /// The HTTP status of every problem of this type.
-            pub fn status(self) -> StatusCode {
-                match self {
-                    $(Self::$variant => StatusCode::$status),*
-                }
-            }
-
-            /// A short summary, the same for every occurrence (RFC 9457, section 3.1.3).
-            pub fn title(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $title),*
-                }
-            }
-
-            /// What the problem means and what a client should do about it, served at its `type` URI.
-            pub fn description(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $description),*
-                }
-            }
-        }
-    };
-}
-
-problem_types! {
-    MalformedJson {
-        slug: "malformed-json",
-        status: BAD_REQUEST,
-        title: "Malformed JSON",
-        description: "The request body is not valid JSON (or is empty). Fix the syntax and send it again.",
-    },
-    DuplicateMemberName {
-        slug: "duplicate-member-name",
-        status: BAD_REQUEST,
-        title: "Duplicate member name",
-        description: "An object in the request body names the same member twice. JSON parsers disagree on which of the values counts (RFC 8259, section 4; I-JSON, RFC 7493, forbids it), so the request is refused rather than guessed at. Send each member once.",
-    },
-    UnreadableBody {
-        slug: "unreadable-body",
-        status: BAD_REQUEST,
-        title: "Unreadable body",
-        description: "The request body could not be read to its end (the connection broke or the body was malformed). Send it again.",
-    },
-    Unauthorized {
-        slug: "unauthorized",
-        status: UNAUTHORIZED,
-        title: "Unauthorized",
-        description: "The Authorization header is missing or does not carry a valid API key. Send `Authorization: Bearer <api_key>`.",
-    },
-    NotFound {
-        slug: "not-found",
-        status: NOT_FOUND,
-        title: "Not found",
-        description: "There is no such resource in your account, or no such route. Objects of other accounts are reported as not found.",
-    },
-    MethodNotAllowed {
-        slug: "method-not-allowed",
-        status: METHOD_NOT_ALLOWED,
-        title: "Method not allowed",
-        description: "The route exists but does not accept this HTTP method.",
-    },
-    RequestTimeout {
-        slug: "request-timeout",
-        status: REQUEST_TIMEOUT,
-        title: "Request timeout",
-        description: "The request was not received within the server's request timeout (its body came too slowly). It never ran; send it again.",
-    },
-    OutcomeUnknown {
-        slug: "outcome-unknown",
-        status: GATEWAY_TIMEOUT,
-        title: "Outcome unknown",
-        description: "The server could not learn the outcome of the request in time: it outlived the request timeout and goes on running to completion, or the database's acknowledgement of its commit was lost. It may or may not have been applied. Retry after `Retry-After` seconds with the same Idempotency-Key to get its outcome; a request without a key may have been applied, so sending it again blindly may apply it twice (for example, create a second order).",
-    },
-    TemplateInUse {
-        slug: "template-in-use",
-        status: CONFLICT,
-        title: "Template in use",
-        description: "The template cannot be deleted because orders refer to one of its versions. Orders keep the template version they print for their whole life.",
-    },
-    OrderNotModifiable {
-        slug: "order-not-modifiable",
-        status: CONFLICT,
-        title: "Order can no longer be changed",
-        description: "The order has left the `received` status (it is being processed, was sent or was cancelled), so it cannot be changed.",
-    },
-    PreconditionFailed {
-        slug: "precondition-failed",
-        status: PRECONDITION_FAILED,
-        title: "Precondition failed",
-        description: "The object changed since you read it: `If-Match` names none of its current `ETag`s (or `If-None-Match` names it). Nothing was written. GET the object for its current state and `ETag`, and send the change again based on it (with a new Idempotency-Key, since this answer is stored for the key you sent).",
-    },
-    PayloadTooLarge {
-        slug: "payload-too-large",
-        status: PAYLOAD_TOO_LARGE,
-        title: "Payload too large",
-        description: "The request body is larger than the server accepts.",
-    },
-    UnsupportedMediaType {
-        slug: "unsupported-media-type",
-        status: UNSUPPORTED_MEDIA_TYPE,
-        title: "Unsupported media type",
-        description: "A request with a body must send it as JSON, with `Content-Type: application/json` and no parameter but an optional `charset=utf-8`. Other types, `application/merge-patch+json` and other `+json` types included, and other charsets are not supported.",
-    },
-    ValidationFailed {
-        slug: "validation-failed",
-        status: UNPROCESSABLE_ENTITY,
-        title: "Validation failed",
-        description: "The body or query is well-formed JSON but breaks the rules of the API: `errors` lists each field and what is wrong with it. Nothing was written.",
-    },
-    TemplateNotFound {
-        slug: "template-not-found",
-        status: UNPROCESSABLE_ENTITY,
-        title: "Template not found",
-        description: "The order names a template that does not exist in your account. Create the template first or fix `template_id`.",
-    },
-    MissingMergeVariables {
-        slug: "missing-merge-variables",
-        status: UNPROCESSABLE_ENTITY,
-        title: "Missing merge variables",
-        description: "The template version the order prints (or the preview renders) has merge fields that `merge_variables` does not supply: `errors` lists each of them.",
-    },
-    InternalError {
-        slug: "internal-error",
-        status: INTERNAL_SERVER_ERROR,
-        title: "Internal server error",
-        description: "The server failed to handle the request (a bug). Its transaction rolled back, so nothing was written. When the request carried an Idempotency-Key, this answer is stored and replayed for that key.",
-    },
-    ServiceUnavailable {
-        slug: "service-unavailable",
-        status: SERVICE_UNAVAILABLE,
-        title: "Service unavailable",
-        description: "The database cannot serve the request right now: it is out of reach, shutting down, out of resources, or a statement ran past its timeout. The request's transaction rolled back, so nothing was written; retry after `Retry-After` seconds, with the same Idempotency-Key if you sent one.",
-    },
-    InvalidIdempotencyKey {
-        slug: "invalid-idempotency-key",
-        status: BAD_REQUEST,
-        title: "Invalid idempotency key",
-        description: "The Idempotency-Key header must be sent once, with 1 to 255 printable ASCII characters (a double-quoted value is read as an RFC 8941 string). Nothing was stored.",
-    },
-    IdempotencyKeyRequired {
-        slug: "idempotency-key-required",
-        status: BAD_REQUEST,
-        title: "Idempotency key required",
-        description: "This server requires an Idempotency-Key header on every POST and PATCH.",
-    },
-    IdempotencyKeyReused {
-        slug: "idempotency-key-reused",
-        status: UNPROCESSABLE_ENTITY,
-        title: "Idempotency key reused",
-        description: "The Idempotency-Key was first used for a different request (another method, route, id or body) and is still retained (24 hours by default). Nothing ran; use a new key for a new request.",
-    },
-    IdempotencyKeyInUse {
-        slug: "idempotency-key-in-use",
-        status: CONFLICT,
-        title: "Idempotency key in use",
-        description: "Another request with the same Idempotency-Key is still running. Nothing ran; retry after `Retry-After` seconds with the same key to get its answer.",
-    },
-    RateLimited {
-        slug: "rate-limited",
-        status: TOO_MANY_REQUESTS,
-        title: "Too many requests",
-        description: "Your account sent more requests than its rate limit allows (`RateLimit-Policy`: `q` requests at once, refilled over `w` seconds). Nothing ran and nothing was stored, not even under an Idempotency-Key; retry after `Retry-After` seconds, with the same key if you sent one. Other accounts are not affected.",
-    },
-    ResourceBusy {
-        slug: "resource-busy",
-        status: CONFLICT,
-        title: "Resource busy",
-        description: "Another request held the object for longer than the server waits, or the database broke a deadlock or a serialization conflict with another request by rolling this one back. Nothing was written; retry after `Retry-After` seconds.",
-    },
-}
-
-impl ProblemType {
-    /// The `type` member of a problem of this kind: a reference resolved against the API's own origin.
-    pub fn uri(self) -> String {
-        format!("/problems/{}", self.slug())
-    }
-
-    /// The problem type whose slug this is.
-    pub fn from_slug(slug: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|p| p.slug() == slug)
-    }
-}
-
-/// An RFC 9457 problem document, the body of every error response.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({
-    "type": "/problems/validation-failed",
-    "title": "Validation failed",
-    "status": 422,
-    "detail": "The request has 1 invalid field.",
-    "errors": [{"field": "recipient.postal_code", "message": "must be 1 to 20 characters"}]
-}))]
-pub struct Problem {
-    /// A URI reference that names the kind of problem; `GET` it for a description.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// A short summary of the kind of problem, the same for every occurrence.
-    pub title: String,
-    /// The HTTP status code.
-    #[schema(minimum = 100, maximum = 599)]
-    pub status: u16,
-    /// What went wrong with this request.
-    pub detail: String,
-    /// Each invalid field, by its dotted path in the request, for validation problems.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
-}
 
 /// Marks the response to a request that was rejected before its endpoint ran (a bad body, query or id): it is no
 /// outcome of the endpoint, so an idempotency key does not store it, and the corrected request may use the same key.
@@ -403,68 +170,27 @@ impl ApiError {
     }
 
     /// Whether an idempotency key stores this failure as the outcome of its request, to replay it for every retry.
-    ///
-    /// A passing failure is not stored: the database out of reach, out of resources or past a statement timeout,
-    /// the key or a row held too long by another request, a deadlock or serialization conflict the database broke
-    /// by rolling this request back, or the account's rate limit used up. Everything the request did rolled back, so a retry with the same key may run
-    /// it. Nor is an unknown outcome: the request may still commit, and its key then stores that outcome.
-    ///
-    /// Nor is `validation-failed`, wherever it is found: before the endpoint runs, or inside it as a violated CHECK
-    /// constraint (at UTC midnight, say, when a send date passed the service's check and fails the database's).
-    /// It judges the request's content, and a key that stored it could never serve the corrected request, whose
-    /// fingerprint differs. The 422s that depend on other objects (`template-not-found`,
-    /// `missing-merge-variables`) are outcomes of the endpoint, and stored.
     pub fn is_stored(&self) -> bool {
-        !matches!(
-            self,
-            Self::DatabaseUnavailable(_)
-                | Self::IdempotencyKeyInUse
-                | Self::ResourceBusy
-                | Self::OutcomeUnknown(_)
-                | Self::Validation(_)
-                | Self::RateLimited { .. }
-        )
+        self.problem_type().is_stored()
     }
 
-    /// The seconds a client should wait before it sends the same request again, for a failure that waiting gets
-    /// past: the `Retry-After` header (RFC 9110, section 10.2.3).
+    /// The seconds a client should wait before it sends the same request again: the `Retry-After` header.
     pub fn retry_after(&self) -> Option<u32> {
-        match self {
-            Self::DatabaseUnavailable(_)
-            | Self::IdempotencyKeyInUse
-            | Self::ResourceBusy
-            | Self::OutcomeUnknown(_) => Some(1),
-
-            Self::RateLimited { retry_after } => Some(*retry_after),
-            _ => None,
+        match (self.problem_type().retry(), self) {
+            (Retry::After(seconds), _) => Some(seconds),
+            (Retry::Given, Self::RateLimited { retry_after }) => Some(*retry_after),
+            (Retry::Given | Retry::Never, _) => None,
         }
     }
 
     /// The answer to a request that outlived the request timeout after it started to run: it runs on to
-    /// completion (`api::detached`), so whether it is applied is not known yet.
+    /// completion (`http::detached`), so whether it is applied is not known yet.
     pub fn still_running(seconds: u64) -> Self {
         Self::OutcomeUnknown(format!(
             "The request did not finish within {seconds} seconds and is still running; it may or may not be \
              applied. Retry with the same Idempotency-Key to learn its outcome; without a key, a blind retry may \
              apply it twice."
         ))
-    }
-
-    /// A failed COMMIT. When the connection failed, the database may have committed before the acknowledgement
-    /// was lost, so the outcome is unknown; any other failure of a COMMIT rolled the transaction back.
-    pub fn from_commit(error: sqlx::Error) -> Self {
-        match Self::from(error) {
-            Self::DatabaseUnavailable(source) => {
-                tracing::warn!(error = %source, "the commit's acknowledgement was lost");
-                Self::OutcomeUnknown(
-                    "The connection to the database failed while the request committed; it may or may not be \
-                     applied. Retry with the same Idempotency-Key to learn its outcome; without a key, a blind \
-                     retry may apply it twice."
-                        .to_owned(),
-                )
-            }
-            error => error,
-        }
     }
 
     fn field_errors(&self) -> Vec<FieldError> {
@@ -518,125 +244,6 @@ impl From<RenderError> for ApiError {
     }
 }
 
-/// The one place where database errors become problems: by SQLSTATE, then by the name of a violated constraint.
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
-        if is_unreachable(&error) {
-            return Self::DatabaseUnavailable(error);
-        }
-        let Some(db) = error.as_database_error() else {
-            return Self::Internal(Box::new(error));
-        };
-        let passing = db.code().as_deref().and_then(passing_failure);
-        match passing {
-            Some(Passing::Unavailable) => return Self::DatabaseUnavailable(error),
-            Some(Passing::Busy) => return Self::ResourceBusy,
-            None => {}
-        }
-        if let Some(&(_, field, message)) = crate::db::violated_constraint(&error)
-            .and_then(|name| CHECKS.iter().find(|(constraint, ..)| *constraint == name))
-        {
-            return Self::invalid_field(field, message);
-        }
-        Self::Internal(Box::new(error))
-    }
-}
-
-/// A database failure after which nothing was written and the same request may simply be sent again: the
-/// database rolled the request's transaction back for a reason of the moment, not for what the request asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Passing {
-    /// The database cannot serve the request now (503).
-    Unavailable,
-    /// Another request held a row too long, or a conflict with one was broken by rolling this one back (409).
-    Busy,
-}
-
-/// The passing failure a SQLSTATE (PostgreSQL, Appendix A) stands for; `None` for a failure that is the request's
-/// outcome.
-fn passing_failure(code: &str) -> Option<Passing> {
-    match code {
-        // Class 08: connection exception.
-        _ if code.starts_with("08") => Some(Passing::Unavailable),
-        // Class 53, insufficient resources: disk full, out of memory, too many connections.
-        _ if code.starts_with("53") => Some(Passing::Unavailable),
-        // query_canceled: `statement_timeout` (ours, or one an operator set on the database or role) or a cancel
-        // request; admin_shutdown, crash_shutdown, cannot_connect_now; idle_session_timeout.
-        "57014" | "57P01" | "57P02" | "57P03" | "57P05" => Some(Passing::Unavailable),
-        // idle_in_transaction_session_timeout ended the session; its transaction rolled back.
-        "25P03" => Some(Passing::Unavailable),
-        // io_error: the server could not read or write a file.
-        "58030" => Some(Passing::Unavailable),
-        // Class 40, transaction rollback: serialization_failure, deadlock_detected and the like.
-        _ if code.starts_with("40") => Some(Passing::Busy),
-        // lock_not_available: `lock_timeout` ran out.
-        "55P03" => Some(Passing::Busy),
-        _ => None,
-    }
-}
-
-/// True when the database could not be reached at all, before any statement ran.
-fn is_unreachable(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed
-    )
-}
-
-/// The CHECK constraints of `migrations/`, each with the field and rule it backs: the database is the last line of
-/// validation, and a violation is the client's 422 like the handler's own check.
-const CHECKS: &[(&str, &str, &str)] = &[
-    (
-        "template_versions_name_length",
-        "name",
-        "must be 1 to 200 characters",
-    ),
-    (
-        "template_versions_format_known",
-        "format",
-        "is not a known format",
-    ),
-    (
-        "template_versions_content_size",
-        "content",
-        "must be 1 to 524288 bytes",
-    ),
-    (
-        "templates_metadata_is_metadata",
-        "metadata",
-        "must have at most 20 keys of 1 to 40 characters with string values of at most 500 characters",
-    ),
-    (
-        "orders_metadata_is_metadata",
-        "metadata",
-        "must have at most 20 keys of 1 to 40 characters with string values of at most 500 characters",
-    ),
-    (
-        "orders_recipient_is_address",
-        "recipient",
-        "is not a valid address",
-    ),
-    (
-        "orders_sender_is_address",
-        "sender",
-        "is not a valid address",
-    ),
-    (
-        "orders_merge_variables_is_string_map",
-        "merge_variables",
-        "must map names to strings",
-    ),
-    (
-        "orders_send_date_not_before_creation",
-        "send_date",
-        "must not be in the past",
-    ),
-];
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -679,24 +286,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlstates_of_passing_failures() {
-        assert_eq!(passing_failure("08006"), Some(Passing::Unavailable));
-        assert_eq!(passing_failure("57P01"), Some(Passing::Unavailable));
-        assert_eq!(passing_failure("55P03"), Some(Passing::Busy));
-        assert_eq!(passing_failure("40001"), Some(Passing::Busy));
-        assert_eq!(passing_failure("40P01"), Some(Passing::Busy));
-        assert_eq!(passing_failure("57014"), Some(Passing::Unavailable));
-        assert_eq!(passing_failure("53100"), Some(Passing::Unavailable));
-        assert_eq!(passing_failure("53300"), Some(Passing::Unavailable));
-        assert_eq!(passing_failure("25P03"), Some(Passing::Unavailable));
-        // check_violation and unique_violation are outcomes of the request.
-        assert_eq!(passing_failure("23514"), None);
-        assert_eq!(passing_failure("23505"), None);
-        // undefined_table is a bug, not a passing condition.
-        assert_eq!(passing_failure("42P01"), None);
-    }
-
-    #[test]
     fn passing_failures_are_not_stored() {
         let unavailable = ApiError::from(sqlx::Error::PoolTimedOut);
         assert!(!unavailable.is_stored());
@@ -707,13 +296,127 @@ mod tests {
         assert_eq!(bug.retry_after(), None);
     }
 
-    #[test]
-    fn a_lost_commit_acknowledgement_is_an_unknown_outcome() {
-        let lost =
-            ApiError::from_commit(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()));
-        assert_eq!(lost.problem_type(), ProblemType::OutcomeUnknown);
-        assert_eq!(lost.status(), StatusCode::GATEWAY_TIMEOUT);
-        assert!(!lost.is_stored());
-        assert_eq!(lost.retry_after(), Some(1));
+    /// One error of every problem type, with its status, whether its key stores it, and its `Retry-After`.
+    fn every_kind_of_error() -> Vec<(ApiError, u16, bool, Option<u32>)> {
+        let id = uuid::Uuid::nil();
+        vec![
+            (ApiError::MalformedJson("m".into()), 400, true, None),
+            (ApiError::DuplicateMemberName("d".into()), 400, true, None),
+            (ApiError::UnreadableBody("u".into()), 400, true, None),
+            (
+                ApiError::Unauthorized(Credentials::Missing),
+                401,
+                true,
+                None,
+            ),
+            (
+                ApiError::Unauthorized(Credentials::Invalid),
+                401,
+                true,
+                None,
+            ),
+            (
+                ApiError::NotFound {
+                    resource: "order",
+                    id: "x".into(),
+                },
+                404,
+                true,
+                None,
+            ),
+            (ApiError::IdempotencyKeyNotFound, 404, true, None),
+            (ApiError::RouteNotFound("/x".into()), 404, true, None),
+            (
+                ApiError::MethodNotAllowed {
+                    method: "PUT".into(),
+                },
+                405,
+                true,
+                None,
+            ),
+            (ApiError::RequestTimeout { seconds: 30 }, 408, true, None),
+            (ApiError::still_running(30), 504, false, Some(1)),
+            (ApiError::TemplateInUse { id, orders: 1 }, 409, true, None),
+            (
+                ApiError::OrderNotModifiable {
+                    id,
+                    status: "sent".into(),
+                },
+                409,
+                true,
+                None,
+            ),
+            (ApiError::PreconditionFailed, 412, true, None),
+            (ApiError::PayloadTooLarge { limit: 1 }, 413, true, None),
+            (ApiError::UnsupportedMediaType("t".into()), 415, true, None),
+            (ApiError::invalid_field("name", "n"), 422, false, None),
+            (ApiError::TemplateNotFound { id }, 422, true, None),
+            (
+                ApiError::MissingMergeVariables {
+                    missing: vec!["city".into()],
+                },
+                422,
+                true,
+                None,
+            ),
+            (ApiError::internal("a bug"), 500, true, None),
+            (
+                ApiError::from(sqlx::Error::PoolTimedOut),
+                503,
+                false,
+                Some(1),
+            ),
+            (ApiError::InvalidIdempotencyKey("k".into()), 400, true, None),
+            (ApiError::IdempotencyKeyRequired, 400, true, None),
+            (ApiError::IdempotencyKeyReused, 422, true, None),
+            (ApiError::IdempotencyKeyInUse, 409, false, Some(1)),
+            (
+                ApiError::RateLimited { retry_after: 7 },
+                429,
+                false,
+                Some(7),
+            ),
+            (ApiError::ResourceBusy, 409, false, Some(1)),
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_problem_type_answers_with_its_status_stored_ness_and_retry_after() {
+        let errors = every_kind_of_error();
+        for kind in ProblemType::ALL {
+            assert!(
+                errors
+                    .iter()
+                    .any(|(error, ..)| error.problem_type() == *kind),
+                "{kind:?} has no sample"
+            );
+        }
+        for (error, status, stored, retry_after) in errors {
+            let case = format!("{error:?}");
+            assert_eq!(error.status().as_u16(), status, "{case}");
+            assert_eq!(error.is_stored(), stored, "{case}");
+            assert_eq!(error.retry_after(), retry_after, "{case}");
+            let problem = serde_json::to_vec(&error.to_problem()).unwrap();
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), status, "{case}");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+            assert_eq!(
+                response.extensions().get::<NotStored>().is_none(),
+                stored,
+                "{case}"
+            );
+            assert_eq!(
+                response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .map(|value| value.to_str().unwrap().parse::<u32>().unwrap()),
+                retry_after,
+                "{case}"
+            );
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(body, problem, "{case}");
+        }
     }
 }
