@@ -21,7 +21,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    Created, List, ListQuery, OrderBatchList, RowResultList, orders::CreateOrder, problems,
+    list::{List, ListQuery, OrderBatchList, RowResultList},
+    orders::CreateOrder,
+    problems,
 };
 use crate::{
     db::{self, orders::NewOrderRow, template_versions::VersionForOrder},
@@ -35,6 +37,7 @@ use crate::{
     http::body::{JsonBody, is_csv, read_body, sends_json},
     http::error::{ApiError, Rejection},
     http::extract::{PathId, Resource, ValidQuery, Validate, deserialize},
+    http::response::Created,
     idempotency::{
         batch::{KeyedRow, RowEndpoint, RowOutcome, run_chunk},
         fingerprint::Fingerprint,

@@ -5,16 +5,22 @@ use axum::{
     extract::State,
     response::{Html, IntoResponse, Response},
 };
-use serde::Deserialize;
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, MapAccess, Visitor},
+};
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{Created, List, ListOrdersQuery, OrderList, problems};
+use super::{
+    list::{List, ListQuery, OrderList},
+    problems,
+};
 use crate::{
-    db,
+    db::{self, orders::OrderFilter},
     domain::{
         address::AddressInput,
         id::parse_id,
@@ -32,6 +38,7 @@ use crate::{
     http::conditional::{Current, Preconditions, Tagged},
     http::error::ApiError,
     http::extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
+    http::response::Created,
     idempotency::tx::Tx,
     state::AppState,
 };
@@ -208,6 +215,102 @@ impl Validate for UpdateOrder {
                 send_date: send_date?,
                 metadata: metadata?,
             })
+        })?)
+    }
+}
+
+/// Which page of orders to return, optionally of one status only, or with some metadata.
+///
+/// Deserialized by hand: the metadata filter is a family of parameters, `metadata[key]=value` (OpenAPI's
+/// `deepObject` style), and any other unknown parameter is rejected like an unknown body member.
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListOrdersQuery {
+    /// How many orders to return, 1 to 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 20)]
+    limit: Option<String>,
+    /// The `id` of the last order of the previous page; the page starts after it.
+    #[param(value_type = Option<Uuid>)]
+    starting_after: Option<String>,
+    /// Only orders with this status.
+    #[param(value_type = Option<OrderStatus>)]
+    status: Option<String>,
+    /// Documented in the operation, as a `deepObject` of the `Metadata` schema: `IntoParams` drops a
+    /// parameter's style when it takes its schema from elsewhere.
+    #[param(ignore)]
+    metadata: Metadata,
+}
+
+const LIST_ORDERS_PARAMETERS: &[&str] = &["limit", "starting_after", "status", "metadata[<key>]"];
+
+impl<'de> Deserialize<'de> for ListOrdersQuery {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Parameters;
+
+        impl<'de> Visitor<'de> for Parameters {
+            type Value = ListOrdersQuery;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("query parameters")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut query = ListOrdersQuery::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    let value: String = map.next_value()?;
+                    match name.as_str() {
+                        "limit" => query.limit = Some(value),
+                        "starting_after" => query.starting_after = Some(value),
+                        "status" => query.status = Some(value),
+                        _ => match metadata_key(&name) {
+                            Some(key) => {
+                                query.metadata.insert(key.to_owned(), value);
+                            }
+                            None => {
+                                return Err(de::Error::unknown_field(
+                                    &name,
+                                    LIST_ORDERS_PARAMETERS,
+                                ));
+                            }
+                        },
+                    }
+                }
+                Ok(query)
+            }
+        }
+
+        deserializer.deserialize_map(Parameters)
+    }
+}
+
+/// The key of a `metadata[key]` parameter.
+fn metadata_key(name: &str) -> Option<&str> {
+    name.strip_prefix("metadata[")?.strip_suffix(']')
+}
+
+impl Validate for ListOrdersQuery {
+    type Valid = (OrderFilter, db::PageRequest);
+
+    fn validate(self) -> Result<Self::Valid, ApiError> {
+        let mut v = Validator::new();
+        let page = ListQuery {
+            limit: self.limit,
+            starting_after: self.starting_after,
+        }
+        .validate_in(&mut v);
+        let status = v.check(
+            "status",
+            self.status.as_deref().map(OrderStatus::parse).transpose(),
+        );
+        let metadata = parse_metadata(&mut v, self.metadata);
+        Ok(v.finish(|| {
+            Some((
+                OrderFilter {
+                    status: status?,
+                    metadata: metadata?,
+                },
+                page?,
+            ))
         })?)
     }
 }

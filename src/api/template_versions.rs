@@ -9,16 +9,17 @@ use axum::{
 };
 use serde::Deserialize;
 use sqlx::PgPool;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    List, ListVersionsQuery, TemplateVersionList, parse_version, problems,
+    list::{List, TemplateVersionList, parse_limit},
+    problems,
     templates::not_found as template_not_found,
 };
 use crate::{
-    db,
+    db::{self, template_versions::VersionPageRequest},
     domain::{
         id::parse_id,
         member::{Member, UnknownMembers},
@@ -234,6 +235,49 @@ pub async fn render(
         );
     };
     Ok(Html(version.render(&preview.merge_variables)?))
+}
+
+/// Which page of a template's versions to return.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListVersionsQuery {
+    /// How many versions to return, 1 to 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 20)]
+    limit: Option<String>,
+    /// The `version` of the last version of the previous page; the page starts after it (with older versions).
+    #[param(value_type = Option<i32>, minimum = 1)]
+    starting_after: Option<String>,
+}
+
+impl Validate for ListVersionsQuery {
+    type Valid = VersionPageRequest;
+
+    fn validate(self) -> Result<VersionPageRequest, ApiError> {
+        let mut v = Validator::new();
+        let limit = v.check("limit", parse_limit(self.limit.as_deref()));
+        let starting_after = v.check(
+            "starting_after",
+            self.starting_after
+                .as_deref()
+                .map(parse_version)
+                .transpose(),
+        );
+        Ok(v.finish(|| {
+            Some(VersionPageRequest {
+                limit: limit?,
+                starting_after: starting_after?,
+            })
+        })?)
+    }
+}
+
+/// A template version in a query or path: a whole number from 1.
+pub fn parse_version(version: &str) -> Result<i32, String> {
+    match version.parse::<i32>() {
+        Ok(version) if version >= 1 => Ok(version),
+        _ => Err("must be a template version: a whole number from 1".to_owned()),
+    }
 }
 
 fn version_not_found(template_id: &str, version: &str) -> ApiError {

@@ -11,7 +11,10 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{Created, List, ListQuery, TemplateList, problems};
+use super::{
+    list::{List, ListQuery, TemplateList},
+    problems,
+};
 use crate::{
     db::{self, templates::Deletion},
     domain::{
@@ -27,6 +30,7 @@ use crate::{
     http::conditional::{Current, Preconditions, Tagged},
     http::error::ApiError,
     http::extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
+    http::response::Created,
     idempotency::tx::Tx,
     state::AppState,
 };

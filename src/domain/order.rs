@@ -30,6 +30,25 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Every status, in the order of an order's life.
+    pub const ALL: [Self; 4] = [
+        Self::Received,
+        Self::Processing,
+        Self::Sent,
+        Self::Cancelled,
+    ];
+
+    /// A status as a query names it.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.into_iter().map(Self::as_str).collect();
+                format!("must be one of {}", names.join(", "))
+            })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Received => "received",
@@ -248,6 +267,18 @@ mod iso_date {
 mod tests {
     use super::*;
     use time::macros::date;
+
+    #[test]
+    fn statuses_are_named_as_they_serialize() {
+        for status in OrderStatus::ALL {
+            assert_eq!(serde_json::json!(status), status.as_str());
+            assert_eq!(OrderStatus::parse(status.as_str()), Ok(status));
+        }
+        assert_eq!(
+            OrderStatus::parse("lost"),
+            Err("must be one of received, processing, sent, cancelled".to_owned())
+        );
+    }
 
     #[test]
     fn send_date_is_today_or_later() {
