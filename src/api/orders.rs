@@ -1,14 +1,10 @@
 //! `/v1/orders`: take, list, read, change and cancel orders.
 
 use axum::{
-    Json,
     extract::State,
     response::{Html, IntoResponse, Response},
 };
-use serde::{
-    Deserialize, Deserializer,
-    de::{self, MapAccess, Visitor},
-};
+use serde::Deserialize;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -16,7 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    list::{List, ListQuery, OrderList},
+    list::{Filter, List, ListQuery, OrderList},
     problems,
 };
 use crate::{
@@ -219,19 +215,12 @@ impl Validate for UpdateOrder {
     }
 }
 
-/// Which page of orders to return, optionally of one status only, or with some metadata.
+/// What a list of orders is filtered by: one status, some metadata.
 ///
-/// Deserialized by hand: the metadata filter is a family of parameters, `metadata[key]=value` (OpenAPI's
-/// `deepObject` style), and any other unknown parameter is rejected like an unknown body member.
+/// The metadata filter is a family of parameters, `metadata[key]=value` (OpenAPI's `deepObject` style).
 #[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListOrdersQuery {
-    /// How many orders to return, 1 to 100.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 20)]
-    limit: Option<String>,
-    /// The `id` of the last order of the previous page; the page starts after it.
-    #[param(value_type = Option<Uuid>)]
-    starting_after: Option<String>,
+pub struct OrderFilterQuery {
     /// Only orders with this status.
     #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
@@ -241,78 +230,38 @@ pub struct ListOrdersQuery {
     metadata: Metadata,
 }
 
-const LIST_ORDERS_PARAMETERS: &[&str] = &["limit", "starting_after", "status", "metadata[<key>]"];
+impl Filter for OrderFilterQuery {
+    type Valid = OrderFilter;
+    const PARAMETERS: &'static [&'static str] =
+        &["limit", "starting_after", "status", "metadata[<key>]"];
 
-impl<'de> Deserialize<'de> for ListOrdersQuery {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Parameters;
-
-        impl<'de> Visitor<'de> for Parameters {
-            type Value = ListOrdersQuery;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("query parameters")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut query = ListOrdersQuery::default();
-                while let Some(name) = map.next_key::<String>()? {
-                    let value: String = map.next_value()?;
-                    match name.as_str() {
-                        "limit" => query.limit = Some(value),
-                        "starting_after" => query.starting_after = Some(value),
-                        "status" => query.status = Some(value),
-                        _ => match metadata_key(&name) {
-                            Some(key) => {
-                                query.metadata.insert(key.to_owned(), value);
-                            }
-                            None => {
-                                return Err(de::Error::unknown_field(
-                                    &name,
-                                    LIST_ORDERS_PARAMETERS,
-                                ));
-                            }
-                        },
-                    }
-                }
-                Ok(query)
-            }
+    fn take(&mut self, name: &str, value: String) -> bool {
+        if name == "status" {
+            self.status = Some(value);
+        } else if let Some(key) = metadata_key(name) {
+            self.metadata.insert(key.to_owned(), value);
+        } else {
+            return false;
         }
+        true
+    }
 
-        deserializer.deserialize_map(Parameters)
+    fn validate_in(self, v: &mut Validator) -> Option<OrderFilter> {
+        let status = v.check(
+            "status",
+            self.status.as_deref().map(OrderStatus::parse).transpose(),
+        );
+        let metadata = parse_metadata(v, self.metadata);
+        Some(OrderFilter {
+            status: status?,
+            metadata: metadata?,
+        })
     }
 }
 
 /// The key of a `metadata[key]` parameter.
 fn metadata_key(name: &str) -> Option<&str> {
     name.strip_prefix("metadata[")?.strip_suffix(']')
-}
-
-impl Validate for ListOrdersQuery {
-    type Valid = (OrderFilter, db::PageRequest);
-
-    fn validate(self) -> Result<Self::Valid, ApiError> {
-        let mut v = Validator::new();
-        let page = ListQuery {
-            limit: self.limit,
-            starting_after: self.starting_after,
-        }
-        .validate_in(&mut v);
-        let status = v.check(
-            "status",
-            self.status.as_deref().map(OrderStatus::parse).transpose(),
-        );
-        let metadata = parse_metadata(&mut v, self.metadata);
-        Ok(v.finish(|| {
-            Some((
-                OrderFilter {
-                    status: status?,
-                    metadata: metadata?,
-                },
-                page?,
-            ))
-        })?)
-    }
 }
 
 /// Create an order
@@ -380,7 +329,7 @@ pub async fn create(
     operation_id = "listOrders",
     tag = "orders",
     params(
-        ListOrdersQuery,
+        ListQuery<Order, OrderFilterQuery>,
         ("metadata" = Option<schemas::MetadataSchema>, Query, style = DeepObject, explode,
          description = "Only orders whose metadata has every one of these key/value pairs, as \
                         `metadata[customer_id]=4711`."),
@@ -397,10 +346,9 @@ pub async fn create(
 pub async fn list(
     State(pool): State<PgPool>,
     account: Account,
-    ValidQuery((filter, page)): ValidQuery<ListOrdersQuery>,
-) -> Result<Json<List<Order>>, ApiError> {
-    let page = db::orders::list(&pool, account.id, &filter, page).await?;
-    Ok(Json(page.into()))
+    ValidQuery(page): ValidQuery<ListQuery<Order, OrderFilterQuery>>,
+) -> Result<List<Order>, ApiError> {
+    Ok(db::orders::list(&pool, account.id, &page).await?.into())
 }
 
 /// Retrieve an order

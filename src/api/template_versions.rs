@@ -2,24 +2,23 @@
 //! written, and a preview of one filled with merge variables.
 
 use axum::{
-    Json,
     extract::{FromRequestParts, Path, State},
     http::request::Parts,
     response::{Html, IntoResponse, Response},
 };
 use serde::Deserialize;
 use sqlx::PgPool;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{ToSchema, openapi::Object};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    list::{List, TemplateVersionList, parse_limit},
+    list::{self, List, ListQuery, Listed, TemplateVersionList},
     problems,
     templates::not_found as template_not_found,
 };
 use crate::{
-    db::{self, template_versions::VersionPageRequest},
+    db,
     domain::{
         id::parse_id,
         member::{Member, UnknownMembers},
@@ -78,7 +77,7 @@ impl<S: Send + Sync> FromRequestParts<S> for VersionPath {
     path = "/v1/templates/{id}/versions",
     operation_id = "listTemplateVersions",
     tag = "templates",
-    params(("id" = Uuid, Path, description = "The template's id."), ListVersionsQuery),
+    params(("id" = Uuid, Path, description = "The template's id."), ListQuery<TemplateVersion>),
     responses(
         (status = 200, description = "A page of the template's versions.", body = TemplateVersionList),
         (status = 401, response = problems::Unauthorized),
@@ -93,14 +92,14 @@ pub async fn list(
     State(pool): State<PgPool>,
     account: Account,
     PathId(id, ..): PathId<Template>,
-    ValidQuery(page): ValidQuery<ListVersionsQuery>,
-) -> Result<Json<List<TemplateVersion>>, ApiError> {
-    let page = db::template_versions::list(&pool, account.id, id, page).await?;
+    ValidQuery(page): ValidQuery<ListQuery<TemplateVersion>>,
+) -> Result<List<TemplateVersion>, ApiError> {
+    let page = db::template_versions::list(&pool, account.id, id, &page).await?;
     // An empty page is the end of a template's versions, or a template that does not exist.
     if page.data.is_empty() && !db::templates::exists(&pool, account.id, id).await? {
         return Err(template_not_found(id));
     }
-    Ok(Json(page.into()))
+    Ok(page.into())
 }
 
 /// Retrieve a template version
@@ -237,38 +236,18 @@ pub async fn render(
     Ok(Html(version.render(&preview.merge_variables)?))
 }
 
-/// Which page of a template's versions to return.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListVersionsQuery {
-    /// How many versions to return, 1 to 100.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 20)]
-    limit: Option<String>,
-    /// The `version` of the last version of the previous page; the page starts after it (with older versions).
-    #[param(value_type = Option<i32>, minimum = 1)]
-    starting_after: Option<String>,
-}
+impl Listed for TemplateVersion {
+    type Key = i32;
+    const PLURAL: &'static str = "versions";
+    const STARTING_AFTER: &'static str = "The `version` of the last version of the previous page; the page starts \
+                                          after it (with older versions).";
 
-impl Validate for ListVersionsQuery {
-    type Valid = VersionPageRequest;
+    fn key_schema() -> Object {
+        list::number_schema(1)
+    }
 
-    fn validate(self) -> Result<VersionPageRequest, ApiError> {
-        let mut v = Validator::new();
-        let limit = v.check("limit", parse_limit(self.limit.as_deref()));
-        let starting_after = v.check(
-            "starting_after",
-            self.starting_after
-                .as_deref()
-                .map(parse_version)
-                .transpose(),
-        );
-        Ok(v.finish(|| {
-            Some(VersionPageRequest {
-                limit: limit?,
-                starting_after: starting_after?,
-            })
-        })?)
+    fn parse_key(key: &str) -> Result<i32, String> {
+        parse_version(key)
     }
 }
 
