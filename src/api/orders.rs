@@ -35,7 +35,7 @@ use crate::{
     http::error::ApiError,
     http::extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
     http::response::Created,
-    idempotency::tx::Tx,
+    idempotency::tx::{SingleStatement, Tx},
     state::AppState,
 };
 
@@ -290,20 +290,23 @@ fn metadata_key(name: &str) -> Option<&str> {
 )]
 pub async fn create(
     account: Account,
-    mut tx: Tx,
+    mut statements: SingleStatement,
     ValidJson(new): ValidJson<CreateOrder>,
 ) -> Result<Created<Order>, ApiError> {
-    let conn = tx.single_statement().await?;
-    let written = db::orders::insert_at_latest_version(conn, account.id, &new).await;
-    if let Some(order) = written.map_err(|error| tx.failed(error))? {
+    let written = statements
+        .write(async |conn| db::orders::insert_at_latest_version(conn, account.id, &new).await)
+        .await?;
+    if let Some(order) = written {
         return Ok(Created::at(order.location(), order));
     }
     // Nothing was written: say why, from the latest version as it is now.
     let template_not_found = || ApiError::TemplateNotFound {
         id: new.template_id,
     };
-    let conn = tx.single_statement().await?;
-    let version = db::template_versions::find_for_order(conn, account.id, new.template_id, None)
+    let version = statements
+        .read(async |conn| {
+            db::template_versions::find_for_order(conn, account.id, new.template_id, None).await
+        })
         .await?
         .ok_or_else(template_not_found)?;
     let missing = missing_merge_variables(&version.merge_fields, &new.merge_variables);
@@ -311,10 +314,9 @@ pub async fn create(
         return Err(ApiError::MissingMergeVariables { missing });
     }
     // A new version that these variables cover came in between the two statements: take the order against it.
-    let conn = tx.single_statement().await?;
-    let written = db::orders::insert(conn, account.id, version.version, &new).await;
-    let order = written
-        .map_err(|error| tx.failed(error))?
+    let order = statements
+        .write(async |conn| db::orders::insert(conn, account.id, version.version, &new).await)
+        .await?
         .ok_or_else(template_not_found)?;
     Ok(Created::at(order.location(), order))
 }
