@@ -148,6 +148,19 @@ pub struct OrderDetails {
     pub metadata: Metadata,
 }
 
+impl From<&Order> for OrderDetails {
+    fn from(order: &Order) -> Self {
+        Self {
+            template_version: order.template_version,
+            recipient: order.recipient.clone(),
+            sender: order.sender.clone(),
+            merge_variables: order.merge_variables.clone(),
+            send_date: order.send_date,
+            metadata: order.metadata.clone(),
+        }
+    }
+}
+
 impl OrderDetails {
     /// Whether the merge variables must be checked again: they or the version they fill changed.
     pub fn changes_merge_of(&self, current: &Order) -> bool {
@@ -173,12 +186,7 @@ impl OrderChanges {
             send_date: self.send_date.apply(current.send_date),
             metadata,
         };
-        let changed = next.template_version != current.template_version
-            || next.recipient != current.recipient
-            || next.sender != current.sender
-            || next.merge_variables != current.merge_variables
-            || next.send_date != current.send_date
-            || next.metadata != current.metadata;
+        let changed = next != OrderDetails::from(current);
         Ok(changed.then_some(next))
     }
 }
