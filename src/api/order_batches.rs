@@ -16,15 +16,17 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, ToSchema, openapi::Object};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    Created, List, ListQuery, OrderBatchList, RowResultList, orders::CreateOrder, problems,
+    list::{self, Filter, List, ListQuery, Listed, OrderBatchList, RowResultList},
+    orders::CreateOrder,
+    problems,
 };
 use crate::{
-    db::{self, orders::NewOrderRow, template_versions::VersionForOrder},
+    db::{self, PageRequest, orders::NewOrderRow, template_versions::VersionForOrder},
     domain::{
         batch::{BatchCounts, BatchRow, KeyFrom, OrderBatch, RowResult, json_rows, parse_csv},
         id::parse_id,
@@ -35,6 +37,7 @@ use crate::{
     http::body::{JsonBody, is_csv, read_body, sends_json},
     http::error::{ApiError, Rejection},
     http::extract::{PathId, Resource, ValidQuery, Validate, deserialize},
+    http::response::Created,
     idempotency::{
         batch::{KeyedRow, RowEndpoint, RowOutcome, run_chunk},
         fingerprint::Fingerprint,
@@ -760,7 +763,7 @@ fn location(id: Uuid) -> String {
     path = "/v1/order_batches",
     operation_id = "listOrderBatches",
     tag = "order_batches",
-    params(ListQuery),
+    params(ListQuery<OrderBatch>),
     responses(
         (status = 200, description = "A page of batches, without their rows.", body = OrderBatchList),
         (status = 401, response = problems::Unauthorized),
@@ -773,10 +776,11 @@ fn location(id: Uuid) -> String {
 pub async fn list(
     State(pool): State<PgPool>,
     account: Account,
-    ValidQuery(page): ValidQuery<ListQuery>,
-) -> Result<Json<List<OrderBatch>>, ApiError> {
-    let page = db::order_batches::list(&pool, account.id, page).await?;
-    Ok(Json(page.into()))
+    ValidQuery(page): ValidQuery<ListQuery<OrderBatch>>,
+) -> Result<List<OrderBatch>, ApiError> {
+    Ok(db::order_batches::list(&pool, account.id, &page)
+        .await?
+        .into())
 }
 
 /// Retrieve an order batch
@@ -805,59 +809,58 @@ pub async fn get(
     let batch = db::order_batches::find(&pool, account.id, id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let limit = i64::try_from(FIRST_PAGE).unwrap_or(i64::MAX);
-    let results = db::order_batches::rows(&pool, account.id, id, None, None, limit).await?;
+    let first_page = PageRequest {
+        limit: i64::try_from(FIRST_PAGE).unwrap_or(i64::MAX),
+        ..PageRequest::default()
+    };
+    let results = db::order_batches::rows(&pool, account.id, id, &first_page).await?;
     Ok(Json(OrderBatchWithResults {
         batch,
         results: results.into(),
     }))
 }
 
+impl Listed for RowResult {
+    type Key = i32;
+    const PLURAL: &'static str = "rows";
+    const STARTING_AFTER: &'static str =
+        "The `row` of the last result of the previous page; the page starts after it.";
+
+    fn key_schema() -> Object {
+        list::number_schema(0)
+    }
+
+    fn parse_key(key: &str) -> Result<i32, String> {
+        key.parse::<i32>()
+            .ok()
+            .filter(|row| *row >= 0)
+            .ok_or_else(|| "must be a row number".to_owned())
+    }
+}
+
 /// Which row results to return.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListRowsQuery {
-    /// How many rows to return, 1 to 100.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 20)]
-    limit: Option<String>,
-    /// The `row` of the last result of the previous page; the page starts after it.
-    #[param(value_type = Option<i32>, minimum = 0)]
-    starting_after: Option<String>,
+pub struct RowFilterQuery {
     /// Only rows with this status (e.g. 201, 422).
     #[param(value_type = Option<i32>, minimum = 100, maximum = 599)]
     status: Option<String>,
 }
 
-/// A page of row results, checked.
-pub struct RowsPage {
-    limit: i64,
-    starting_after: Option<i32>,
-    status: Option<u16>,
-}
+impl Filter for RowFilterQuery {
+    type Valid = Option<u16>;
+    const PARAMETERS: &'static [&'static str] = &["limit", "starting_after", "status"];
 
-impl Validate for ListRowsQuery {
-    type Valid = RowsPage;
-
-    fn validate(self) -> Result<RowsPage, ApiError> {
-        let mut v = Validator::new();
-        let page = ListQuery {
-            limit: self.limit,
-            starting_after: None,
+    fn take(&mut self, name: &str, value: String) -> bool {
+        let known = name == "status";
+        if known {
+            self.status = Some(value);
         }
-        .validate_in(&mut v);
-        let starting_after = v.check(
-            "starting_after",
-            self.starting_after
-                .map(|row| {
-                    row.parse::<i32>()
-                        .ok()
-                        .filter(|row| *row >= 0)
-                        .ok_or_else(|| "must be a row number".to_owned())
-                })
-                .transpose(),
-        );
-        let status = v.check(
+        known
+    }
+
+    fn validate_in(self, v: &mut Validator) -> Option<Option<u16>> {
+        v.check(
             "status",
             self.status
                 .map(|status| {
@@ -868,14 +871,7 @@ impl Validate for ListRowsQuery {
                         .ok_or_else(|| "must be an HTTP status code, 100 to 599".to_owned())
                 })
                 .transpose(),
-        );
-        Ok(v.finish(|| {
-            Some(RowsPage {
-                limit: page?.limit,
-                starting_after: starting_after?,
-                status: status?,
-            })
-        })?)
+        )
     }
 }
 
@@ -887,7 +883,7 @@ impl Validate for ListRowsQuery {
     path = "/v1/order_batches/{id}/rows",
     operation_id = "listOrderBatchRows",
     tag = "order_batches",
-    params(("id" = Uuid, Path, description = "The batch's id."), ListRowsQuery),
+    params(("id" = Uuid, Path, description = "The batch's id."), ListQuery<RowResult, RowFilterQuery>),
     responses(
         (status = 200, description = "A page of row results.", body = RowResultList),
         (status = 401, response = problems::Unauthorized),
@@ -902,24 +898,17 @@ pub async fn rows(
     State(pool): State<PgPool>,
     account: Account,
     PathId(id, ..): PathId<OrderBatch>,
-    ValidQuery(page): ValidQuery<ListRowsQuery>,
-) -> Result<Json<List<RowResult>>, ApiError> {
+    ValidQuery(page): ValidQuery<ListQuery<RowResult, RowFilterQuery>>,
+) -> Result<List<RowResult>, ApiError> {
     if db::order_batches::find(&pool, account.id, id)
         .await?
         .is_none()
     {
         return Err(not_found(id));
     }
-    let results = db::order_batches::rows(
-        &pool,
-        account.id,
-        id,
-        page.status,
-        page.starting_after,
-        page.limit,
-    )
-    .await?;
-    Ok(Json(results.into()))
+    Ok(db::order_batches::rows(&pool, account.id, id, &page)
+        .await?
+        .into())
 }
 
 fn not_found(id: Uuid) -> ApiError {

@@ -1,20 +1,22 @@
 //! `/v1/orders`: take, list, read, change and cancel orders.
 
 use axum::{
-    Json,
     extract::State,
     response::{Html, IntoResponse, Response},
 };
 use serde::Deserialize;
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{Created, List, ListOrdersQuery, OrderList, problems};
+use super::{
+    list::{Filter, List, ListQuery, OrderList},
+    problems,
+};
 use crate::{
-    db,
+    db::{self, orders::OrderFilter},
     domain::{
         address::AddressInput,
         id::parse_id,
@@ -32,7 +34,8 @@ use crate::{
     http::conditional::{Current, Preconditions, Tagged},
     http::error::ApiError,
     http::extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
-    idempotency::tx::Tx,
+    http::response::Created,
+    idempotency::tx::{SingleStatement, Tx},
     state::AppState,
 };
 
@@ -212,6 +215,55 @@ impl Validate for UpdateOrder {
     }
 }
 
+/// What a list of orders is filtered by: one status, some metadata.
+///
+/// The metadata filter is a family of parameters, `metadata[key]=value` (OpenAPI's `deepObject` style).
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrderFilterQuery {
+    /// Only orders with this status.
+    #[param(value_type = Option<OrderStatus>)]
+    status: Option<String>,
+    /// Documented in the operation, as a `deepObject` of the `Metadata` schema: `IntoParams` drops a
+    /// parameter's style when it takes its schema from elsewhere.
+    #[param(ignore)]
+    metadata: Metadata,
+}
+
+impl Filter for OrderFilterQuery {
+    type Valid = OrderFilter;
+    const PARAMETERS: &'static [&'static str] =
+        &["limit", "starting_after", "status", "metadata[<key>]"];
+
+    fn take(&mut self, name: &str, value: String) -> bool {
+        if name == "status" {
+            self.status = Some(value);
+        } else if let Some(key) = metadata_key(name) {
+            self.metadata.insert(key.to_owned(), value);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    fn validate_in(self, v: &mut Validator) -> Option<OrderFilter> {
+        let status = v.check(
+            "status",
+            self.status.as_deref().map(OrderStatus::parse).transpose(),
+        );
+        let metadata = parse_metadata(v, self.metadata);
+        Some(OrderFilter {
+            status: status?,
+            metadata: metadata?,
+        })
+    }
+}
+
+/// The key of a `metadata[key]` parameter.
+fn metadata_key(name: &str) -> Option<&str> {
+    name.strip_prefix("metadata[")?.strip_suffix(']')
+}
+
 /// Create an order
 ///
 /// The template must belong to your account and `merge_variables` must supply each of its `merge_fields`.
@@ -238,20 +290,23 @@ impl Validate for UpdateOrder {
 )]
 pub async fn create(
     account: Account,
-    mut tx: Tx,
+    mut statements: SingleStatement,
     ValidJson(new): ValidJson<CreateOrder>,
 ) -> Result<Created<Order>, ApiError> {
-    let conn = tx.single_statement().await?;
-    let written = db::orders::insert_at_latest_version(conn, account.id, &new).await;
-    if let Some(order) = written.map_err(|error| tx.failed(error))? {
+    let written = statements
+        .write(async |conn| db::orders::insert_at_latest_version(conn, account.id, &new).await)
+        .await?;
+    if let Some(order) = written {
         return Ok(Created::at(order.location(), order));
     }
     // Nothing was written: say why, from the latest version as it is now.
     let template_not_found = || ApiError::TemplateNotFound {
         id: new.template_id,
     };
-    let conn = tx.single_statement().await?;
-    let version = db::template_versions::find_for_order(conn, account.id, new.template_id, None)
+    let version = statements
+        .read(async |conn| {
+            db::template_versions::find_for_order(conn, account.id, new.template_id, None).await
+        })
         .await?
         .ok_or_else(template_not_found)?;
     let missing = missing_merge_variables(&version.merge_fields, &new.merge_variables);
@@ -259,10 +314,9 @@ pub async fn create(
         return Err(ApiError::MissingMergeVariables { missing });
     }
     // A new version that these variables cover came in between the two statements: take the order against it.
-    let conn = tx.single_statement().await?;
-    let written = db::orders::insert(conn, account.id, version.version, &new).await;
-    let order = written
-        .map_err(|error| tx.failed(error))?
+    let order = statements
+        .write(async |conn| db::orders::insert(conn, account.id, version.version, &new).await)
+        .await?
         .ok_or_else(template_not_found)?;
     Ok(Created::at(order.location(), order))
 }
@@ -277,7 +331,7 @@ pub async fn create(
     operation_id = "listOrders",
     tag = "orders",
     params(
-        ListOrdersQuery,
+        ListQuery<Order, OrderFilterQuery>,
         ("metadata" = Option<schemas::MetadataSchema>, Query, style = DeepObject, explode,
          description = "Only orders whose metadata has every one of these key/value pairs, as \
                         `metadata[customer_id]=4711`."),
@@ -294,10 +348,9 @@ pub async fn create(
 pub async fn list(
     State(pool): State<PgPool>,
     account: Account,
-    ValidQuery((filter, page)): ValidQuery<ListOrdersQuery>,
-) -> Result<Json<List<Order>>, ApiError> {
-    let page = db::orders::list(&pool, account.id, &filter, page).await?;
-    Ok(Json(page.into()))
+    ValidQuery(page): ValidQuery<ListQuery<Order, OrderFilterQuery>>,
+) -> Result<List<Order>, ApiError> {
+    Ok(db::orders::list(&pool, account.id, &page).await?.into())
 }
 
 /// Retrieve an order

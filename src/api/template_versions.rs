@@ -2,19 +2,19 @@
 //! written, and a preview of one filled with merge variables.
 
 use axum::{
-    Json,
     extract::{FromRequestParts, Path, State},
     http::request::Parts,
     response::{Html, IntoResponse, Response},
 };
 use serde::Deserialize;
 use sqlx::PgPool;
-use utoipa::ToSchema;
+use utoipa::{ToSchema, openapi::Object};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    List, ListVersionsQuery, TemplateVersionList, parse_version, problems,
+    list::{self, List, ListQuery, Listed, TemplateVersionList},
+    problems,
     templates::not_found as template_not_found,
 };
 use crate::{
@@ -77,7 +77,7 @@ impl<S: Send + Sync> FromRequestParts<S> for VersionPath {
     path = "/v1/templates/{id}/versions",
     operation_id = "listTemplateVersions",
     tag = "templates",
-    params(("id" = Uuid, Path, description = "The template's id."), ListVersionsQuery),
+    params(("id" = Uuid, Path, description = "The template's id."), ListQuery<TemplateVersion>),
     responses(
         (status = 200, description = "A page of the template's versions.", body = TemplateVersionList),
         (status = 401, response = problems::Unauthorized),
@@ -92,14 +92,14 @@ pub async fn list(
     State(pool): State<PgPool>,
     account: Account,
     PathId(id, ..): PathId<Template>,
-    ValidQuery(page): ValidQuery<ListVersionsQuery>,
-) -> Result<Json<List<TemplateVersion>>, ApiError> {
-    let page = db::template_versions::list(&pool, account.id, id, page).await?;
+    ValidQuery(page): ValidQuery<ListQuery<TemplateVersion>>,
+) -> Result<List<TemplateVersion>, ApiError> {
+    let page = db::template_versions::list(&pool, account.id, id, &page).await?;
     // An empty page is the end of a template's versions, or a template that does not exist.
     if page.data.is_empty() && !db::templates::exists(&pool, account.id, id).await? {
         return Err(template_not_found(id));
     }
-    Ok(Json(page.into()))
+    Ok(page.into())
 }
 
 /// Retrieve a template version
@@ -234,6 +234,29 @@ pub async fn render(
         );
     };
     Ok(Html(version.render(&preview.merge_variables)?))
+}
+
+impl Listed for TemplateVersion {
+    type Key = i32;
+    const PLURAL: &'static str = "versions";
+    const STARTING_AFTER: &'static str = "The `version` of the last version of the previous page; the page starts \
+                                          after it (with older versions).";
+
+    fn key_schema() -> Object {
+        list::number_schema(1)
+    }
+
+    fn parse_key(key: &str) -> Result<i32, String> {
+        parse_version(key)
+    }
+}
+
+/// A template version in a query or path: a whole number from 1.
+pub fn parse_version(version: &str) -> Result<i32, String> {
+    match version.parse::<i32>() {
+        Ok(version) if version >= 1 => Ok(version),
+        _ => Err("must be a template version: a whole number from 1".to_owned()),
+    }
 }
 
 fn version_not_found(template_id: &str, version: &str) -> ApiError {

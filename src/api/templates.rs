@@ -1,7 +1,6 @@
 //! `/v1/templates`: create, list, read, change and delete templates.
 
 use axum::{
-    Json,
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
@@ -10,8 +9,12 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
 
-use super::{Created, List, ListQuery, TemplateList, problems};
+use super::{
+    list::{List, ListQuery, TemplateList},
+    problems,
+};
 use crate::{
     db::{self, templates::Deletion},
     domain::{
@@ -27,6 +30,7 @@ use crate::{
     http::conditional::{Current, Preconditions, Tagged},
     http::error::ApiError,
     http::extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
+    http::response::Created,
     idempotency::tx::Tx,
     state::AppState,
 };
@@ -178,7 +182,7 @@ pub async fn create(
     path = "/v1/templates",
     operation_id = "listTemplates",
     tag = "templates",
-    params(ListQuery),
+    params(ListQuery<Template>),
     responses(
         (status = 200, description = "A page of templates.", body = TemplateList),
         (status = 401, response = problems::Unauthorized),
@@ -191,10 +195,9 @@ pub async fn create(
 pub async fn list(
     State(pool): State<PgPool>,
     account: Account,
-    ValidQuery(page): ValidQuery<ListQuery>,
-) -> Result<Json<List<Template>>, ApiError> {
-    let page = db::templates::list(&pool, account.id, page).await?;
-    Ok(Json(page.into()))
+    ValidQuery(page): ValidQuery<ListQuery<Template>>,
+) -> Result<List<Template>, ApiError> {
+    Ok(db::templates::list(&pool, account.id, &page).await?.into())
 }
 
 /// Retrieve a template
@@ -316,7 +319,7 @@ pub async fn delete(
     }
 }
 
-pub(super) fn not_found(id: uuid::Uuid) -> ApiError {
+pub(super) fn not_found(id: Uuid) -> ApiError {
     ApiError::NotFound {
         resource: Template::NAME,
         id: id.to_string(),

@@ -166,31 +166,41 @@ const BEGIN_WITH_LOCK_TIMEOUT_ON_EVERY_NODE: &str = "BEGIN; DO $$BEGIN \
     EXECUTE format('SET LOCAL lock_timeout = %L', current_setting('lock_timeout')); \
     END$$";
 
-/// One page of a list, newest first.
+/// One page of a list.
 #[derive(Debug)]
 pub struct Page<T> {
     pub data: Vec<T>,
     pub has_more: bool,
 }
 
-impl<T> Page<T> {
-    /// Splits `rows`, fetched with `limit + 1`, into a page of at most `limit`.
-    pub fn from_rows(mut rows: Vec<T>, limit: i64) -> Self {
-        let limit = usize::try_from(limit).unwrap_or(0);
+/// A list request: at most `limit` rows after the `starting_after` key (an id, a version, a row number), of those
+/// `filter` lets through.
+///
+/// A list's statement is one shape: `WHERE ... AND ($n::type IS NULL OR key < $n) ORDER BY key DESC LIMIT $m`
+/// (`>` and ascending for a list in file order), with `$m` bound to [`PageRequest::fetch`] and its rows passed to
+/// [`PageRequest::page`].
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest<K, F = ()> {
+    pub limit: i64,
+    pub starting_after: Option<K>,
+    pub filter: F,
+}
+
+impl<K, F> PageRequest<K, F> {
+    /// How many rows to fetch: one more than a page, which tells whether more follow.
+    pub fn fetch(&self) -> i64 {
+        self.limit + 1
+    }
+
+    /// The page of rows fetched with [`PageRequest::fetch`]: at most `limit` of them.
+    pub fn page<R: Into<T>, T>(&self, rows: Vec<R>) -> Page<T> {
+        let limit = usize::try_from(self.limit).unwrap_or(0);
         let has_more = rows.len() > limit;
-        rows.truncate(limit);
-        Self {
-            data: rows,
+        Page {
+            data: rows.into_iter().take(limit).map(Into::into).collect(),
             has_more,
         }
     }
-}
-
-/// A list request: at most `limit` rows older than the `starting_after` id.
-#[derive(Debug, Clone, Copy)]
-pub struct PageRequest {
-    pub limit: i64,
-    pub starting_after: Option<uuid::Uuid>,
 }
 
 /// The name of the constraint a statement broke, as the migrations name it; `None` for other errors.

@@ -191,7 +191,7 @@ pub async fn find(
 pub async fn list(
     db: impl PgExecutor<'_>,
     account_id: Uuid,
-    page: PageRequest,
+    page: &PageRequest<Uuid>,
 ) -> Result<Page<OrderBatch>, sqlx::Error> {
     let rows = query_batch!(
         "SELECT",
@@ -201,14 +201,34 @@ pub async fn list(
          LIMIT $3",
         account_id,
         page.starting_after,
-        page.limit + 1,
+        page.fetch(),
     )
     .fetch_all(db)
     .await?;
-    Ok(Page::from_rows(
-        rows.into_iter().map(OrderBatch::from).collect(),
-        page.limit,
-    ))
+    Ok(page.page(rows))
+}
+
+/// A row result as it is stored.
+struct RowResultRow {
+    row_number: i32,
+    idempotency_key: Option<String>,
+    status: i16,
+    order_id: Option<Uuid>,
+    replayed: bool,
+    error: Option<Json<serde_json::Value>>,
+}
+
+impl From<RowResultRow> for RowResult {
+    fn from(row: RowResultRow) -> Self {
+        Self {
+            row: row.row_number,
+            idempotency_key: row.idempotency_key,
+            status: u16::try_from(row.status).unwrap_or(500),
+            order_id: row.order_id,
+            replayed: row.replayed,
+            error: row.error.map(|e| e.0),
+        }
+    }
 }
 
 /// A page of a batch's row results in file order, after row `starting_after`, optionally of one status only.
@@ -216,35 +236,23 @@ pub async fn rows(
     db: impl PgExecutor<'_>,
     account_id: Uuid,
     batch_id: Uuid,
-    status: Option<u16>,
-    starting_after: Option<i32>,
-    limit: i64,
+    page: &PageRequest<i32, Option<u16>>,
 ) -> Result<Page<RowResult>, sqlx::Error> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        RowResultRow,
         r#"SELECT row_number, idempotency_key, status, order_id, replayed, error AS "error: Json<serde_json::Value>"
            FROM order_batch_rows
            WHERE account_id = $1 AND batch_id = $2 AND ($3::int2 IS NULL OR status = $3)
-             AND row_number > $4
+             AND ($4::int4 IS NULL OR row_number > $4)
            ORDER BY row_number
            LIMIT $5"#,
         account_id,
         batch_id,
-        status.and_then(|s| i16::try_from(s).ok()),
-        starting_after.unwrap_or(0),
-        limit + 1,
+        page.filter.and_then(|s| i16::try_from(s).ok()),
+        page.starting_after,
+        page.fetch(),
     )
     .fetch_all(db)
     .await?;
-    let results = rows
-        .into_iter()
-        .map(|row| RowResult {
-            row: row.row_number,
-            idempotency_key: row.idempotency_key,
-            status: u16::try_from(row.status).unwrap_or(500),
-            order_id: row.order_id,
-            replayed: row.replayed,
-            error: row.error.map(|e| e.0),
-        })
-        .collect();
-    Ok(Page::from_rows(results, limit))
+    Ok(page.page(rows))
 }

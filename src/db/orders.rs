@@ -261,9 +261,9 @@ pub struct OrderFilter {
 pub async fn list(
     db: impl PgExecutor<'_>,
     account_id: Uuid,
-    filter: &OrderFilter,
-    page: PageRequest,
+    page: &PageRequest<Uuid, OrderFilter>,
 ) -> Result<Page<Order>, sqlx::Error> {
+    let filter = &page.filter;
     let status = filter.status.map(OrderStatus::as_str);
     let rows = if filter.metadata.is_empty() {
         query_order!(
@@ -275,7 +275,7 @@ pub async fn list(
             account_id,
             status,
             page.starting_after,
-            page.limit + 1,
+            page.fetch(),
         )
         .fetch_all(db)
         .await?
@@ -290,16 +290,13 @@ pub async fn list(
             account_id,
             status,
             page.starting_after,
-            page.limit + 1,
+            page.fetch(),
             Json(&filter.metadata) as _,
         )
         .fetch_all(db)
         .await?
     };
-    Ok(Page::from_rows(
-        rows.into_iter().map(Order::from).collect(),
-        page.limit,
-    ))
+    Ok(page.page(rows))
 }
 
 #[tracing::instrument(skip_all, fields(%account_id, order_id = %id))]

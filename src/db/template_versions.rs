@@ -3,7 +3,7 @@
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::Page;
+use super::{Page, PageRequest};
 use crate::domain::template::{NewTemplate, TemplateFormat, TemplateVersion};
 
 /// `sqlx::query_as!` into a [`TemplateVersion`], with the version's columns (of `v`) between `$before` and
@@ -131,17 +131,11 @@ pub async fn find_many_for_order(
 }
 
 /// A page of a template's versions, newest first, older than the `starting_after` version.
-#[derive(Debug, Clone, Copy)]
-pub struct VersionPageRequest {
-    pub limit: i64,
-    pub starting_after: Option<i32>,
-}
-
 pub async fn list(
     db: impl PgExecutor<'_>,
     account_id: Uuid,
     template_id: Uuid,
-    page: VersionPageRequest,
+    page: &PageRequest<i32>,
 ) -> Result<Page<TemplateVersion>, sqlx::Error> {
     let rows = query_version!(
         "SELECT",
@@ -152,9 +146,9 @@ pub async fn list(
         account_id,
         template_id,
         page.starting_after,
-        page.limit + 1,
+        page.fetch(),
     )
     .fetch_all(db)
     .await?;
-    Ok(Page::from_rows(rows, page.limit))
+    Ok(page.page(rows))
 }

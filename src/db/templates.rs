@@ -167,7 +167,7 @@ pub async fn lock_many(
 pub async fn list(
     db: impl PgExecutor<'_>,
     account_id: Uuid,
-    page: PageRequest,
+    page: &PageRequest<Uuid>,
 ) -> Result<Page<Template>, sqlx::Error> {
     let rows = query_template!(
         "SELECT",
@@ -177,14 +177,11 @@ pub async fn list(
            LIMIT $3"#,
         account_id,
         page.starting_after,
-        page.limit + 1,
+        page.fetch(),
     )
     .fetch_all(db)
     .await?;
-    Ok(Page::from_rows(
-        rows.into_iter().map(Template::from).collect(),
-        page.limit,
-    ))
+    Ok(page.page(rows))
 }
 
 /// Writes a PATCH of a template locked with [`find_for_update`]: its next version, when there is one, and its

@@ -30,6 +30,25 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Every status, in the order of an order's life.
+    pub const ALL: [Self; 4] = [
+        Self::Received,
+        Self::Processing,
+        Self::Sent,
+        Self::Cancelled,
+    ];
+
+    /// A status as a query names it.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.into_iter().map(Self::as_str).collect();
+                format!("must be one of {}", names.join(", "))
+            })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Received => "received",
@@ -129,6 +148,19 @@ pub struct OrderDetails {
     pub metadata: Metadata,
 }
 
+impl From<&Order> for OrderDetails {
+    fn from(order: &Order) -> Self {
+        Self {
+            template_version: order.template_version,
+            recipient: order.recipient.clone(),
+            sender: order.sender.clone(),
+            merge_variables: order.merge_variables.clone(),
+            send_date: order.send_date,
+            metadata: order.metadata.clone(),
+        }
+    }
+}
+
 impl OrderDetails {
     /// Whether the merge variables must be checked again: they or the version they fill changed.
     pub fn changes_merge_of(&self, current: &Order) -> bool {
@@ -154,12 +186,7 @@ impl OrderChanges {
             send_date: self.send_date.apply(current.send_date),
             metadata,
         };
-        let changed = next.template_version != current.template_version
-            || next.recipient != current.recipient
-            || next.sender != current.sender
-            || next.merge_variables != current.merge_variables
-            || next.send_date != current.send_date
-            || next.metadata != current.metadata;
+        let changed = next != OrderDetails::from(current);
         Ok(changed.then_some(next))
     }
 }
@@ -248,6 +275,18 @@ mod iso_date {
 mod tests {
     use super::*;
     use time::macros::date;
+
+    #[test]
+    fn statuses_are_named_as_they_serialize() {
+        for status in OrderStatus::ALL {
+            assert_eq!(serde_json::json!(status), status.as_str());
+            assert_eq!(OrderStatus::parse(status.as_str()), Ok(status));
+        }
+        assert_eq!(
+            OrderStatus::parse("lost"),
+            Err("must be one of received, processing, sent, cancelled".to_owned())
+        );
+    }
 
     #[test]
     fn send_date_is_today_or_later() {

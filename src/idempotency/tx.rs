@@ -1,7 +1,8 @@
 //! The request's transaction: begun when a handler asks for it, committed by the layer when the answer is a success.
 //!
-//! A handler takes a [`Tx`] and writes through it; it never commits. [`commit_on_success`] (or the idempotency
-//! layer, which also writes the key row into it) decides after the handler has answered.
+//! A handler takes a [`Tx`] and writes through it, or a [`SingleStatement`] when its write is one statement; it
+//! never commits. [`commit_on_success`] (or the idempotency layer, which also writes the key row into it) decides
+//! after the handler has answered.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -44,8 +45,6 @@ pub struct Tx {
     begin: Begin,
     metrics: Metrics,
     tx: Option<Transaction<'static, Postgres>>,
-    /// The connection of [`Tx::single_statement`] when no transaction was open.
-    pooled: Option<PoolConnection<Postgres>>,
     slot: TxSlot,
 }
 
@@ -61,35 +60,6 @@ impl Tx {
             }
         };
         Ok(&mut **self.tx.insert(tx))
-    }
-
-    /// A connection for a handler whose write is a single statement: the transaction a layer opened, when one did
-    /// (the exactly-once layer writes the key row in it after the handler's statement), and otherwise a pooled
-    /// connection outside any transaction. PostgreSQL runs each statement atomically by itself, so a write of one
-    /// statement needs no `BEGIN` and `COMMIT`, two round trips of the three such a request would otherwise make.
-    /// Reads on the same connection see what committed before each of them, as in a READ COMMITTED transaction.
-    ///
-    /// A handler uses either this or [`Tx::conn`], never both: statements here commit one by one.
-    pub async fn single_statement(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
-        if let Some(tx) = self.tx.as_mut() {
-            return Ok(&mut **tx);
-        }
-        let conn = match self.pooled.take() {
-            Some(conn) => conn,
-            None => self.metrics.waiting_for(self.pool.acquire()).await?,
-        };
-        Ok(&mut **self.pooled.insert(conn))
-    }
-
-    /// What the failure of a write sent through [`Tx::single_statement`] means to the client. Outside a transaction
-    /// the statement commits as it ends, so when the connection failed while it ran, the write may have been
-    /// applied: 504 `outcome-unknown`, as for a COMMIT whose answer was lost ([`ApiError::from_commit`]), and not
-    /// the 503 that tells a client nothing was written. In a transaction nothing committed yet: the usual mapping.
-    pub fn failed(&self, error: sqlx::Error) -> ApiError {
-        match error {
-            sqlx::Error::Io(_) if self.tx.is_none() => ApiError::from_commit(error),
-            error => error.into(),
-        }
     }
 }
 
@@ -113,7 +83,6 @@ where
             begin: Begin::from_ref(state),
             metrics: Metrics::from_ref(state),
             tx: slot.take(),
-            pooled: None,
             slot,
         })
     }
@@ -124,6 +93,70 @@ impl Drop for Tx {
         if let Some(tx) = self.tx.take() {
             self.slot.put(tx);
         }
+    }
+}
+
+/// The request's connection for a handler whose write is a single statement: the transaction a layer opened, when
+/// one did (the exactly-once layer writes the key row in it after the handler's statement), and otherwise a pooled
+/// connection outside any transaction, on which each statement commits as it ends.
+///
+/// PostgreSQL runs each statement atomically by itself, so a write of one statement needs no `BEGIN` and `COMMIT`,
+/// two round trips of the three such a request would otherwise make. Reads on the same connection see what
+/// committed before each of them, as in a READ COMMITTED transaction. Its own type, so that a handler cannot also
+/// begin a transaction, and its write cannot be sent without the mapping of [`SingleStatement::write`].
+pub struct SingleStatement {
+    tx: Tx,
+    pooled: Option<PoolConnection<Postgres>>,
+}
+
+impl SingleStatement {
+    /// Runs a statement that writes nothing; its failure is the usual error.
+    pub async fn read<T>(
+        &mut self,
+        statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, ApiError> {
+        Ok(statement(self.conn().await?).await?)
+    }
+
+    /// Runs the write. Outside a transaction the statement commits as it ends, so when the connection fails while it
+    /// runs, the write may have been applied: 504 `outcome-unknown`, as for a COMMIT whose answer was lost
+    /// ([`ApiError::from_commit`]), and not the 503 that tells a client nothing was written. In a transaction
+    /// nothing committed yet: the usual mapping.
+    pub async fn write<T>(
+        &mut self,
+        statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, ApiError> {
+        let in_transaction = self.tx.tx.is_some();
+        match statement(self.conn().await?).await {
+            Err(error @ sqlx::Error::Io(_)) if !in_transaction => Err(ApiError::from_commit(error)),
+            result => Ok(result?),
+        }
+    }
+
+    async fn conn(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        if let Some(tx) = self.tx.tx.as_mut() {
+            return Ok(&mut **tx);
+        }
+        let conn = match self.pooled.take() {
+            Some(conn) => conn,
+            None => self.tx.metrics.waiting_for(self.tx.pool.acquire()).await?,
+        };
+        Ok(&mut **self.pooled.insert(conn))
+    }
+}
+
+impl<S> FromRequestParts<S> for SingleStatement
+where
+    Tx: FromRequestParts<S>,
+    S: Send + Sync,
+{
+    type Rejection = <Tx as FromRequestParts<S>>::Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            tx: Tx::from_request_parts(parts, state).await?,
+            pooled: None,
+        })
     }
 }
 
