@@ -230,12 +230,7 @@ pub async fn inspect(
 }
 
 /// Deletes at most `limit` keys past their `expires_at`, those that expired first first; a row a request is taking
-/// over right now stays.
-///
-/// The statement spans every account, so on Citus it spans every shard: Citus runs the `LIMIT` subquery first,
-/// across the shards, and then the `DELETE` on each shard against its result (a row lock in the subquery,
-/// `FOR UPDATE SKIP LOCKED`, is not supported across shards). A row that a request is taking over is waited for and
-/// then checked again: its `expires_at` is new, so it is not deleted.
+/// over right now is waited for, then kept, its `expires_at` being new. On Citus it spans every shard.
 pub async fn delete_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, sqlx::Error> {
     let result = sqlx::query!(
         r#"DELETE FROM idempotency_keys

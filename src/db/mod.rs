@@ -30,12 +30,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// A pooled connection idle for this long is checked with a round trip before it is handed out.
 const RECHECK_IDLE_AFTER: Duration = Duration::from_secs(10);
 
-/// TCP keepalive on the database's side of every connection (PostgreSQL's `tcp_keepalives_idle`,
-/// `tcp_keepalives_interval`, `tcp_keepalives_count` and `tcp_user_timeout`): when this service's host vanishes or
-/// the network between them breaks, PostgreSQL notices within about 30 seconds, ends the session and rolls its
-/// transaction back, releasing its keys and row locks, instead of after the kernel's default of over two hours.
-/// sqlx 0.9 sets no socket options on its own side (no keepalive nor user timeout in `PgConnectOptions`), so the
-/// database's side is where the bound can be set; it needs a TCP connection (a Unix socket ignores them).
+/// TCP keepalive on the database's side of every connection, so that PostgreSQL ends the session of a vanished host
+/// within about 30 seconds and releases its locks (README, Operating it; sqlx sets no socket options itself).
 const KEEPALIVE: [(&str, &str); 4] = [
     ("tcp_keepalives_idle", "10"),
     ("tcp_keepalives_interval", "5"),
@@ -106,19 +102,8 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<(), sqlx::migrate::Migra
     migrated
 }
 
-/// How request transactions begin on this database, found on first use: a bare `BEGIN` on PostgreSQL, and on
-/// Citus a `BEGIN` after which every node that runs the transaction's statements waits for a lock no longer than
-/// the connection's `lock_timeout` (set by [`pool`]). Either is one round trip.
-///
-/// On plain PostgreSQL the connection's setting already bounds every wait. On Citus the connection is to the
-/// coordinator, but the rows, and so their locks, are on the workers, and Citus does not pass session settings on
-/// to them. It does pass a transaction's `SET LOCAL` when `citus.propagate_set_commands` is `local`: it sends it
-/// with the `BEGIN` of the transaction's part on each worker, so it adds no round trip. Citus forwards the text of
-/// the whole query string the `SET LOCAL` arrived in; a `BEGIN` in that text would run again on the worker, inside
-/// its transaction, and warn on every request. Inside `DO` the `SET LOCAL` is a query string of its own.
-///
-/// The `DO` block is not sent to plain PostgreSQL, where it would set the setting to itself: compiling it for
-/// every transaction halves the rate of empty transactions (pgbench, BENCHMARKS.md).
+/// How request transactions begin, found on first use: a bare `BEGIN` on PostgreSQL; on Citus one that also bounds
+/// lock waits on the workers, where Citus does not pass `lock_timeout` on (README, Scaling out). One round trip.
 #[derive(Debug, Clone, Default)]
 pub struct Begin(Arc<OnceCell<&'static str>>);
 
@@ -205,12 +190,7 @@ impl<K, F> PageRequest<K, F> {
 
 /// The name of the constraint a statement broke, as the migrations name it; `None` for other errors.
 ///
-/// On Citus a violation on a worker reaches the coordinator's client without PostgreSQL's constraint name field
-/// (only SQLSTATE, message and detail are passed on), so the name is then read from the message, `... violates
-/// check constraint "name"` (PostgreSQL's wording, with `lc_messages` in English as the server's default). And the
-/// shards of a table carry its constraints: one added after the table was distributed is named on each shard with
-/// the shard id appended (`orders_template_version_fkey_102045`). The suffix is cut here, so that callers match the
-/// one name either way. No constraint of the migrations ends in `_` and digits.
+/// On Citus it is read from the worker's message and loses its shard-id suffix (README, Scaling out).
 pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
     let error = error.as_database_error()?;
     let name = match error.constraint() {

@@ -62,13 +62,8 @@ pub struct Account {
 /// Most live keys one server keeps in [`LiveKeys`]; past it the least used go first.
 const LIVE_KEYS_CAPACITY: u64 = 100_000;
 
-/// The live API keys this server checked in the last `API_KEY_CACHE_SECONDS`, by the SHA-256 of their secret, with
-/// their account: a request with one of them needs no round trip to the database to authenticate.
-///
-/// What this costs is bounded staleness: a key revoked in the database is still accepted here for at most that long
-/// after this server last checked it (each server keeps its own). Only live keys are kept, so a new key works from
-/// its first request and an unknown or revoked one is checked again on every request. Concurrent requests with a
-/// key not kept yet check it once between them. A TTL of zero keeps nothing.
+/// The live API keys this server checked in the last `API_KEY_CACHE_SECONDS`, by the SHA-256 of their secret, so
+/// that a request with one needs no round trip; a revocation is seen within that long (README, Command line).
 #[derive(Clone)]
 pub struct LiveKeys(Option<moka::future::Cache<[u8; 32], Uuid>>);
 

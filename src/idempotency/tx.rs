@@ -96,14 +96,9 @@ impl Drop for Tx {
     }
 }
 
-/// The request's connection for a handler whose write is a single statement: the transaction a layer opened, when
-/// one did (the exactly-once layer writes the key row in it after the handler's statement), and otherwise a pooled
-/// connection outside any transaction, on which each statement commits as it ends.
-///
-/// PostgreSQL runs each statement atomically by itself, so a write of one statement needs no `BEGIN` and `COMMIT`,
-/// two round trips of the three such a request would otherwise make. Reads on the same connection see what
-/// committed before each of them, as in a READ COMMITTED transaction. Its own type, so that a handler cannot also
-/// begin a transaction, and its write cannot be sent without the mapping of [`SingleStatement::write`].
+/// The connection of a handler whose write is one statement: the layer's transaction when it opened one, else a
+/// pooled connection on which the statement commits by itself (README, Performance: two round trips fewer).
+/// Its only write, [`SingleStatement::write`], maps a broken connection to an unknown outcome.
 pub struct SingleStatement {
     tx: Tx,
     pooled: Option<PoolConnection<Postgres>>,
