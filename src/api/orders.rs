@@ -1,7 +1,7 @@
 //! `/v1/orders`: take, list, read, change and cancel orders.
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::State,
     response::{Html, IntoResponse, Response},
 };
@@ -33,6 +33,7 @@ use crate::{
     http::error::ApiError,
     http::extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
     idempotency::tx::Tx,
+    metrics::OrdersCreated,
     state::AppState,
 };
 
@@ -240,11 +241,17 @@ pub async fn create(
     account: Account,
     mut tx: Tx,
     ValidJson(new): ValidJson<CreateOrder>,
-) -> Result<Created<Order>, ApiError> {
+) -> Result<(Extension<OrdersCreated>, Created<Order>), ApiError> {
+    let created = |order: Order| {
+        (
+            Extension(OrdersCreated(1)),
+            Created::at(order.location(), order),
+        )
+    };
     let conn = tx.single_statement().await?;
     let written = db::orders::insert_at_latest_version(conn, account.id, &new).await;
     if let Some(order) = written.map_err(|error| tx.failed(error))? {
-        return Ok(Created::at(order.location(), order));
+        return Ok(created(order));
     }
     // Nothing was written: say why, from the latest version as it is now.
     let template_not_found = || ApiError::TemplateNotFound {
@@ -264,7 +271,7 @@ pub async fn create(
     let order = written
         .map_err(|error| tx.failed(error))?
         .ok_or_else(template_not_found)?;
-    Ok(Created::at(order.location(), order))
+    Ok(created(order))
 }
 
 /// List orders
