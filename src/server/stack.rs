@@ -245,7 +245,8 @@ fn compression() -> CompressionLayer {
     CompressionLayer::new().quality(CompressionLevel::Precise(4))
 }
 
-/// One span per request, with its route and id, so that every log line of the request carries them.
+/// One span per request, with its route and id, so that every log line of the request carries them; the
+/// exactly-once layer adds a keyed request's `key_digest` and `idempotency` outcome, for its response line.
 fn request_span(request: &Request) -> Span {
     let route = request
         .extensions()
@@ -262,6 +263,8 @@ fn request_span(request: &Request) -> Span {
         route,
         request_id,
         account_id = tracing::field::Empty,
+        key_digest = tracing::field::Empty,
+        idempotency = tracing::field::Empty,
     )
 }
 
