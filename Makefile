@@ -17,7 +17,7 @@ BIN := target/release/order-intake
 DEV_ACCOUNT := .dev-account.json
 
 .PHONY: help db db-stop migrate run test chaos citus citus-stop test-citus lint layers prepare openapi \
-	openapi-lint client-check contract docs-check bench sqlx-cli
+	openapi-lint client-check contract docs-check alerts bench sqlx-cli
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ contract: db ## Schemathesis over openapi/openapi.json against a fresh database,
 
 docs-check: ## Load /docs in headless Chromium and check that every operation renders
 	.ci/docs-check
+
+alerts: ## Check deploy/prometheus/alerts.yml and run its unit tests with promtool (installed when missing)
+	.ci/alerts
 
 bench: ## Benchmarks: keyed, unkeyed, replay and GET against the pgbench ceilings, as ratios; saved in bench/results/
 	bench/run

@@ -401,3 +401,55 @@ async fn orders_are_counted_once_they_are_created_and_never_for_a_replay(pool: P
     assert_eq!(sample(&text, &batch_rows("replayed")), 1.0);
     assert_eq!(sample(&text, &batch_rows("failed")), 1.0);
 }
+
+/// The metric names the expressions of deploy/prometheus/alerts.yml read, without quoted label values.
+fn series_the_alert_rules_use() -> Vec<String> {
+    let rules = include_str!("../../deploy/prometheus/alerts.yml");
+    let mut names = Vec::new();
+    let mut in_expr = false;
+    for line in rules.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("expr:") {
+            in_expr = true;
+        } else if trimmed.starts_with("for:") {
+            in_expr = false;
+        }
+        if !in_expr {
+            continue;
+        }
+        let unquoted: String = line.split('"').step_by(2).collect();
+        let mut rest = unquoted.as_str();
+        while let Some(start) = rest.find(|c: char| c.is_ascii_alphabetic()) {
+            rest = &rest[start..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let (word, after) = rest.split_at(end);
+            // Metric names have an underscore; functions are followed by their arguments.
+            if word.contains('_') && !after.starts_with('(') && !names.iter().any(|n| n == word) {
+                names.push(word.to_owned());
+            }
+            rest = after;
+        }
+    }
+    names
+}
+
+#[sqlx::test]
+async fn every_series_the_alert_rules_use_is_served(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    scrape(&app).await;
+    let text = scrape(&app).await;
+    let names = series_the_alert_rules_use();
+    assert!(names.len() >= 4, "{names:?}");
+    for name in names {
+        let declared = match name.strip_suffix("_bucket") {
+            Some(histogram) => format!("# TYPE {histogram} histogram\n"),
+            None => format!("# TYPE {name} "),
+        };
+        assert!(
+            text.contains(&declared),
+            "alerts.yml uses {name}, which /metrics does not serve:\n{text}"
+        );
+    }
+}
