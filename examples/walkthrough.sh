@@ -31,8 +31,8 @@ expect() {
   printf '%s' "${answer#*$'\r\n\r\n'}"
 }
 
-# `check FILTER JSON`: fails unless the jq FILTER holds for JSON.
-check() { jq -e "$1" <<<"$2" >/dev/null || fail "expected $1: $2"; }
+# `check [JQ OPTIONS] FILTER JSON`: fails unless the jq FILTER holds for JSON.
+check() { jq -e "${@:1:$#-1}" <<<"${!#}" >/dev/null || fail "expected ${*:1:$#-1}: ${!#}"; }
 
 API=${BASE_URL:-http://127.0.0.1:8080}
 KEY=${API_KEY:-$(order-intake accounts create --name "Walk-through" | jq -r .api_key)}
@@ -110,18 +110,19 @@ check '.counts == {"rows": 2, "created": 0, "replayed": 2, "failed": 0}' "$again
 [[ $(jq -c '[.results.data[].order_id]' <<<"$again") == "$(jq -c '[.results.data[].order_id]' <<<"$batch")" ]] ||
   fail "the replayed rows name other orders: $again"
 
-# A file without keys: one order per address, whose keys are made of postal code and house number (a second run
-# of this script replays them).
-cat > addresses.csv <<'CSV'
-recipient.name,recipient.street,recipient.house_number,recipient.postal_code,recipient.city,recipient.country,merge_variables.first_name,merge_variables.city
-Anna de Vries,Keizersgracht,123A,1015 CJ,Amsterdam,NL,Anna,Amsterdam
-Piet Jansen,Damrak,1,1012 LG,Amsterdam,NL,Piet,Amsterdam
+# A file without keys: one order per address and mailing, whose keys are made of the mailing (this run), the
+# postal code and the house number.
+cat > addresses.csv <<CSV
+metadata.mailing,recipient.name,recipient.street,recipient.house_number,recipient.postal_code,recipient.city,recipient.country,merge_variables.first_name,merge_variables.city
+$run,Anna de Vries,Keizersgracht,123A,1015 CJ,Amsterdam,NL,Anna,Amsterdam
+$run,Piet Jansen,Damrak,1,1012 LG,Amsterdam,NL,Piet,Amsterdam
 CSV
-batch=$(curl -si "$API/v1/order_batches?template_id=$template_id&key_from=recipient.postal_code,recipient.house_number" \
+batch=$(curl -si "$API/v1/order_batches?template_id=$template_id&key_from=metadata.mailing,recipient.postal_code,recipient.house_number" \
   -H "Authorization: Bearer $KEY" -H 'Content-Type: text/csv' --data-binary @addresses.csv | expect 201)
-check '.counts.rows == 2 and .counts.failed == 0' "$batch"
-check '[.results.data[].idempotency_key] == ["recipient.postal_code,recipient.house_number:1015%20cj|123A",
-  "recipient.postal_code,recipient.house_number:1012%20lg|1"]' "$batch"
+check '.counts == {"rows": 2, "created": 2, "replayed": 0, "failed": 0}' "$batch"
+check --arg run "$run" '[.results.data[].idempotency_key] == [
+  "metadata.mailing,recipient.postal_code,recipient.house_number:\($run)|1015%20cj|123A",
+  "metadata.mailing,recipient.postal_code,recipient.house_number:\($run)|1012%20lg|1"]' "$batch"
 
 # Exactly once: the first request with a key creates the order…
 cat > order.json <<JSON
