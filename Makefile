@@ -16,11 +16,11 @@ SQLX_CLI_VERSION := 0.9.0
 BIN := target/release/order-intake
 DEV_ACCOUNT := .dev-account.json
 
-.PHONY: help db db-stop migrate run test chaos citus citus-stop test-citus lint layers prepare openapi \
-	openapi-lint client-check contract docs-check bench sqlx-cli
+.PHONY: help db db-stop migrate run install test chaos citus citus-stop test-citus lint layers prepare openapi \
+	openapi-lint client-check contract docs-check walkthrough alerts bench sqlx-cli
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 db: ## Bring up PostgreSQL and the database named by DATABASE_URL
 	@.ci/postgres
@@ -40,6 +40,9 @@ run: db ## Serve on LISTEN_ADDR with migrations applied and a development accoun
 	fi
 	@echo "Development account (also in $(DEV_ACCOUNT)): $$(cat $(DEV_ACCOUNT))"
 	$(BIN) serve
+
+install: ## Put the order-intake command on the PATH (cargo install into ~/.cargo/bin)
+	cargo install --locked --path .
 
 test: db sqlx-cli ## Run the whole test suite against a real PostgreSQL
 	cargo test --locked --all-targets
@@ -90,6 +93,12 @@ contract: db ## Schemathesis over openapi/openapi.json against a fresh database,
 
 docs-check: ## Load /docs in headless Chromium and check that every operation renders
 	.ci/docs-check
+
+walkthrough: db ## Run examples/walkthrough.sh (the README's walk-through) against a fresh server and database
+	.ci/walkthrough
+
+alerts: ## Check deploy/prometheus/alerts.yml and run its unit tests with promtool (installed when missing)
+	.ci/alerts
 
 bench: ## Benchmarks: keyed, unkeyed, replay and GET against the pgbench ceilings, as ratios; saved in bench/results/
 	bench/run

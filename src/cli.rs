@@ -59,6 +59,8 @@ enum AccountsCommand {
         #[arg(long)]
         name: String,
     },
+    /// Print every account, oldest first, one JSON object a line: id, name, created_at, live_api_keys.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,8 +78,8 @@ enum ApiKeysCommand {
         #[arg(long)]
         account: Uuid,
     },
-    /// Revoke a key: from the next request on it gets 401. Prints the key as `list` does; revoking again keeps the
-    /// first revocation time.
+    /// Revoke a key: every server refuses it (401) within API_KEY_CACHE_SECONDS (default 5), the time it keeps a key it
+    /// checked. Prints the key as `list` does; revoking again keeps the first revocation time.
     Revoke {
         /// The key's id, as `create` and `list` print it.
         key_id: Uuid,
@@ -92,6 +94,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Accounts {
             command: AccountsCommand::Create { name },
         } => create_account(name).await,
+        Command::Accounts {
+            command: AccountsCommand::List,
+        } => list_accounts().await,
         Command::ApiKeys { command } => api_keys(command).await,
         Command::Sweep => sweep().await,
         Command::Openapi => {
@@ -143,6 +148,32 @@ async fn create_account(name: String) -> Result<(), Error> {
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer(&mut stdout, &created)?;
     writeln!(stdout)?;
+    Ok(())
+}
+
+/// What `accounts list` prints for an account; `created_at` in RFC 3339.
+#[derive(Serialize)]
+struct ListedAccount {
+    id: Uuid,
+    name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    live_api_keys: i64,
+}
+
+async fn list_accounts() -> Result<(), Error> {
+    let pool = db::pool(&DatabaseConfig::from_env()?, db::Sessions::Maintenance)?;
+    let mut stdout = std::io::stdout().lock();
+    for account in db::accounts::list(&pool).await? {
+        let listed = ListedAccount {
+            id: account.id,
+            name: account.name,
+            created_at: account.created_at,
+            live_api_keys: account.live_api_keys,
+        };
+        serde_json::to_writer(&mut stdout, &listed)?;
+        writeln!(stdout)?;
+    }
     Ok(())
 }
 

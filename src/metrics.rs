@@ -7,14 +7,17 @@ use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, prometheus_text},
     metrics::{
-        counter::Counter,
+        counter::{ConstCounter, Counter},
         family::Family,
         gauge::{ConstGauge, Gauge},
         histogram::Histogram,
+        info::Info,
     },
     registry::{Registry, Unit},
 };
 use sqlx::PgPool;
+
+use crate::domain::batch::BatchCounts;
 
 /// The `Content-Type` of [`Metrics::encode`]: the Prometheus text format, version 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -24,6 +27,9 @@ const UNMATCHED: &str = "unmatched";
 
 /// The `result` labels of a sweeper pass.
 const SWEEP_RESULTS: [&str; 3] = ["swept", "skipped", "failed"];
+
+/// The `outcome` labels of an order batch's rows, as the batch's `counts` name them.
+const BATCH_ROW_OUTCOMES: [&str; 3] = ["created", "replayed", "failed"];
 
 /// Upper bounds of the request-duration buckets, in seconds: Prometheus's defaults, 5 ms to 10 s.
 const DURATION_BUCKETS: [f64; 11] = [
@@ -65,7 +71,8 @@ impl Outcome {
         Self::ExpiredRetaken,
     ];
 
-    fn as_str(self) -> &'static str {
+    /// Its `outcome` label, which the request's response line also carries (`idempotency`).
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Executed => "executed",
             Self::Replayed => "replayed",
@@ -101,6 +108,12 @@ struct SweepLabels {
     result: &'static str,
 }
 
+/// Orders a response says its handler created, read by the layer that counts them (`server::stack`).
+///
+/// A response extension rather than a count in the handler, so that an order is counted once it committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrdersCreated(pub u64);
+
 /// The metrics of one server; cloning shares them.
 ///
 /// Each owns its registry rather than a global one, so that servers in one process (the tests) count apart.
@@ -115,6 +128,8 @@ struct Inner {
     sweeper_runs: Family<SweepLabels, Counter>,
     sweeper_deleted_keys: Counter,
     pool_waiters: Gauge,
+    orders_created: Counter,
+    batch_rows: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -160,6 +175,24 @@ impl Metrics {
             pool_waiters.clone(),
         );
         registry.register_collector(Box::new(PoolGauges(pool.clone())));
+        let orders_created = Counter::default();
+        registry.register(
+            "orders_created",
+            "Orders created, by POST /v1/orders and by order batch rows; replays create none",
+            orders_created.clone(),
+        );
+        let batch_rows = Family::default();
+        registry.register(
+            "order_batch_rows",
+            "Order batch rows taken, by outcome: created, replayed, failed (as the batch's counts)",
+            batch_rows.clone(),
+        );
+        registry.register(
+            "order_intake_build",
+            "The running build: its version (a constant 1)",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register_collector(Box::new(ProcessSeries));
         // Series with a few known labels start at 0, so that a scraper sees them before their first event
         // and `rate()` has a start; HTTP series appear with their first request.
         for outcome in Outcome::ALL {
@@ -170,6 +203,9 @@ impl Metrics {
         for result in SWEEP_RESULTS {
             sweeper_runs.get_or_create_owned(&SweepLabels { result });
         }
+        for outcome in BATCH_ROW_OUTCOMES {
+            batch_rows.get_or_create_owned(&OutcomeLabels { outcome });
+        }
         Self(Arc::new(Inner {
             registry,
             http_requests,
@@ -178,6 +214,8 @@ impl Metrics {
             sweeper_runs,
             sweeper_deleted_keys,
             pool_waiters,
+            orders_created,
+            batch_rows,
         }))
     }
 
@@ -241,6 +279,30 @@ impl Metrics {
             .sweeper_runs
             .get_or_create(&SweepLabels { result })
             .inc();
+    }
+
+    /// Counts orders that committed.
+    pub fn orders_created(&self, OrdersCreated(orders): OrdersCreated) {
+        self.0.orders_created.inc_by(orders);
+    }
+
+    /// Counts the rows of an order batch's chunk that committed, and the orders they created.
+    pub fn batch_rows(&self, counts: &BatchCounts) {
+        let [created, replayed, failed] = BATCH_ROW_OUTCOMES;
+        for (outcome, rows) in [
+            (created, counts.created),
+            (replayed, counts.replayed),
+            (failed, counts.failed),
+        ] {
+            let rows = u64::try_from(rows).unwrap_or_default();
+            self.0
+                .batch_rows
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(rows);
+        }
+        self.orders_created(OrdersCreated(
+            u64::try_from(counts.created).unwrap_or_default(),
+        ));
     }
 
     /// Every metric in the Prometheus text format ([`CONTENT_TYPE`]).
@@ -313,6 +375,56 @@ impl Collector for PoolGauges {
         ];
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The process series client libraries export (`process_cpu_seconds_total` and the rest), read at each scrape.
+///
+/// metrics-process reads them from the platform; this only encodes its snapshot, the series it could read.
+#[derive(Debug)]
+struct ProcessSeries;
+
+impl Collector for ProcessSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let process = metrics_process::collector::collect();
+        if let Some(seconds) = process.cpu_seconds_total {
+            let counter = ConstCounter::new(seconds);
+            counter.encode(encoder.encode_descriptor(
+                "process_cpu",
+                "Total user and system CPU time spent in seconds.",
+                Some(&Unit::Seconds),
+                counter.metric_type(),
+            )?)?;
+        }
+        // Help texts end with a full stop here, as `Registry::register` adds one to the others.
+        let gauges = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                process.resident_memory_bytes,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors.",
+                process.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors (0: unlimited).",
+                process.max_fds,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch in seconds.",
+                process.start_time_seconds,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let Some(value) = value else { continue };
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
         Ok(())

@@ -445,6 +445,7 @@ async fn take(
         }
         db::order_batches::insert_rows(&mut chunk_tx, account.id, batch.id, &results).await?;
         chunk_tx.commit().await?;
+        state.metrics.batch_rows(&BatchCounts::of(&results));
         let room = (FIRST_PAGE + 1).saturating_sub(first_page.len());
         first_page.extend(results.into_iter().take(room));
     }

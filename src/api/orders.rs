@@ -1,6 +1,7 @@
 //! `/v1/orders`: take, list, read, change and cancel orders.
 
 use axum::{
+    Extension,
     extract::State,
     response::{Html, IntoResponse, Response},
 };
@@ -36,6 +37,7 @@ use crate::{
     http::extract::{PathId, Resource, ValidJson, ValidQuery, Validate},
     http::response::Created,
     idempotency::tx::{SingleStatement, Tx},
+    metrics::OrdersCreated,
     state::AppState,
 };
 
@@ -292,12 +294,18 @@ pub async fn create(
     account: Account,
     mut statements: SingleStatement,
     ValidJson(new): ValidJson<CreateOrder>,
-) -> Result<Created<Order>, ApiError> {
+) -> Result<(Extension<OrdersCreated>, Created<Order>), ApiError> {
+    let created = |order: Order| {
+        (
+            Extension(OrdersCreated(1)),
+            Created::at(order.location(), order),
+        )
+    };
     let written = statements
         .write(async |conn| db::orders::insert_at_latest_version(conn, account.id, &new).await)
         .await?;
     if let Some(order) = written {
-        return Ok(Created::at(order.location(), order));
+        return Ok(created(order));
     }
     // Nothing was written: say why, from the latest version as it is now.
     let template_not_found = || ApiError::TemplateNotFound {
@@ -318,7 +326,7 @@ pub async fn create(
         .write(async |conn| db::orders::insert(conn, account.id, version.version, &new).await)
         .await?
         .ok_or_else(template_not_found)?;
-    Ok(Created::at(order.location(), order))
+    Ok(created(order))
 }
 
 /// List orders

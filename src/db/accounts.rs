@@ -1,6 +1,7 @@
 //! Accounts: the owners of every other row.
 
 use sqlx::{PgConnection, PgExecutor};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::api_keys;
@@ -29,5 +30,27 @@ pub async fn exists(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx::Err
         id
     )
     .fetch_one(db)
+    .await
+}
+
+/// An account as operators see it: no secret, and how many of its API keys are live.
+#[derive(Debug)]
+pub struct AccountInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+    pub live_api_keys: i64,
+}
+
+/// Every account, oldest first.
+pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<AccountInfo>, sqlx::Error> {
+    sqlx::query_as!(
+        AccountInfo,
+        r#"SELECT a.id, a.name, a.created_at,
+                  (SELECT count(*) FROM api_keys k WHERE k.account_id = a.id AND k.revoked_at IS NULL)
+                    AS "live_api_keys!"
+           FROM accounts a ORDER BY a.id"#
+    )
+    .fetch_all(db)
     .await
 }

@@ -12,7 +12,8 @@
 //! 5. When another server committed the key first, the unique row makes this transaction wait for it, then roll
 //!    back and answer with the stored outcome: the operation never happens twice.
 //!
-//! How each keyed request ends is counted as an [`Outcome`] for `/metrics`.
+//! How each keyed request ends is counted as an [`Outcome`] for `/metrics`, and written with the key's digest on
+//! the request's span, so that its response line carries both.
 
 use axum::{
     body::Body,
@@ -60,6 +61,7 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         Ok(None) => return tx::commit_on_success(request, next).await,
         Err(error) => return error.into_response(),
     };
+    tracing::Span::current().record("key_digest", tracing::field::display(key.digest()));
     let Some(&account) = request.extensions().get::<Account>() else {
         return ApiError::internal("the idempotency layer runs without authentication")
             .into_response();
@@ -137,7 +139,6 @@ struct Keyed<'a> {
 }
 
 impl Keyed<'_> {
-    #[tracing::instrument(name = "idempotency", skip_all, fields(key_digest = %self.key.digest()))]
     async fn run(&self, request: Request, next: Next) -> Result<Response, ApiError> {
         let config = &self.state.config.idempotency;
         let _turn = self
@@ -308,15 +309,20 @@ impl Keyed<'_> {
             .await
     }
 
+    /// Counts how the request ended, and writes it on the request's span (once: a field recorded twice shows twice).
     fn count(&self, outcome: Outcome) {
         self.state.metrics.idempotency(outcome);
+        tracing::Span::current().record("idempotency", tracing::field::display(outcome.as_str()));
     }
 
-    /// The endpoint ran and its outcome is stored; `takes_over` when that replaced an expired key row.
+    /// The endpoint ran and its outcome is stored; `takes_over` when that replaced an expired key row, which the
+    /// span names as the more telling of the two.
     fn count_executed(&self, takes_over: bool) {
-        self.count(Outcome::Executed);
         if takes_over {
+            self.state.metrics.idempotency(Outcome::Executed);
             self.count(Outcome::ExpiredRetaken);
+        } else {
+            self.count(Outcome::Executed);
         }
     }
 }

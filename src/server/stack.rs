@@ -16,6 +16,7 @@
 //! | [`TxSlot`] | the exactly-once layer, `tx::commit_on_success` | the [`Tx`] extractor, then the layer that commits |
 //! | [`NotRun`] (response) | every extractor's [`Rejection`] | the exactly-once layer: not stored |
 //! | [`NotStored`] (response) | `ApiError::into_response` | the exactly-once layer: not stored |
+//! | [`OrdersCreated`] (response) | `api::orders::create` | `count_orders` |
 //!
 //! [`BodyLimit`]: crate::http::body::BodyLimit
 //! [`Account`]: crate::http::auth::Account
@@ -25,6 +26,7 @@
 //! [`NotRun`]: crate::http::error::NotRun
 //! [`NotStored`]: crate::http::error::NotStored
 //! [`Rejection`]: crate::http::error::Rejection
+//! [`OrdersCreated`]: crate::metrics::OrdersCreated
 
 use std::{any::Any, time::Instant};
 
@@ -64,7 +66,7 @@ use crate::{
         extract, rate_limit,
     },
     idempotency::{self, key::IDEMPOTENCY_KEY, replay::IDEMPOTENT_REPLAYED},
-    metrics::Metrics,
+    metrics::{Metrics, OrdersCreated},
     state::AppState,
 };
 
@@ -164,6 +166,11 @@ fn v1_request_path(
                 state.clone(),
                 detached::run_to_completion,
             ))
+            // Inside the run to completion, so that an order that commits after its client left counts too.
+            .layer(middleware::from_fn_with_state(
+                state.metrics.clone(),
+                count_orders,
+            ))
             // Keyed POST and PATCH run once; every request gets its transaction, committed on success.
             .layer(middleware::from_fn_with_state(
                 state.clone(),
@@ -238,7 +245,8 @@ fn compression() -> CompressionLayer {
     CompressionLayer::new().quality(CompressionLevel::Precise(4))
 }
 
-/// One span per request, with its route and id, so that every log line of the request carries them.
+/// One span per request, with its route and id, so that every log line of the request carries them; the
+/// exactly-once layer adds a keyed request's `key_digest` and `idempotency` outcome, for its response line.
 fn request_span(request: &Request) -> Span {
     let route = request
         .extensions()
@@ -255,7 +263,19 @@ fn request_span(request: &Request) -> Span {
         route,
         request_id,
         account_id = tracing::field::Empty,
+        key_digest = tracing::field::Empty,
+        idempotency = tracing::field::Empty,
     )
+}
+
+/// Counts the orders a response says were created, once the exactly-once layer committed them (a replay or a
+/// failed commit carries no [`OrdersCreated`]).
+async fn count_orders(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(&created) = response.extensions().get::<OrdersCreated>() {
+        metrics.orders_created(created);
+    }
+    response
 }
 
 /// Counts and times every response, `/metrics` included, by its route template rather than its path, so that ids

@@ -479,3 +479,60 @@ async fn api_keys_rotate_without_downtime_and_a_revoked_key_gets_401(
     assert!(fails(&url, &["api-keys", "list", "--account", &unknown]).contains(&unknown));
     assert!(fails(&url, &["api-keys", "revoke", "not-a-uuid"]).contains("KEY_ID"));
 }
+
+#[sqlx::test]
+async fn accounts_list_prints_every_account_oldest_first_without_secrets(
+    _options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let url = database_url(&connect);
+    assert_eq!(succeeds(&url, &["accounts", "list"]), "", "no account yet");
+    let created: Vec<Value> = ["Acme", "Bakker & Zn"]
+        .iter()
+        .map(|name| {
+            serde_json::from_str(&succeeds(&url, &["accounts", "create", "--name", name])).unwrap()
+        })
+        .collect();
+    let key = succeeds(
+        &url,
+        &[
+            "api-keys",
+            "create",
+            "--account",
+            created[1]["id"].as_str().unwrap(),
+        ],
+    );
+    let key: Value = serde_json::from_str(&key).unwrap();
+    succeeds(&url, &["api-keys", "revoke", key["id"].as_str().unwrap()]);
+
+    let listed = succeeds(&url, &["accounts", "list"]);
+    let accounts: Vec<Value> = listed
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(accounts.len(), 2, "{listed}");
+    for (account, made) in accounts.iter().zip(&created) {
+        assert_eq!(
+            account.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["id", "name", "created_at", "live_api_keys"]
+        );
+        assert_eq!(account["id"], made["id"]);
+        assert_eq!(account["name"], made["name"]);
+        let created_at = account["created_at"].as_str().unwrap();
+        time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339)
+            .unwrap();
+        assert_eq!(account["live_api_keys"], 1, "a revoked key is not live");
+        assert!(!listed.contains(made["api_key"].as_str().unwrap()));
+    }
+}
+
+#[test]
+fn api_keys_revoke_help_says_when_a_revoked_key_is_refused() {
+    let output = Command::new(BIN)
+        .args(["api-keys", "revoke", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(help.contains("within API_KEY_CACHE_SECONDS"), "{help}");
+    assert!(!help.contains("next request"), "{help}");
+}

@@ -2,7 +2,7 @@
 
 use std::{
     io::Read,
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -22,39 +22,70 @@ use crate::{
 /// A key made of customer data, as clients are told they may make them.
 const CUSTOMER_KEY: &str = "Anna de Vries, Keizersgracht 123A, 1015 CJ Amsterdam";
 
+/// A server process on a free port with the test's database and these log settings, whose stderr is kept.
+struct LoggingServer {
+    process: Child,
+    base: String,
+    log: std::thread::JoinHandle<std::io::Result<String>>,
+}
+
+impl LoggingServer {
+    async fn start(connect: &PgConnectOptions, logging: &[(&str, &str)]) -> Self {
+        let url = database_url(connect);
+        let port = free_port();
+        let mut process = Command::new(BIN)
+            .arg("serve")
+            .env("DATABASE_URL", &url)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env_remove("RUST_LOG")
+            .envs(logging.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read stderr all along, so that a full pipe never stalls the server.
+        let mut stderr = process.stderr.take().unwrap();
+        let log = std::thread::spawn(move || {
+            let mut log = String::new();
+            stderr.read_to_string(&mut log).map(|_| log)
+        });
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while client.get(format!("{base}/healthz")).send().await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "no server");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { process, base, log }
+    }
+
+    /// Stops the server with SIGTERM and gives back all it logged.
+    async fn stop(mut self) -> String {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.process.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = tokio::task::spawn_blocking(move || self.process.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "exit status {status}");
+        self.log.join().unwrap().unwrap()
+    }
+}
+
 #[sqlx::test]
 async fn the_servers_debug_log_holds_a_digest_of_the_key_never_the_key(
     options: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
-    let url = database_url(&connect);
-    let pool = options.connect_with(connect).await.unwrap();
+    let pool = options.connect_with(connect.clone()).await.unwrap();
     let (_, api_key) = create_account(&pool, "Logs").await;
-    let port = free_port();
-    let mut server = Command::new(BIN)
-        .arg("serve")
-        .env("DATABASE_URL", &url)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "debug")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read stderr all along, so that a full pipe never stalls the server.
-    let mut stderr = server.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut log = String::new();
-        stderr.read_to_string(&mut log).map(|_| log)
-    });
-
+    let server =
+        LoggingServer::start(&connect, &[("RUST_LOG", "debug"), ("LOG_FORMAT", "json")]).await;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "no server");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let keyed = |body: serde_json::Value| {
         client
             .post(format!("{base}/v1/templates"))
@@ -76,18 +107,7 @@ async fn the_servers_debug_log_holds_a_digest_of_the_key_never_the_key(
         let inspect = format!("{base}/v1/idempotency_keys/{}", encoded(key));
         send(client.get(inspect).bearer_auth(&api_key)).await;
     }
-
-    let kill = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::task::spawn_blocking(move || server.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "exit status {status}");
-    let log = log.join().unwrap().unwrap();
+    let log = server.stop().await;
 
     let digest = IdempotencyKey::parse(CUSTOMER_KEY.as_bytes())
         .unwrap()
@@ -100,6 +120,67 @@ async fn the_servers_debug_log_holds_a_digest_of_the_key_never_the_key(
     for secret in [CUSTOMER_KEY, "Anna de Vries", "Keizersgracht", "1015 CJ"] {
         assert!(!log.contains(secret), "{secret:?} is in the log: {log}");
     }
+}
+
+#[sqlx::test]
+async fn at_the_default_level_a_keyed_response_line_carries_the_key_digest_and_the_outcome(
+    options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let pool = options.connect_with(connect.clone()).await.unwrap();
+    let (_, api_key) = create_account(&pool, "Logs").await;
+    let server = LoggingServer::start(&connect, &[("LOG_FORMAT", "pretty")]).await;
+    let client = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        client
+            .post(format!("{}/v1/templates", server.base))
+            .bearer_auth(&api_key)
+            .json(&body)
+    };
+    let template = json!({"name": "Welcome", "format": "postcard_a6", "content": "<p>Hi</p>"});
+    let other = json!({"name": "Other", "format": "postcard_a6", "content": "<p>Hi</p>"});
+    for (body, status) in [
+        (&template, StatusCode::CREATED),
+        (&template, StatusCode::CREATED),
+        (&other, StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let keyed = post(body.clone()).header("idempotency-key", CUSTOMER_KEY);
+        send(keyed).await.assert_status(status);
+    }
+    send(post(template))
+        .await
+        .assert_status(StatusCode::CREATED);
+    let log = server.stop().await;
+
+    // The README's recipe, as written there, on the log as a file.
+    let file = std::env::temp_dir().join(format!("order-intake-{}.log", uuid::Uuid::now_v7()));
+    std::fs::write(&file, &log).unwrap();
+    let recipe = format!(
+        "grep \"key_digest=$(printf %s '{CUSTOMER_KEY}' | sha256sum | cut -c1-12)\" {}",
+        file.display()
+    );
+    let found = Command::new("bash").args(["-c", &recipe]).output().unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let found = String::from_utf8(found.stdout).unwrap();
+    let lines: Vec<&str> = found.lines().collect();
+    assert_eq!(lines.len(), 3, "the three keyed responses:\n{log}");
+    for (line, (outcome, status)) in
+        lines
+            .iter()
+            .zip([("executed", 201), ("replayed", 201), ("mismatched", 422)])
+    {
+        assert!(line.contains("finished processing request"), "{line}");
+        assert!(line.contains(&format!("idempotency={outcome}")), "{line}");
+        assert!(line.contains(&format!("status={status}")), "{line}");
+    }
+    let responses = log
+        .lines()
+        .filter(|line| line.contains("finished processing request") && line.contains("POST"));
+    assert_eq!(
+        responses.count(),
+        4,
+        "the unkeyed one too, without a digest:\n{log}"
+    );
 }
 
 #[sqlx::test]

@@ -24,6 +24,7 @@ mod orders;
 mod pagination;
 mod postgres_bringup;
 mod rate_limits;
+mod readme;
 mod render;
 mod row_rules;
 mod template_versions;

@@ -319,3 +319,137 @@ async fn requests_waiting_for_a_connection_are_counted_until_they_get_one(pool: 
         "it left the count when it got one"
     );
 }
+
+#[sqlx::test]
+async fn the_build_and_the_process_are_served(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let text = scrape(&app).await;
+    let build = format!(
+        "order_intake_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(sample(&text, &build), 1.0, "{text}");
+    for declared in [
+        "# TYPE order_intake_build_info gauge",
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_open_fds gauge",
+        "# TYPE process_max_fds gauge",
+        "# TYPE process_start_time_seconds gauge",
+    ] {
+        assert!(text.contains(declared), "{declared} in:\n{text}");
+    }
+    assert!(sample(&text, "process_cpu_seconds_total") > 0.0, "{text}");
+    assert!(
+        sample(&text, "process_resident_memory_bytes") > 1_000_000.0,
+        "{text}"
+    );
+    assert!(sample(&text, "process_open_fds") >= 3.0, "{text}");
+    let started = sample(&text, "process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(started > now - 3600.0 && started <= now, "{text}");
+}
+
+fn batch_rows(outcome: &str) -> String {
+    format!("order_batch_rows_total{{outcome=\"{outcome}\"}}")
+}
+
+#[sqlx::test]
+async fn orders_are_counted_once_they_are_created_and_never_for_a_replay(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let text = scrape(&app).await;
+    assert!(text.contains("orders_created_total 0\n"), "{text}");
+    for outcome in ["created", "replayed", "failed"] {
+        assert!(
+            text.contains(&format!("{} 0\n", batch_rows(outcome))),
+            "{text}"
+        );
+    }
+    let template = app.create_template("<p>Hi</p>").await;
+    let body = order_for(&template);
+    app.post("/v1/orders", &body)
+        .await
+        .assert_status(StatusCode::CREATED);
+    assert_eq!(sample_of(&app, "orders_created_total").await, 1.0);
+    for _ in 0..2 {
+        app.keyed(Method::POST, "/v1/orders", "k", &body)
+            .await
+            .assert_status(StatusCode::CREATED);
+    }
+    assert_eq!(sample_of(&app, "orders_created_total").await, 2.0);
+    let unknown = json!({"template_id": uuid::Uuid::now_v7(), "recipient": body["recipient"]});
+    app.post("/v1/orders", &unknown)
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "template-not-found");
+    assert_eq!(sample_of(&app, "orders_created_total").await, 2.0);
+
+    let row = |key: &str| json!({"idempotency_key": key, "recipient": body["recipient"]});
+    let batch = json!({"template_id": template["id"],
+                       "orders": [row("b1"), row("b2"), row("k"), {"idempotency_key": "b3"}]});
+    let response = app.post("/v1/order_batches", &batch).await;
+    response.assert_status(StatusCode::CREATED);
+    assert_eq!(
+        response.json()["counts"],
+        json!({"rows": 4, "created": 2, "replayed": 1, "failed": 1})
+    );
+    let text = scrape(&app).await;
+    assert_eq!(sample(&text, "orders_created_total"), 4.0);
+    assert_eq!(sample(&text, &batch_rows("created")), 2.0);
+    assert_eq!(sample(&text, &batch_rows("replayed")), 1.0);
+    assert_eq!(sample(&text, &batch_rows("failed")), 1.0);
+}
+
+/// The metric names the expressions of deploy/prometheus/alerts.yml read, without quoted label values.
+fn series_the_alert_rules_use() -> Vec<String> {
+    let rules = include_str!("../../deploy/prometheus/alerts.yml");
+    let mut names = Vec::new();
+    let mut in_expr = false;
+    for line in rules.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("expr:") {
+            in_expr = true;
+        } else if trimmed.starts_with("for:") {
+            in_expr = false;
+        }
+        if !in_expr {
+            continue;
+        }
+        let unquoted: String = line.split('"').step_by(2).collect();
+        let mut rest = unquoted.as_str();
+        while let Some(start) = rest.find(|c: char| c.is_ascii_alphabetic()) {
+            rest = &rest[start..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let (word, after) = rest.split_at(end);
+            // Metric names have an underscore; functions are followed by their arguments.
+            if word.contains('_') && !after.starts_with('(') && !names.iter().any(|n| n == word) {
+                names.push(word.to_owned());
+            }
+            rest = after;
+        }
+    }
+    names
+}
+
+#[sqlx::test]
+async fn every_series_the_alert_rules_use_is_served(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    scrape(&app).await;
+    let text = scrape(&app).await;
+    let names = series_the_alert_rules_use();
+    assert!(names.len() >= 4, "{names:?}");
+    for name in names {
+        let declared = match name.strip_suffix("_bucket") {
+            Some(histogram) => format!("# TYPE {histogram} histogram\n"),
+            None => format!("# TYPE {name} "),
+        };
+        assert!(
+            text.contains(&declared),
+            "alerts.yml uses {name}, which /metrics does not serve:\n{text}"
+        );
+    }
+}
