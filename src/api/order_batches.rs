@@ -396,7 +396,10 @@ async fn take(
 ) -> Result<Response, ApiError> {
     let row_count = i32::try_from(prepared.rows.len()).unwrap_or(i32::MAX);
     let batch = {
-        let mut start = state.metrics.waiting_for(state.pool.begin()).await?;
+        let mut start = state
+            .metrics
+            .waiting_for(state.begin.begin(&state.pool))
+            .await?;
         let batch = db::order_batches::start(
             &mut start,
             account.id,
@@ -624,7 +627,10 @@ async fn validate_only(
     account: Account,
     rows: &[PreparedRow],
 ) -> Result<Response, ApiError> {
-    let mut conn = state.metrics.waiting_for(state.pool.begin()).await?;
+    let mut conn = state
+        .metrics
+        .waiting_for(state.begin.begin(&state.pool))
+        .await?;
     let keys: Vec<String> = rows
         .iter()
         .filter(|row| row.run.is_ok())

@@ -66,7 +66,10 @@ where
     // A run that loses a key to a concurrent request turns that key into a replay for the next run: so the chunk
     // ends within one run more than it has keys, and in practice within two or three.
     for _ in 0..=rows.len() {
-        let mut tx = state.metrics.waiting_for(state.pool.begin()).await?;
+        let mut tx = state
+            .metrics
+            .waiting_for(state.begin.begin(&state.pool))
+            .await?;
         if let Some(outcomes) = run_once(state, account_id, rows, &mut tx, &mut endpoint).await? {
             return Ok((tx, outcomes));
         }
