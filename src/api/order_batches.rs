@@ -37,7 +37,7 @@ use crate::{
     http::extract::{PathId, Resource, ValidQuery, Validate, deserialize},
     idempotency::{
         batch::{KeyedRow, RowEndpoint, RowOutcome, run_chunk},
-        fingerprint::Fingerprint,
+        fingerprint::{self, Fingerprint},
         key::IdempotencyKey,
         tx::Tx,
     },
@@ -346,7 +346,7 @@ fn prepare_row(row: BatchRow, key_from: Option<&KeyFrom>, batch_key: Option<&str
     };
     match key {
         Ok(key) => {
-            let fingerprint = Fingerprint::of(&Method::POST, ORDERS_PATH, &body);
+            let fingerprint = fingerprint::of_json(&Method::POST, ORDERS_PATH, &body);
             PreparedRow {
                 row: number,
                 idempotency_key: Some(key),
@@ -949,6 +949,20 @@ mod tests {
                 Err(Box::new(ApiError::IdempotencyKeyReused))
             },
         }
+    }
+
+    #[test]
+    fn a_row_stands_for_the_route_of_create_order() {
+        let (_, api) = super::super::orders::router().split_for_parts();
+        let post = api
+            .paths
+            .paths
+            .get(ORDERS_PATH)
+            .and_then(|path| path.post.as_ref());
+        assert_eq!(
+            post.and_then(|post| post.operation_id.as_deref()),
+            Some("createOrder")
+        );
     }
 
     #[test]
