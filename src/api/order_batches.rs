@@ -21,14 +21,16 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    Created, List, ListQuery, OrderBatchList, RowResultList, orders::CreateOrder, problems,
+    Created, List, ListQuery, OrderBatchList, RowResultList,
+    orders::{CreateOrder, check_order},
+    problems,
 };
 use crate::{
     db::{self, orders::NewOrderRow, template_versions::VersionForOrder},
     domain::{
         batch::{BatchCounts, BatchRow, KeyFrom, OrderBatch, RowResult, json_rows, parse_csv},
         id::parse_id,
-        order::{NewOrder, missing_merge_variables},
+        order::NewOrder,
         validation::Validator,
     },
     http::auth::Account,
@@ -36,7 +38,7 @@ use crate::{
     http::error::{ApiError, Rejection},
     http::extract::{PathId, Resource, ValidQuery, Validate, deserialize},
     idempotency::{
-        batch::{KeyedRow, RowEndpoint, RowOutcome, run_chunk},
+        batch::{KeyedRow, RowEndpoint, RowOutcome, dry_run, run_chunk},
         fingerprint::{self, Fingerprint},
         key::IdempotencyKey,
         tx::Tx,
@@ -414,35 +416,13 @@ async fn take(
     for range in chunks(&prepared.rows, state.config.batches.chunk_rows) {
         let chunk = &prepared.rows[range];
         let runnable: Vec<&PreparedRow> = chunk.iter().filter(|row| row.run.is_ok()).collect();
-        let keyed: Vec<KeyedRow> = runnable
-            .iter()
-            .filter_map(|row| {
-                let (_, fingerprint) = row.run.as_ref().ok()?;
-                Some(KeyedRow {
-                    key: row.idempotency_key.clone()?,
-                    fingerprint: *fingerprint,
-                })
-            })
-            .collect();
         let endpoint = CreateOrders {
             account,
             rows: &runnable,
         };
-        let (mut chunk_tx, outcomes) = run_chunk(state, account.id, &keyed, endpoint).await?;
-        let mut outcomes = outcomes.into_iter();
-        let mut results = Vec::with_capacity(chunk.len());
-        for row in chunk {
-            let result = match &row.run {
-                Ok(_) => {
-                    let outcome = outcomes
-                        .next()
-                        .ok_or_else(|| ApiError::internal("a row of the chunk has no outcome"))?;
-                    row_result(row, outcome)
-                }
-                Err(error) => failed_row(row, error)?,
-            };
-            results.push(result);
-        }
+        let (mut chunk_tx, outcomes) =
+            run_chunk(state, account.id, &keyed_rows(&runnable), endpoint).await?;
+        let results = row_results(chunk, outcomes)?;
         db::order_batches::insert_rows(&mut chunk_tx, account.id, batch.id, &results).await?;
         chunk_tx.commit().await?;
         let room = (FIRST_PAGE + 1).saturating_sub(first_page.len());
@@ -466,44 +446,120 @@ async fn take(
         .into_response())
 }
 
+/// The key and fingerprint of each row that runs, in order.
+fn keyed_rows(runnable: &[&PreparedRow]) -> Vec<KeyedRow> {
+    runnable
+        .iter()
+        .filter_map(|row| {
+            let (_, fingerprint) = row.run.as_ref().ok()?;
+            Some(KeyedRow {
+                key: row.idempotency_key.clone()?,
+                fingerprint: *fingerprint,
+            })
+        })
+        .collect()
+}
+
+/// The result of each row, in order: the outcome of a row that ran, in turn, or why it could not run.
+fn row_results(
+    rows: &[PreparedRow],
+    outcomes: Vec<RowOutcome>,
+) -> Result<Vec<RowResult>, ApiError> {
+    let mut outcomes = outcomes.into_iter();
+    rows.iter()
+        .map(|row| match &row.run {
+            Ok(_) => {
+                let outcome = outcomes
+                    .next()
+                    .ok_or_else(|| ApiError::internal("a row that ran has no outcome"))?;
+                Ok(row_result(row, outcome))
+            }
+            Err(error) => failed_row(row, error),
+        })
+        .collect()
+}
+
 /// `POST /v1/orders` for rows of a batch.
 struct CreateOrders<'a> {
     account: Account,
     rows: &'a [&'a PreparedRow],
 }
 
+impl CreateOrders<'_> {
+    /// The bodies of the rows given by index, in that order.
+    fn bodies<'b>(&'b self, rows: &'b [usize]) -> impl Iterator<Item = &'b Value> {
+        rows.iter()
+            .filter_map(|&i| self.rows.get(i)?.run.as_ref().ok().map(|(body, _)| body))
+    }
+}
+
 impl RowEndpoint for CreateOrders<'_> {
+    /// Writes the orders that pass in one statement.
     async fn answer(
         &mut self,
         conn: &mut PgConnection,
         rows: &[usize],
     ) -> Result<Vec<Response>, ApiError> {
-        let bodies = rows
+        let Checked {
+            mut answers,
+            orders,
+        } = check_orders(conn, self.account, self.bodies(rows)).await?;
+        let new_orders: Vec<NewOrderRow<'_>> = orders
             .iter()
-            .filter_map(|&i| {
-                self.rows
-                    .get(i)?
-                    .run
-                    .as_ref()
-                    .ok()
-                    .map(|(body, _)| body.clone())
+            .map(|(_, order, template_version)| NewOrderRow {
+                id: Uuid::now_v7(),
+                template_version: *template_version,
+                order,
             })
             .collect();
-        create_orders(conn, self.account, bodies).await
+        let written = db::orders::insert_many(conn, self.account.id, &new_orders).await?;
+        if written.len() != new_orders.len() {
+            return Err(ApiError::internal(
+                "not every order of the chunk was inserted",
+            ));
+        }
+        for ((index, ..), order) in orders.iter().zip(written) {
+            answers[*index] = Some(Created::at(order.location(), order).into_response());
+        }
+        every_row_answered(answers)
+    }
+
+    /// Answers 201 without a body for an order that passes.
+    async fn check(
+        &mut self,
+        conn: &mut PgConnection,
+        rows: &[usize],
+    ) -> Result<Vec<Response>, ApiError> {
+        let Checked {
+            mut answers,
+            orders,
+        } = check_orders(conn, self.account, self.bodies(rows)).await?;
+        for (index, ..) in orders {
+            answers[index] = Some(StatusCode::CREATED.into_response());
+        }
+        every_row_answered(answers)
     }
 }
 
-/// What `POST /v1/orders` answers for each of `bodies`, in order, writing the orders in one statement: the same
-/// checks in the same order (the body's rules, then the template and its merge variables).
-async fn create_orders(
+/// Bodies checked as `POST /v1/orders` checks each, up to its write.
+struct Checked {
+    /// The answer of each body that failed, by its index; `None` for the others.
+    answers: Vec<Option<Response>>,
+    /// Each body that passed: its index, the order, and the template version it is taken at.
+    orders: Vec<(usize, NewOrder, i32)>,
+}
+
+/// Checks each of `bodies` as `POST /v1/orders` would, in the same order (the body's rules, then
+/// [`check_order`]), against the latest versions of their templates, which stay locked until the transaction ends.
+async fn check_orders(
     conn: &mut PgConnection,
     account: Account,
-    bodies: Vec<Value>,
-) -> Result<Vec<Response>, ApiError> {
-    let mut answers: Vec<Option<Response>> = Vec::with_capacity(bodies.len());
+    bodies: impl Iterator<Item = &Value>,
+) -> Result<Checked, ApiError> {
+    let mut answers = Vec::new();
     let mut valid = Vec::new();
-    for (index, body) in bodies.into_iter().enumerate() {
-        match deserialize::<CreateOrder>(&body).and_then(Validate::validate) {
+    for (index, body) in bodies.enumerate() {
+        match deserialize::<CreateOrder>(body).and_then(Validate::validate) {
             // Rejected before the endpoint ran, like a body that fails `ValidJson`: not stored with the key.
             Err(error) => answers.push(Some(Rejection(error).into_response())),
             Ok(order) => {
@@ -519,46 +575,17 @@ async fn create_orders(
         .into_iter()
         .collect();
     let templates = latest_versions(conn, account, &template_ids).await?;
-    let mut new_orders = Vec::new();
-    for (index, order) in &valid {
-        match templates.get(&order.template_id) {
-            None => {
-                answers[*index] = Some(
-                    ApiError::TemplateNotFound {
-                        id: order.template_id,
-                    }
-                    .into_response(),
-                );
-            }
-            Some(template) => {
-                let missing =
-                    missing_merge_variables(&template.merge_fields, &order.merge_variables);
-                if missing.is_empty() {
-                    new_orders.push((
-                        *index,
-                        NewOrderRow {
-                            id: Uuid::now_v7(),
-                            template_version: template.version,
-                            order,
-                        },
-                    ));
-                } else {
-                    answers[*index] =
-                        Some(ApiError::MissingMergeVariables { missing }.into_response());
-                }
-            }
+    let mut orders = Vec::with_capacity(valid.len());
+    for (index, order) in valid {
+        match check_order(&order, templates.get(&order.template_id)) {
+            Ok(template_version) => orders.push((index, order, template_version)),
+            Err(error) => answers[index] = Some(error.into_response()),
         }
     }
-    let (indices, rows): (Vec<usize>, Vec<NewOrderRow<'_>>) = new_orders.into_iter().unzip();
-    let orders = db::orders::insert_many(conn, account.id, &rows).await?;
-    if orders.len() != rows.len() {
-        return Err(ApiError::internal(
-            "not every order of the chunk was inserted",
-        ));
-    }
-    for (index, order) in indices.into_iter().zip(orders) {
-        answers[index] = Some(Created::at(order.location(), order).into_response());
-    }
+    Ok(Checked { answers, orders })
+}
+
+fn every_row_answered(answers: Vec<Option<Response>>) -> Result<Vec<Response>, ApiError> {
     answers
         .into_iter()
         .map(|answer| answer.ok_or_else(|| ApiError::internal("a row has no answer")))
@@ -627,131 +654,18 @@ async fn validate_only(
     account: Account,
     rows: &[PreparedRow],
 ) -> Result<Response, ApiError> {
-    let mut conn = state
-        .metrics
-        .waiting_for(state.begin.begin(&state.pool))
-        .await?;
-    let keys: Vec<String> = rows
-        .iter()
-        .filter(|row| row.run.is_ok())
-        .filter_map(|row| row.idempotency_key.clone())
-        .collect();
-    let stored: HashMap<String, db::idempotency_keys::StoredKey> =
-        db::idempotency_keys::find_many(&mut *conn, account.id, &keys)
-            .await?
-            .into_iter()
-            .filter(|(_, key)| !key.expired)
-            .collect();
-    // The first row with a key not stored yet is the one that would run.
-    let mut seen = HashSet::new();
-    let (to_check, bodies): (Vec<usize>, Vec<Value>) = rows
-        .iter()
-        .enumerate()
-        .filter_map(|(index, row)| {
-            let (body, _) = row.run.as_ref().ok()?;
-            let key = row.idempotency_key.as_deref()?;
-            (!stored.contains_key(key) && seen.insert(key)).then(|| (index, body.clone()))
-        })
-        .unzip();
-    let mut checked: HashMap<usize, Result<(), ApiError>> = to_check
-        .into_iter()
-        .zip(check_orders(&mut conn, account, bodies).await?)
-        .collect();
-    conn.rollback().await?;
-
-    // Later rows with that key get its outcome, or 422 for other content.
-    let mut first: HashMap<&str, (Fingerprint, RowResult)> = HashMap::new();
-    let mut results = Vec::with_capacity(rows.len());
-    for (index, row) in rows.iter().enumerate() {
-        let (_, fingerprint) = match &row.run {
-            Ok(run) => run,
-            Err(error) => {
-                results.push(failed_row(row, error)?);
-                continue;
-            }
-        };
-        let key = row.idempotency_key.as_deref().unwrap_or_default();
-        let result = if let Some(stored) = stored.get(key) {
-            if stored.fingerprint == fingerprint.0 {
-                row_result(
-                    row,
-                    RowOutcome {
-                        response: stored.response.clone(),
-                        replayed: true,
-                    },
-                )
-            } else {
-                failed_row(row, &ApiError::IdempotencyKeyReused)?
-            }
-        } else if let Some((first_fingerprint, first_result)) = first.get(key) {
-            if first_fingerprint == fingerprint {
-                RowResult {
-                    row: row.row,
-                    replayed: true,
-                    ..first_result.clone()
-                }
-            } else {
-                failed_row(row, &ApiError::IdempotencyKeyReused)?
-            }
-        } else {
-            let result = match checked.remove(&index) {
-                Some(Ok(())) => RowResult {
-                    row: row.row,
-                    idempotency_key: row.idempotency_key.clone(),
-                    status: StatusCode::CREATED.as_u16(),
-                    order_id: None,
-                    replayed: false,
-                    error: None,
-                },
-                Some(Err(error)) => failed_row(row, &error)?,
-                None => return Err(ApiError::internal("a row was not checked")),
-            };
-            first.insert(key, (*fingerprint, result.clone()));
-            result
-        };
-        results.push(result);
-    }
+    let runnable: Vec<&PreparedRow> = rows.iter().filter(|row| row.run.is_ok()).collect();
+    let endpoint = CreateOrders {
+        account,
+        rows: &runnable,
+    };
+    let outcomes = dry_run(state, account.id, &keyed_rows(&runnable), endpoint).await?;
+    let results = row_results(rows, outcomes)?;
     Ok(Json(OrderBatchValidation {
         counts: BatchCounts::of(&results),
         results,
     })
     .into_response())
-}
-
-/// The checks of [`create_orders`] without the writes.
-async fn check_orders(
-    conn: &mut PgConnection,
-    account: Account,
-    bodies: Vec<Value>,
-) -> Result<Vec<Result<(), ApiError>>, ApiError> {
-    let checked: Vec<Result<NewOrder, ApiError>> = bodies
-        .into_iter()
-        .map(|body| deserialize::<CreateOrder>(&body).and_then(Validate::validate))
-        .collect();
-    let template_ids: Vec<Uuid> = checked
-        .iter()
-        .filter_map(|order| Some(order.as_ref().ok()?.template_id))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let templates = latest_versions(conn, account, &template_ids).await?;
-    Ok(checked
-        .into_iter()
-        .map(|order| {
-            let order = order?;
-            let template = templates
-                .get(&order.template_id)
-                .ok_or(ApiError::TemplateNotFound {
-                    id: order.template_id,
-                })?;
-            let missing = missing_merge_variables(&template.merge_fields, &order.merge_variables);
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(ApiError::MissingMergeVariables { missing })
-            }
-        })
-        .collect())
 }
 
 fn location(id: Uuid) -> String {

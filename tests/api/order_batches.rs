@@ -490,6 +490,62 @@ async fn validate_only_reports_and_writes_nothing(pool: PgPool) {
     }
 }
 
+/// The dry run decides each row as the batch then takes it: replays, refusals, stored and unstored failures alike.
+#[sqlx::test]
+async fn validate_only_reports_what_the_batch_then_does(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, query) = template(&app).await;
+    post_csv(&app, &query, None, csv(&[line("taken", "Anna")]))
+        .await
+        .assert_status(StatusCode::CREATED);
+    let unfilled = || "unfilled,Anna,Keizersgracht,123A,1015 CJ,Amsterdam,NL,\n".to_owned();
+    let bad = || line("bad", "Bob").replace(",NL,", ",XX,");
+    let file = csv(&[
+        line("taken", "Anna"),
+        line("taken", "Dan"),
+        line("new", "Bob"),
+        line("new", "Bob"),
+        line("new", "Carol"),
+        unfilled(),
+        unfilled(),
+        bad(),
+        bad(),
+    ]);
+    let report = post_csv(
+        &app,
+        &format!("{query}&validate_only=true"),
+        None,
+        file.clone(),
+    )
+    .await;
+    report.assert_status(StatusCode::OK);
+    let taken = post_csv(&app, &query, None, file).await;
+    taken.assert_status(StatusCode::CREATED);
+
+    let outline = |results: &Value| -> Vec<_> {
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["row"].clone(),
+                    r["status"].clone(),
+                    r["replayed"].clone(),
+                    r["error"].clone(),
+                )
+            })
+            .collect()
+    };
+    let (report, taken) = (report.json(), taken.json());
+    assert_eq!(
+        outline(&report["results"]),
+        outline(&taken["results"]["data"])
+    );
+    assert_eq!(report["counts"], taken["counts"]);
+    assert_eq!(counts(&taken), (9, 1, 3, 5));
+}
+
 #[sqlx::test]
 async fn a_file_over_the_limits_is_refused_whole(pool: PgPool) {
     let app = TestApp::spawn_with(pool, |config| {
