@@ -137,7 +137,7 @@ async fn create_account(name: String) -> Result<(), Error> {
     let name = text(name, 200).map_err(|reason| format!("invalid --name: {reason}"))?;
     let pool = db::pool(&DatabaseConfig::from_env()?, db::Sessions::Maintenance)?;
     let key = ApiKey::generate()?;
-    let mut tx = pool.begin().await?;
+    let mut tx = db::Begin::default().begin(&pool).await?;
     let id = db::accounts::insert_with_key(&mut tx, &name, &key.hash, key.prefix()).await?;
     tx.commit().await?;
     let created = CreatedAccount {
@@ -216,7 +216,7 @@ async fn api_keys(command: ApiKeysCommand) -> Result<(), Error> {
     match command {
         ApiKeysCommand::Create { account } => {
             let key = ApiKey::generate()?;
-            let mut tx = pool.begin().await?;
+            let mut tx = db::Begin::default().begin(&pool).await?;
             if !db::accounts::exists(&mut *tx, account).await? {
                 return Err(format!("no account {account}").into());
             }

@@ -308,25 +308,36 @@ pub async fn create(
         return Ok(created(order));
     }
     // Nothing was written: say why, from the latest version as it is now.
-    let template_not_found = || ApiError::TemplateNotFound {
-        id: new.template_id,
-    };
     let version = statements
         .read(async |conn| {
             db::template_versions::find_for_order(conn, account.id, new.template_id, None).await
         })
+        .await?;
+    let template_version = check_order(&new, version.as_ref())?;
+    // A new version that these variables cover came in between the two statements: take the order against it.
+    let order = statements
+        .write(async |conn| db::orders::insert(conn, account.id, template_version, &new).await)
         .await?
-        .ok_or_else(template_not_found)?;
-    let missing = missing_merge_variables(&version.merge_fields, &new.merge_variables);
+        .ok_or(ApiError::TemplateNotFound {
+            id: new.template_id,
+        })?;
+    Ok(created(order))
+}
+
+/// Checks an order against the latest version of its template (`None`: there is no such template) and gives the
+/// version it is taken at; the one rule of `POST /v1/orders`, of a batch row and of a batch's dry run.
+pub fn check_order(
+    order: &NewOrder,
+    latest: Option<&db::template_versions::VersionForOrder>,
+) -> Result<i32, ApiError> {
+    let version = latest.ok_or(ApiError::TemplateNotFound {
+        id: order.template_id,
+    })?;
+    let missing = missing_merge_variables(&version.merge_fields, &order.merge_variables);
     if !missing.is_empty() {
         return Err(ApiError::MissingMergeVariables { missing });
     }
-    // A new version that these variables cover came in between the two statements: take the order against it.
-    let order = statements
-        .write(async |conn| db::orders::insert(conn, account.id, version.version, &new).await)
-        .await?
-        .ok_or_else(template_not_found)?;
-    Ok(created(order))
+    Ok(version.version)
 }
 
 /// List orders

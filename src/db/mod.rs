@@ -141,6 +141,10 @@ impl Begin {
                 })
             })
             .await?;
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the one place a transaction begins"
+        )]
         Transaction::begin(conn, Some(statement.into_sql_str())).await
     }
 }

@@ -5,10 +5,11 @@ use utoipa::ToSchema;
 
 use super::{
     country::CountryCode,
-    member::{Member, UnknownMembers},
+    member::{Member, UnknownMembers, members_of},
     schemas,
     validation::{Validator, text},
 };
+
 /// A postal address as a client sends it.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[schema(example = json!({
@@ -60,6 +61,13 @@ pub struct Address {
     pub country: CountryCode,
 }
 
+impl Address {
+    /// The names of an address's members, read from its declaration above.
+    pub fn members() -> &'static [&'static str] {
+        members_of::<Self>()
+    }
+}
+
 impl AddressInput {
     /// The address, or each broken rule recorded in `v` under this address's path.
     pub fn validate(self, v: &mut Validator) -> Option<Address> {
@@ -80,5 +88,26 @@ impl AddressInput {
             city: city?,
             country: country?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    #[test]
+    fn the_members_are_those_an_address_is_written_with() {
+        let address: Address = serde_json::from_value(json!({
+            "name": "Anna de Vries", "company": null, "street": "Keizersgracht", "house_number": "123A",
+            "postal_code": "1015 CJ", "city": "Amsterdam", "country": "NL"
+        }))
+        .unwrap();
+        let Value::Object(written) = serde_json::to_value(address).unwrap() else {
+            panic!("an address is written as an object");
+        };
+        let written: Vec<&str> = written.keys().map(String::as_str).collect();
+        assert_eq!(Address::members(), written);
     }
 }

@@ -12,24 +12,12 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::validation::FieldError;
+use super::{
+    MAX_IDEMPOTENCY_KEY_LENGTH, address::Address, template::is_field_name, validation::FieldError,
+};
 
 /// The member of a row that holds its own `Idempotency-Key` (a CSV column or a member of a JSON row).
 pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
-
-/// The members of an address, as columns after `recipient.` or `sender.`.
-const ADDRESS_FIELDS: [&str; 7] = [
-    "name",
-    "company",
-    "street",
-    "house_number",
-    "postal_code",
-    "city",
-    "country",
-];
-
-/// The longest key, as for the `Idempotency-Key` header.
-const MAX_KEY_LENGTH: usize = 255;
 
 /// Most fields a key is derived from.
 const MAX_KEY_FROM: usize = 10;
@@ -142,12 +130,14 @@ enum Column {
 
 /// A column name (or a `key_from` field) as a path into the order body; `None` for an unknown name.
 ///
-/// The names: `template_id`, `recipient.<member>`, `sender.<member>` (`name`, `company`, `street`, `house_number`,
-/// `postal_code`, `city`, `country`), `send_date`, `merge_variables.<field>` and `metadata.<key>`.
+/// The names: `template_id`, `recipient.<member>` and `sender.<member>` (a member of [`Address`]), `send_date`,
+/// `merge_variables.<field>` and `metadata.<key>` (a [field name](is_field_name)).
 fn member_path(name: &str) -> Option<Vec<String>> {
     let path = match name.split_once('.') {
         None if matches!(name, "template_id" | "send_date") => vec![name.to_owned()],
-        Some((address @ ("recipient" | "sender"), member)) if ADDRESS_FIELDS.contains(&member) => {
+        Some((address @ ("recipient" | "sender"), member))
+            if Address::members().contains(&member) =>
+        {
             vec![address.to_owned(), member.to_owned()]
         }
         Some((map @ ("merge_variables" | "metadata"), member)) if is_field_name(member) => {
@@ -156,16 +146,6 @@ fn member_path(name: &str) -> Option<Vec<String>> {
         _ => return None,
     };
     Some(path)
-}
-
-/// Letters, digits, `_`, `-` and `.`: what merge-field names and metadata keys are made of, and what keeps a
-/// derived key's field list free of its separators.
-fn is_field_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 100
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// The fields a row's key is derived from when it has no `idempotency_key` of its own.
@@ -237,7 +217,7 @@ impl KeyFrom {
             }
             percent_encode(&value, &mut key);
         }
-        if key.len() > MAX_KEY_LENGTH {
+        if key.len() > MAX_IDEMPOTENCY_KEY_LENGTH {
             return Ok(format!("sha256:{}", hex::encode(Sha256::digest(&key))));
         }
         Ok(key)
@@ -267,7 +247,7 @@ fn percent_encode(text: &str, out: &mut String) {
 
 /// The rows of a CSV file (RFC 4180: a header row, quoted fields, CRLF or LF line ends, an optional UTF-8 BOM).
 ///
-/// Each record becomes an order body: a column per member (see `member_path`), an empty cell is a member left
+/// Each record becomes an order body: a column per member (named as [`KeyFrom::parse`] takes them), an empty cell is a member left
 /// out, and a row without `template_id` gets `template_id`, the batch's. Unknown or repeated columns and more than
 /// `max_rows` records refuse the whole file; a record that cannot be read (another number of fields, bytes that
 /// are not UTF-8) fails alone.

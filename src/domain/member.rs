@@ -1,7 +1,10 @@
 //! Member: one member of a request object as it was sent (absent, `null`, a value, or a value of the wrong type),
 //! so that a body with several problems has them all found in one pass rather than the first one only.
 
-use serde::{Deserialize, Deserializer, de::DeserializeOwned};
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, DeserializeOwned, Visitor},
+};
 use serde_json::{Map, Value};
 
 /// A member of a request object, read without failing: serde stops at the first member that does not fit, so each
@@ -46,6 +49,40 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Member<T> {
 /// instead of stopping at the first as `deny_unknown_fields` would.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct UnknownMembers(pub Map<String, Value>);
+
+/// The names of the members `T` is read from, as its derived `Deserialize` declares them; empty for no struct.
+pub fn members_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    let mut members: &'static [&'static str] = &[];
+    // Serde's derive hands a struct's member names to `deserialize_struct`, which takes them and reads nothing.
+    let _ = T::deserialize(MemberNames(&mut members));
+    members
+}
+
+/// A deserializer that records the member names a struct asks for, and fails.
+struct MemberNames<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> Deserializer<'de> for MemberNames<'_> {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        members: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = members;
+        Err(de::Error::custom("only the member names are read"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -11,3 +11,6 @@ pub mod patch;
 pub mod schemas;
 pub mod template;
 pub mod validation;
+
+/// The longest idempotency key, in characters: of the `Idempotency-Key` header, and of a key a batch row derives.
+pub const MAX_IDEMPOTENCY_KEY_LENGTH: usize = 255;

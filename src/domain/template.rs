@@ -294,18 +294,24 @@ pub fn render(html: &str, variables: &MergeVariables) -> Result<String, RenderEr
     Ok(out)
 }
 
-/// A merge field name: 1 to 100 of letters, digits, `_`, `-` and `.`, starting with a letter or `_`.
+/// A merge field name: a [field name](is_field_name) that starts with a letter or `_`.
 pub fn parse_merge_field_name(name: &str) -> Result<(), String> {
     let valid_start = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
-    let valid_rest = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if !valid_start || !valid_rest || name.len() > MAX_MERGE_FIELD_LENGTH {
+    if !valid_start || !is_field_name(name) {
         return Err(format!(
             "a merge field name is 1 to {MAX_MERGE_FIELD_LENGTH} letters, digits, `_`, `-` or `.`, starting with a letter or `_`"
         ));
     }
     Ok(())
+}
+
+/// 1 to 100 letters, digits, `_`, `-` and `.`: what merge field names are made of, and the names a batch column
+/// gives a merge variable or metadata key, which keeps a derived key's field list free of its separators.
+pub fn is_field_name(name: &str) -> bool {
+    (1..=MAX_MERGE_FIELD_LENGTH).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 fn excerpt(text: &str) -> String {

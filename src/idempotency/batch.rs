@@ -5,7 +5,7 @@
 //! live key row answers (its response again, or 422 for another fingerprint); otherwise the endpoint runs, and its
 //! outcome is stored with the key in the same transaction as its write. A chunk does for many rows in a few
 //! statements what the layer does for one request, so that a file of thousands of rows costs a few round trips per
-//! chunk rather than several per row.
+//! chunk rather than several per row. A dry run ([`dry_run`]) decides each row by the same rule, writing nothing.
 
 use std::collections::HashMap;
 
@@ -26,6 +26,13 @@ pub trait RowEndpoint: Send {
     /// Answers the rows given by index, in that order, as the endpoint would answer each single request, writing in
     /// `conn`; a rejection before the endpoint ran ([`crate::http::error::Rejection`]) is not stored, as in the layer.
     fn answer(
+        &mut self,
+        conn: &mut PgConnection,
+        rows: &[usize],
+    ) -> impl Future<Output = Result<Vec<Response>, ApiError>> + Send;
+
+    /// Answers the rows given by index as [`answer`](Self::answer) would, writing nothing: for [`dry_run`].
+    fn check(
         &mut self,
         conn: &mut PgConnection,
         rows: &[usize],
@@ -66,7 +73,10 @@ where
     // A run that loses a key to a concurrent request turns that key into a replay for the next run: so the chunk
     // ends within one run more than it has keys, and in practice within two or three.
     for _ in 0..=rows.len() {
-        let mut tx = state.metrics.waiting_for(state.pool.begin()).await?;
+        let mut tx = state
+            .metrics
+            .waiting_for(state.begin.begin(&state.pool))
+            .await?;
         if let Some(outcomes) = run_once(state, account_id, rows, &mut tx, &mut endpoint).await? {
             return Ok((tx, outcomes));
         }
@@ -98,24 +108,22 @@ where
     let mut to_run = Vec::new();
     let mut taking_over = 0;
     for (index, row) in rows.iter().enumerate() {
-        match found.remove(&row.key) {
-            Some(stored) if !stored.expired => {
-                outcomes[index] = Some(if stored.fingerprint == row.fingerprint.0 {
-                    state.metrics.idempotency(Outcome::Replayed);
-                    RowOutcome {
-                        response: stored.response,
-                        replayed: true,
-                    }
-                } else {
-                    state.metrics.idempotency(Outcome::Mismatched);
-                    not_stored(ApiError::IdempotencyKeyReused.into_response()).await?
+        match decide(found.remove(&row.key), &row.fingerprint) {
+            Decision::Replay(response) => {
+                state.metrics.idempotency(Outcome::Replayed);
+                outcomes[index] = Some(RowOutcome {
+                    response,
+                    replayed: true,
                 });
             }
-            Some(_) => {
-                taking_over += 1;
+            Decision::Reused => {
+                state.metrics.idempotency(Outcome::Mismatched);
+                outcomes[index] = Some(reused().await?);
+            }
+            Decision::Run { takes_over } => {
+                taking_over += usize::from(takes_over);
                 to_run.push(index);
             }
-            None => to_run.push(index),
         }
     }
 
@@ -175,6 +183,102 @@ where
         })
         .collect::<Result<_, _>>()
         .map(Some)
+}
+
+/// What [`run_chunk`] would make of each of `rows`, in order, writing nothing: a dry run of a whole batch.
+///
+/// Keys may repeat, as in a file: a later row finds the outcome an earlier one would have stored, as the next chunk
+/// finds it stored. The rows that may run (no live key row) are checked in one go, before the rows are decided.
+pub async fn dry_run<E>(
+    state: &AppState,
+    account_id: Uuid,
+    rows: &[KeyedRow],
+    mut endpoint: E,
+) -> Result<Vec<RowOutcome>, ApiError>
+where
+    E: RowEndpoint,
+{
+    let mut tx = state
+        .metrics
+        .waiting_for(state.begin.begin(&state.pool))
+        .await?;
+    let keys: Vec<String> = rows.iter().map(|row| row.key.clone()).collect();
+    let mut stored: HashMap<String, StoredKey> =
+        idempotency_keys::find_many(&mut *tx, account_id, &keys)
+            .await?
+            .into_iter()
+            .collect();
+    let may_run: Vec<usize> = (0..rows.len())
+        .filter(|&index| stored.get(&rows[index].key).is_none_or(|key| key.expired))
+        .collect();
+    let answers = endpoint.check(&mut tx, &may_run).await?;
+    tx.rollback().await?;
+    if answers.len() != may_run.len() {
+        return Err(ApiError::internal(
+            "the endpoint answered another number of rows",
+        ));
+    }
+    let mut answers: HashMap<usize, Response> = may_run.into_iter().zip(answers).collect();
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for (index, row) in rows.iter().enumerate() {
+        let outcome = match decide(stored.get(&row.key).cloned(), &row.fingerprint) {
+            Decision::Replay(response) => RowOutcome {
+                response,
+                replayed: true,
+            },
+            Decision::Reused => reused().await?,
+            Decision::Run { .. } => {
+                let answer = answers
+                    .remove(&index)
+                    .ok_or_else(|| ApiError::internal("a row that may run was not checked"))?;
+                if is_outcome(&answer) {
+                    let (response, _) = capture(answer).await?;
+                    let key = StoredKey {
+                        fingerprint: row.fingerprint.0.to_vec(),
+                        expired: false,
+                        response: response.clone(),
+                    };
+                    stored.insert(row.key.clone(), key);
+                    RowOutcome {
+                        response,
+                        replayed: false,
+                    }
+                } else {
+                    not_stored(answer).await?
+                }
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// What a key row decides for a row with `fingerprint`, in a chunk and in its dry run alike.
+enum Decision {
+    /// A live row of the same request: its outcome again.
+    Replay(StoredResponse),
+    /// A live row of another request: 422, not stored.
+    Reused,
+    /// No live row: the endpoint runs, and `takes_over` an expired row when it stores an outcome.
+    Run { takes_over: bool },
+}
+
+fn decide(stored: Option<StoredKey>, fingerprint: &Fingerprint) -> Decision {
+    match stored {
+        Some(stored) if !stored.expired => {
+            if stored.fingerprint == fingerprint.0 {
+                Decision::Replay(stored.response)
+            } else {
+                Decision::Reused
+            }
+        }
+        Some(_) => Decision::Run { takes_over: true },
+        None => Decision::Run { takes_over: false },
+    }
+}
+
+async fn reused() -> Result<RowOutcome, ApiError> {
+    not_stored(ApiError::IdempotencyKeyReused.into_response()).await
 }
 
 async fn not_stored(response: Response) -> Result<RowOutcome, ApiError> {

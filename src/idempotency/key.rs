@@ -10,7 +10,7 @@ use crate::http::error::ApiError;
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The longest key, in characters.
-pub const MAX_LENGTH: usize = 255;
+pub use crate::domain::MAX_IDEMPOTENCY_KEY_LENGTH as MAX_LENGTH;
 
 /// Hex digits of the key's SHA-256 that logs show in its place: 48 bits, enough to tell keys apart.
 const DIGEST_HEX_DIGITS: usize = 12;
@@ -53,7 +53,9 @@ impl IdempotencyKey {
             return Err(invalid("the key is empty"));
         }
         if value.len() > MAX_LENGTH {
-            return Err(invalid("the key is longer than 255 characters"));
+            return Err(invalid(&format!(
+                "the key is longer than {MAX_LENGTH} characters"
+            )));
         }
         if !value.iter().all(|b| (0x20..=0x7e).contains(b)) {
             return Err(invalid(

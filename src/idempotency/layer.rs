@@ -17,8 +17,8 @@
 
 use axum::{
     body::Body,
-    extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State},
-    http::{Method, request::Parts},
+    extract::{Request, State},
+    http::Method,
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -67,12 +67,11 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
             .into_response();
     };
     let (mut parts, body) = request.into_parts();
-    let target = request_target(&mut parts, &state).await;
     let bytes = match read_body(Request::from_parts(parts.clone(), body), &state).await {
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
     };
-    let (fingerprint, json) = match fingerprint::of_request(&parts, &target, &bytes) {
+    let (fingerprint, json) = match fingerprint::of_request(&mut parts, &bytes).await {
         Ok(read) => read,
         Err(error) => return error.into_response(),
     };
@@ -96,19 +95,6 @@ pub async fn exactly_once(State(state): State<AppState>, request: Request, next:
         .run(request, next)
         .await
         .unwrap_or_else(IntoResponse::into_response)
-}
-
-/// The request's route and path parameters as the fingerprint takes them; the raw path when no route matched.
-async fn request_target(parts: &mut Parts, state: &AppState) -> String {
-    let route = parts
-        .extensions
-        .get::<MatchedPath>()
-        .map(|route| route.as_str().to_owned());
-    let parameters = RawPathParams::from_request_parts(parts, state).await;
-    match (route, parameters) {
-        (Some(route), Ok(parameters)) => fingerprint::target(&route, &parameters),
-        _ => parts.uri.path().to_owned(),
-    }
 }
 
 /// Whether `response` is an outcome of the endpoint, which its key stores: neither the rejection of a request the

@@ -1,4 +1,8 @@
 //! The HTTP API against a real PostgreSQL: a fresh database per test, a real server on a free port.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests hold locks in transactions of their own, which no request runs"
+)]
 
 mod helpers;
 

@@ -1,11 +1,21 @@
 //! Order batches: every row is a keyed `POST /v1/orders`, taken exactly once, in CSV and JSON form.
 
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
 
 use futures_util::future::join_all;
+use order_intake::{
+    config::DatabaseConfig,
+    db::{self, Sessions},
+};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 
 use crate::helpers::{Object, TestApp, TestResponse, address, count, order_path, send};
 
@@ -480,6 +490,62 @@ async fn validate_only_reports_and_writes_nothing(pool: PgPool) {
     }
 }
 
+/// The dry run decides each row as the batch then takes it: replays, refusals, stored and unstored failures alike.
+#[sqlx::test]
+async fn validate_only_reports_what_the_batch_then_does(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, query) = template(&app).await;
+    post_csv(&app, &query, None, csv(&[line("taken", "Anna")]))
+        .await
+        .assert_status(StatusCode::CREATED);
+    let unfilled = || "unfilled,Anna,Keizersgracht,123A,1015 CJ,Amsterdam,NL,\n".to_owned();
+    let bad = || line("bad", "Bob").replace(",NL,", ",XX,");
+    let file = csv(&[
+        line("taken", "Anna"),
+        line("taken", "Dan"),
+        line("new", "Bob"),
+        line("new", "Bob"),
+        line("new", "Carol"),
+        unfilled(),
+        unfilled(),
+        bad(),
+        bad(),
+    ]);
+    let report = post_csv(
+        &app,
+        &format!("{query}&validate_only=true"),
+        None,
+        file.clone(),
+    )
+    .await;
+    report.assert_status(StatusCode::OK);
+    let taken = post_csv(&app, &query, None, file).await;
+    taken.assert_status(StatusCode::CREATED);
+
+    let outline = |results: &Value| -> Vec<_> {
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["row"].clone(),
+                    r["status"].clone(),
+                    r["replayed"].clone(),
+                    r["error"].clone(),
+                )
+            })
+            .collect()
+    };
+    let (report, taken) = (report.json(), taken.json());
+    assert_eq!(
+        outline(&report["results"]),
+        outline(&taken["results"]["data"])
+    );
+    assert_eq!(report["counts"], taken["counts"]);
+    assert_eq!(counts(&taken), (9, 1, 3, 5));
+}
+
 #[sqlx::test]
 async fn a_file_over_the_limits_is_refused_whole(pool: PgPool) {
     let app = TestApp::spawn_with(pool, |config| {
@@ -671,4 +737,65 @@ async fn metadata_columns_reach_the_order_and_can_key_it(pool: PgPool) {
         json!({"customer_id": "4711", "campaign": "winter"})
     );
     assert_eq!(order["template_version"], 1);
+}
+
+/// A batch waiting for a template another transaction holds gives up after `IDEMPOTENCY_WAIT_TIMEOUT_MS`, taking
+/// its rows or checking them: 409 `resource-busy`, as any request. On Citus the lock is on a worker, where only the
+/// transaction's own `lock_timeout` bounds the wait.
+#[sqlx::test]
+async fn a_batch_waiting_for_a_held_row_gives_up_within_the_wait_timeout(
+    options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let wait = Duration::from_millis(500);
+    let holders = options.connect_with(connect.clone()).await.unwrap();
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        connect.get_username(),
+        connect.get_host(),
+        connect.get_port(),
+        connect.get_database().unwrap()
+    );
+    // The request pool as the server builds it, whose `lock_timeout` is the wait timeout.
+    let requests = db::pool(
+        &DatabaseConfig::new(url),
+        Sessions::Requests { lock_timeout: wait },
+    )
+    .unwrap();
+    let app = TestApp::spawn_with(requests, |config| config.idempotency.wait_timeout = wait).await;
+    let (template, query) = template(&app).await;
+    let mut holder = holders.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM templates WHERE account_id = $1 AND id = $2::uuid FOR UPDATE")
+        .bind(app.account_id)
+        .bind(template["id"].as_str().unwrap())
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    for settings in ["", "&validate_only=true"] {
+        let started = Instant::now();
+        let busy = tokio::time::timeout(
+            Duration::from_secs(5),
+            post_csv(
+                &app,
+                &format!("{query}{settings}"),
+                None,
+                csv(&[line("held", "Anna")]),
+            ),
+        )
+        .await
+        .expect("the batch gives up waiting");
+        busy.assert_problem(StatusCode::CONFLICT, "resource-busy");
+        assert_eq!(busy.header("retry-after"), Some("1"));
+        assert!(
+            started.elapsed() >= wait,
+            "{settings}: it waited for the lock"
+        );
+    }
+    assert_eq!(count(&holders, "orders").await, 0);
+    holder.rollback().await.unwrap();
+
+    post_csv(&app, &query, None, csv(&[line("held", "Anna")]))
+        .await
+        .assert_status(StatusCode::CREATED);
 }
