@@ -4,6 +4,7 @@ pub mod address;
 pub mod batch;
 pub mod country;
 pub mod id;
+pub mod markup;
 pub mod member;
 pub mod metadata;
 pub mod order;

@@ -39,6 +39,16 @@ pub enum ValidationError {
     Incomplete,
 }
 
+/// What is wrong with one field: mostly one thing, sometimes several (each misplaced placeholder of a template).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<String>);
+
+impl From<String> for Problems {
+    fn from(message: String) -> Self {
+        Self(vec![message])
+    }
+}
+
 /// Collects the errors of several fields so that a client learns of all of them at once.
 #[derive(Debug, Default)]
 pub struct Validator {
@@ -51,13 +61,18 @@ impl Validator {
         Self::default()
     }
 
-    /// Gives back the value of `result`, or records its error under `field`.
-    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+    /// Gives back the value of `result`, or records its errors under `field`.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, impl Into<Problems>>) -> Option<T> {
         match result {
             Ok(value) => Some(value),
-            Err(message) => {
+            Err(problems) => {
                 let field = self.path_to(field);
-                self.errors.push(FieldError { field, message });
+                for message in problems.into().0 {
+                    self.errors.push(FieldError {
+                        field: field.clone(),
+                        message,
+                    });
+                }
                 None
             }
         }
@@ -74,11 +89,11 @@ impl Validator {
     }
 
     /// [`Self::required`], then `rule` on the value.
-    pub fn required_with<T, U>(
+    pub fn required_with<T, U, E: Into<Problems>>(
         &mut self,
         field: &str,
         member: Member<T>,
-        rule: impl FnOnce(T) -> Result<U, String>,
+        rule: impl FnOnce(T) -> Result<U, E>,
     ) -> Option<U> {
         let value = self.required(field, member)?;
         self.check(field, rule(value))
@@ -94,11 +109,11 @@ impl Validator {
     }
 
     /// [`Self::optional`], then `rule` on a value that was sent.
-    pub fn optional_with<T, U>(
+    pub fn optional_with<T, U, E: Into<Problems>>(
         &mut self,
         field: &str,
         member: Member<T>,
-        rule: impl FnOnce(T) -> Result<U, String>,
+        rule: impl FnOnce(T) -> Result<U, E>,
     ) -> Option<Option<U>> {
         match self.optional(field, member)? {
             None => Some(None),
@@ -115,11 +130,11 @@ impl Validator {
     }
 
     /// [`Self::change`], then `rule` on a value that was sent.
-    pub fn change_with<T, U>(
+    pub fn change_with<T, U, E: Into<Problems>>(
         &mut self,
         field: &str,
         member: Member<T>,
-        rule: impl FnOnce(T) -> Result<U, String>,
+        rule: impl FnOnce(T) -> Result<U, E>,
     ) -> Option<Option<U>> {
         match self.change(field, member)? {
             None => Some(None),
