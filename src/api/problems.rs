@@ -17,7 +17,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(describe))
 }
 
-/// The request body is not JSON that can be read.
+/// The request body is not JSON that can be read, or a header (`Idempotency-Key`, `If-Match`, `If-None-Match`)
+/// cannot be read.
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json", example = json!({
     "type": "/problems/malformed-json", "title": "Malformed JSON", "status": 400,
@@ -75,10 +76,14 @@ pub struct RequestTimeout(pub Problem);
 
 /// The object changed since the client read it: `If-Match` names none of its current tags.
 #[derive(ToResponse)]
-#[response(content_type = "application/problem+json", example = json!({
+#[response(
+    content_type = "application/problem+json",
+    headers(("ETag" = String, description = "The object's current entity tag, in the form this request would get it.")),
+    example = json!({
     "type": "/problems/precondition-failed", "title": "Precondition failed", "status": 412,
     "detail": "The object's current entity tag does not satisfy If-Match or If-None-Match."
-}))]
+    })
+)]
 pub struct PreconditionFailed(pub Problem);
 
 /// The request body is larger than the server accepts.

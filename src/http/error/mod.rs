@@ -7,9 +7,12 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{
-    template::RenderError,
-    validation::{FieldError, ValidationError},
+use crate::{
+    domain::{
+        template::RenderError,
+        validation::{FieldError, ValidationError},
+    },
+    http::conditional::EntityTag,
 };
 
 /// The media type of every error body.
@@ -212,6 +215,12 @@ problem_types! {
         title: "Resource busy",
         description: "Another request held the object for longer than the server waits, or the database broke a deadlock or a serialization conflict with another request by rolling this one back. Nothing was written; retry after `Retry-After` seconds.",
     },
+    InvalidPrecondition {
+        slug: "invalid-precondition",
+        status: BAD_REQUEST,
+        title: "Invalid precondition",
+        description: "`If-Match` or `If-None-Match` is neither `*` nor a comma-separated list of entity tags (`\"3\"`, `W/\"3\"`, as the `ETag` header sends them; RFC 9110, section 8.8.3), so it cannot be evaluated. Nothing ran and nothing was stored; send the tag as `ETag` gave it, quotes included.",
+    },
 }
 
 impl ProblemType {
@@ -307,8 +316,9 @@ pub enum ApiError {
     TemplateInUse { id: uuid::Uuid, orders: i64 },
     #[error("Order '{id}' is {status} and can only be changed while it is received.")]
     OrderNotModifiable { id: uuid::Uuid, status: String },
+    /// With the object's current tag, which the answer carries as `ETag`.
     #[error("The object's current entity tag does not satisfy If-Match or If-None-Match.")]
-    PreconditionFailed,
+    PreconditionFailed(EntityTag),
     #[error("The request body is larger than {limit} bytes.")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -339,6 +349,8 @@ pub enum ApiError {
     DatabaseUnavailable(#[source] sqlx::Error),
     #[error("An internal error occurred.")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("{0}")]
+    InvalidPrecondition(String),
 }
 
 /// What was wrong with the credentials of a 401.
@@ -381,7 +393,7 @@ impl ApiError {
             Self::OutcomeUnknown(_) => ProblemType::OutcomeUnknown,
             Self::TemplateInUse { .. } => ProblemType::TemplateInUse,
             Self::OrderNotModifiable { .. } => ProblemType::OrderNotModifiable,
-            Self::PreconditionFailed => ProblemType::PreconditionFailed,
+            Self::PreconditionFailed(_) => ProblemType::PreconditionFailed,
             Self::PayloadTooLarge { .. } => ProblemType::PayloadTooLarge,
             Self::UnsupportedMediaType(_) => ProblemType::UnsupportedMediaType,
             Self::Validation(_) => ProblemType::ValidationFailed,
@@ -395,6 +407,7 @@ impl ApiError {
             Self::RateLimited { .. } => ProblemType::RateLimited,
             Self::DatabaseUnavailable(_) => ProblemType::ServiceUnavailable,
             Self::Internal(_) => ProblemType::InternalError,
+            Self::InvalidPrecondition(_) => ProblemType::InvalidPrecondition,
         }
     }
 
@@ -664,6 +677,9 @@ impl IntoResponse for ApiError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer error="invalid_token""#),
                 );
+            }
+            Self::PreconditionFailed(current) => {
+                headers.insert(header::ETAG, current.header_value());
             }
             _ => {}
         }
