@@ -11,4 +11,5 @@ pub mod order;
 pub mod patch;
 pub mod schemas;
 pub mod template;
+pub mod timestamp;
 pub mod validation;

@@ -47,8 +47,8 @@ pub enum TemplateFormat {
     "merge_fields": ["city", "first_name"],
     "version": 1,
     "metadata": {"campaign": "winter-2026"},
-    "created_at": "2026-11-28T12:00:00Z",
-    "updated_at": "2026-11-28T12:00:00Z"
+    "created_at": "2026-11-28T12:00:00.000000Z",
+    "updated_at": "2026-11-28T12:00:00.000000Z"
 }))]
 pub struct Template {
     pub id: Uuid,
@@ -62,10 +62,10 @@ pub struct Template {
     pub version: i32,
     #[schema(value_type = schemas::MetadataSchema)]
     pub metadata: Metadata,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "super::timestamp")]
     pub created_at: OffsetDateTime,
     /// When the template last changed: a new version or its metadata.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "super::timestamp")]
     pub updated_at: OffsetDateTime,
     /// 1 when created, one more with every change, a new version or metadata alone: the version its entity tag
     /// names. Sent as `ETag`, not in the body.
@@ -89,7 +89,7 @@ impl Template {
     "format": "postcard_a6",
     "content": "<p>Hello {{first_name}}, welcome to {{city}}!</p>",
     "merge_fields": ["city", "first_name"],
-    "created_at": "2026-11-28T12:00:00Z"
+    "created_at": "2026-11-28T12:00:00.000000Z"
 }))]
 pub struct TemplateVersion {
     pub template_id: Uuid,
@@ -102,7 +102,7 @@ pub struct TemplateVersion {
     /// The distinct placeholder names in `content`, sorted.
     pub merge_fields: Vec<String>,
     /// When this version was written.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "super::timestamp")]
     pub created_at: OffsetDateTime,
 }
 

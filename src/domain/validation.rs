@@ -2,7 +2,10 @@
 
 use serde::Serialize;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-use utoipa::ToSchema;
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{RefOr, Schema},
+};
 
 use super::{
     member::{Member, UnknownMembers},
@@ -152,14 +155,29 @@ impl Validator {
         }
     }
 
-    /// Records each member the object does not define.
-    pub fn unknown(&mut self, unknown: UnknownMembers) {
+    /// Records each member the object does not define, with the members of `T` (its documented properties), as
+    /// an unknown query parameter lists the known ones.
+    pub fn unknown<T: PartialSchema>(&mut self, unknown: UnknownMembers) {
+        if unknown.0.is_empty() {
+            return;
+        }
+        let known = match T::schema() {
+            RefOr::T(Schema::Object(object)) => object
+                .properties
+                .keys()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => String::new(),
+        };
         for name in unknown.0.keys() {
             let field = self.path_to(name);
-            self.errors.push(FieldError {
-                field,
-                message: "is not a known field".to_owned(),
-            });
+            let message = if known.is_empty() {
+                "is not a known field".to_owned()
+            } else {
+                format!("is not a known field; expected one of {known}")
+            };
+            self.errors.push(FieldError { field, message });
         }
     }
 
