@@ -190,11 +190,11 @@ struct CreatedApiKey {
 struct ListedApiKey {
     id: Uuid,
     prefix: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::domain::timestamp")]
     created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "crate::domain::timestamp::option")]
     last_used_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "crate::domain::timestamp::option")]
     revoked_at: Option<OffsetDateTime>,
 }
 

@@ -24,8 +24,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
     "key": "customer-4711-2026-11-28",
-    "created_at": "2026-11-28T12:00:00Z",
-    "expires_at": "2026-11-29T12:00:00Z",
+    "created_at": "2026-11-28T12:00:00.000000Z",
+    "expires_at": "2026-11-29T12:00:00.000000Z",
     "method": "POST",
     "path": "/v1/orders",
     "status": 201,
@@ -35,10 +35,10 @@ pub struct IdempotencyKeyRecord {
     /// The key, as the server read it (a quoted key unquoted).
     pub key: String,
     /// When the outcome was stored.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::domain::timestamp")]
     pub created_at: OffsetDateTime,
     /// When the key stops being replayed; after it, a request with the key runs as new.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::domain::timestamp")]
     pub expires_at: OffsetDateTime,
     /// `POST` or `PATCH`; null for keys stored before the request was kept with them.
     #[schema(required = true)]

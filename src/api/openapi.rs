@@ -279,6 +279,7 @@ pub fn document_conditional_requests(openapi: &mut openapi::OpenApi) {
                              current. No body.",
                         )
                         .header("ETag", etag_header())
+                        .header("Vary", vary_header())
                         .build(),
                 ),
             );
@@ -292,6 +293,12 @@ pub fn document_conditional_requests(openapi: &mut openapi::OpenApi) {
                 "412".to_owned(),
                 RefOr::Ref(Ref::from_response_name("PreconditionFailed")),
             );
+            // A precondition that is not a list of entity tags (`invalid-precondition`).
+            operation
+                .responses
+                .responses
+                .entry("400".to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("BadRequest")));
         }
     }
 }
@@ -300,10 +307,13 @@ const ETAG_DESCRIPTION: &str = "The object's strong entity tag: its version, e.g
     counts up (with `-gzip`, `-br` or `-zstd` appended when the body is compressed). Send it back in `If-Match` to \
     change the object only as you last saw it, or in `If-None-Match` to read it only when it changed.";
 const IF_MATCH_DESCRIPTION: &str = "Apply the request only if the object's current `ETag` is one of these (strong \
-    comparison; `*` for any); else 412 `precondition-failed` and nothing is written. A 412 to a keyed request is \
-    stored for its key like any other answer.";
-const IF_NONE_MATCH_DESCRIPTION: &str = "Answer 304 without a body when the object's current `ETag` is one of \
-    these (weak comparison; `*` for any).";
+    comparison; `*` for any; a tag in either coding's form); else 412 `precondition-failed`, with the current `ETag`, \
+    and nothing is written. A 412 to a keyed request is stored for its key like any other answer. A value that is \
+    not `*` or a list of entity tags is 400 `invalid-precondition`.";
+const IF_NONE_MATCH_DESCRIPTION: &str = "Answer 304 without a body when the object's current `ETag`, in the form of \
+    the representation this request gets (`-gzip`, `-br`, `-zstd` or none, by `Accept-Encoding`), is one of these \
+    (weak comparison; `*` for any). A value that is not `*` or a list of entity tags is 400 \
+    `invalid-precondition`.";
 
 /// Whether the answer's body is one object of a kind that has an entity tag: one that [`tagged_schemas`] lists.
 fn carries_tagged_object(response: &openapi::Response) -> bool {
@@ -324,6 +334,14 @@ fn etag_header() -> openapi::header::Header {
     HeaderBuilder::new()
         .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
         .description(Some(ETAG_DESCRIPTION))
+        .build()
+}
+
+/// The `Vary` of a 304: the one its 200 would have had.
+fn vary_header() -> openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some("`accept-encoding`, as the 200 would have had."))
         .build()
 }
 

@@ -95,7 +95,7 @@ impl Validate for CreateOrder {
 
     fn validate(self) -> Result<NewOrder, ApiError> {
         let mut v = Validator::new();
-        v.unknown(self.unknown);
+        v.unknown::<Self>(self.unknown);
         let template_id = v.required_with("template_id", self.template_id, |id| parse_id(&id));
         let recipient = v
             .required("recipient", self.recipient)
@@ -171,7 +171,7 @@ impl Validate for UpdateOrder {
 
     fn validate(self) -> Result<OrderChanges, ApiError> {
         let mut v = Validator::new();
-        v.unknown(self.unknown);
+        v.unknown::<Self>(self.unknown);
         let template_version = v.change_with(
             "template_version",
             self.template_version,

@@ -11,7 +11,10 @@ use uuid::Uuid;
 
 use crate::{
     domain::country::CountryCode,
-    http::error::{ApiError, Credentials, Problem, ProblemType},
+    http::{
+        conditional::EntityTag,
+        error::{ApiError, Credentials, Problem, ProblemType},
+    },
     state::AppState,
 };
 
@@ -22,7 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(describe))
 }
 
-/// The request body is not JSON that can be read.
+/// The request body is not JSON that can be read, or a header (`Idempotency-Key`, `If-Match`, `If-None-Match`)
+/// cannot be read.
 // Its detail is serde_json's, so a test holds it to the server's answer instead.
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json", example = json!({
@@ -72,9 +76,11 @@ pub struct RequestTimeout(pub Problem);
 
 /// The object changed since the client read it: `If-Match` names none of its current tags.
 #[derive(ToResponse)]
-#[response(content_type = "application/problem+json", example = json!(
-    ApiError::PreconditionFailed.to_problem()
-))]
+#[response(
+    content_type = "application/problem+json",
+    headers(("ETag" = String, description = "The object's current entity tag, in the form this request would get it.")),
+    example = json!(ApiError::PreconditionFailed(EntityTag::first()).to_problem())
+)]
 pub struct PreconditionFailed(pub Problem);
 
 /// The request body is larger than the server accepts.

@@ -170,7 +170,7 @@ impl Validate for RenderTemplate {
 
     fn validate(self) -> Result<Preview, ApiError> {
         let mut v = Validator::new();
-        v.unknown(self.unknown);
+        v.unknown::<Self>(self.unknown);
         let merge_variables = v
             .optional_with(
                 "merge_variables",

@@ -78,7 +78,7 @@ impl Validate for CreateTemplate {
 
     fn validate(self) -> Result<Self::Valid, ApiError> {
         let mut v = Validator::new();
-        v.unknown(self.unknown);
+        v.unknown::<Self>(self.unknown);
         let name = v.required_with("name", self.name, parse_name);
         let format = v.required("format", self.format);
         let content = v.required_with("content", self.content, TemplateContent::parse);
@@ -125,7 +125,7 @@ impl Validate for UpdateTemplate {
 
     fn validate(self) -> Result<TemplateChanges, ApiError> {
         let mut v = Validator::new();
-        v.unknown(self.unknown);
+        v.unknown::<Self>(self.unknown);
         let name = v.change_with("name", self.name, parse_name);
         let format = v.change("format", self.format);
         let content = v.change_with("content", self.content, TemplateContent::parse);

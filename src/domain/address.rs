@@ -71,7 +71,7 @@ impl Address {
 impl AddressInput {
     /// The address, or each broken rule recorded in `v` under this address's path.
     pub fn validate(self, v: &mut Validator) -> Option<Address> {
-        v.unknown(self.unknown);
+        v.unknown::<Self>(self.unknown);
         let name = v.required_with("name", self.name, |name| text(name, 200));
         let company = v.optional_with("company", self.company, |company| text(company, 200));
         let street = v.required_with("street", self.street, |street| text(street, 200));

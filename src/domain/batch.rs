@@ -26,11 +26,11 @@ const MAX_KEY_FROM: usize = 10;
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OrderBatch {
     pub id: Uuid,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "super::timestamp")]
     pub created_at: OffsetDateTime,
     /// When the last row was taken; `null` while rows are being taken, or when the server stopped in the middle
     /// (send the batch again with the same `Idempotency-Key` to complete it).
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "super::timestamp::option")]
     #[schema(required = true)]
     pub completed_at: Option<OffsetDateTime>,
     pub counts: BatchCounts,

@@ -75,8 +75,8 @@ pub type MergeVariables = BTreeMap<String, String>;
     "send_date": "2026-12-01",
     "status": "received",
     "metadata": {"customer_id": "4711"},
-    "created_at": "2026-11-28T12:00:00Z",
-    "updated_at": "2026-11-28T12:00:00Z"
+    "created_at": "2026-11-28T12:00:00.000000Z",
+    "updated_at": "2026-11-28T12:00:00.000000Z"
 }))]
 pub struct Order {
     pub id: Uuid,
@@ -96,9 +96,9 @@ pub struct Order {
     pub status: OrderStatus,
     #[schema(value_type = schemas::MetadataSchema)]
     pub metadata: Metadata,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "super::timestamp")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "super::timestamp")]
     pub updated_at: OffsetDateTime,
     /// 1 when taken, one more with every change: the version its entity tag names. Sent as `ETag`, not in the body.
     #[serde(skip)]

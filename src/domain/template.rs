@@ -5,12 +5,15 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use std::ops::Range;
+
 use super::{
+    markup,
     metadata::{Metadata, MetadataChanges, merge_metadata},
     order::MergeVariables,
     patch::Patch,
     schemas,
-    validation::{FieldError, ValidationError, text},
+    validation::{FieldError, Problems, ValidationError, text},
 };
 
 /// The longest template name, in characters.
@@ -46,8 +49,8 @@ pub enum TemplateFormat {
     "merge_fields": ["city", "first_name"],
     "version": 1,
     "metadata": {"campaign": "winter-2026"},
-    "created_at": "2026-11-28T12:00:00Z",
-    "updated_at": "2026-11-28T12:00:00Z"
+    "created_at": "2026-11-28T12:00:00.000000Z",
+    "updated_at": "2026-11-28T12:00:00.000000Z"
 }))]
 pub struct Template {
     pub id: Uuid,
@@ -61,10 +64,10 @@ pub struct Template {
     pub version: i32,
     #[schema(value_type = schemas::MetadataSchema)]
     pub metadata: Metadata,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "super::timestamp")]
     pub created_at: OffsetDateTime,
     /// When the template last changed: a new version or its metadata.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "super::timestamp")]
     pub updated_at: OffsetDateTime,
     /// 1 when created, one more with every change, a new version or metadata alone: the version its entity tag
     /// names. Sent as `ETag`, not in the body.
@@ -88,7 +91,7 @@ impl Template {
     "format": "postcard_a6",
     "content": "<p>Hello {{first_name}}, welcome to {{city}}!</p>",
     "merge_fields": ["city", "first_name"],
-    "created_at": "2026-11-28T12:00:00Z"
+    "created_at": "2026-11-28T12:00:00.000000Z"
 }))]
 pub struct TemplateVersion {
     pub template_id: Uuid,
@@ -101,7 +104,7 @@ pub struct TemplateVersion {
     /// The distinct placeholder names in `content`, sorted.
     pub merge_fields: Vec<String>,
     /// When this version was written.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "super::timestamp")]
     pub created_at: OffsetDateTime,
 }
 
@@ -183,15 +186,46 @@ pub struct TemplateContent {
 }
 
 impl TemplateContent {
-    /// 1 byte to 512 KiB, with well-formed placeholders.
-    pub fn parse(html: String) -> Result<Self, String> {
+    /// 1 byte to 512 KiB, with well-formed placeholders, each in text or a quoted attribute value; every broken
+    /// placeholder is reported, in the order of the content.
+    pub fn parse(html: String) -> Result<Self, Problems> {
         if html.is_empty() || html.len() > MAX_CONTENT_BYTES {
-            return Err(content_size_rule());
+            return Err(content_size_rule().into());
         }
         if html.contains('\0') {
-            return Err("must not contain NUL characters (U+0000)".to_owned());
+            return Err("must not contain NUL characters (U+0000)".to_owned().into());
         }
-        let merge_fields = merge_fields(&html)?;
+        let placeholders = placeholders(&html);
+        let mut broken: Vec<(usize, String)> = placeholders
+            .iter()
+            .filter_map(|placeholder| match &placeholder.name {
+                Ok(_) => None,
+                Err(reason) => Some((placeholder.range.start, reason.clone())),
+            })
+            .collect();
+        let ranges: Vec<Range<usize>> = placeholders
+            .iter()
+            .map(|placeholder| placeholder.range.clone())
+            .collect();
+        for (index, reason) in markup::misplaced(&html, &ranges) {
+            let placeholder = &placeholders[index];
+            if placeholder.name.is_ok() {
+                let written = &html[placeholder.range.clone()];
+                broken.push((placeholder.range.start, format!("`{written}` {reason}")));
+            }
+        }
+        if !broken.is_empty() {
+            broken.sort_by_key(|(at, _)| *at);
+            return Err(Problems(
+                broken
+                    .into_iter()
+                    .map(|(at, message)| {
+                        format!("{}: placeholder {message}", line_and_column(&html, at))
+                    })
+                    .collect(),
+            ));
+        }
+        let merge_fields = merge_fields(&html).map_err(Problems::from)?;
         Ok(Self { html, merge_fields })
     }
 }
@@ -204,38 +238,76 @@ pub enum Segment<'a> {
     Field(&'a str),
 }
 
-/// Cuts `html` into text and placeholders: the one definition of what a placeholder is.
+/// A `{{` of template content up to its `}}` (or the end): its bytes, and its name or why it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Placeholder<'a> {
+    range: Range<usize>,
+    name: Result<&'a str, String>,
+}
+
+/// Every placeholder of `html`: the one definition of what a placeholder is.
 ///
 /// Every `{{` must open a placeholder: a name (letters, digits, `_`, `-`, `.`, starting with a letter or `_`),
 /// optionally padded with spaces, closed by `}}`. Anything else is an error, so that a typo cannot print as text.
+fn placeholders(html: &str) -> Vec<Placeholder<'_>> {
+    let mut placeholders = Vec::new();
+    let mut from = 0;
+    while let Some(start) = html[from..].find("{{").map(|at| from + at) {
+        let after = start + 2;
+        let Some(end) = html[after..].find("}}").map(|at| after + at) else {
+            placeholders.push(Placeholder {
+                range: start..html.len(),
+                name: Err(format!(
+                    "`{}` is not closed with `}}}}`",
+                    excerpt(&html[start..])
+                )),
+            });
+            break;
+        };
+        let name = html[after..end].trim_matches(' ');
+        placeholders.push(Placeholder {
+            range: start..end + 2,
+            name: parse_merge_field_name(name)
+                .map(|()| name)
+                .map_err(|reason| format!("`{{{{{}}}}}`: {reason}", excerpt(&html[after..end]))),
+        });
+        from = end + 2;
+    }
+    placeholders
+}
+
+/// Cuts `html` into text and placeholders (`placeholders`); the first broken placeholder is an error.
 pub fn segments(html: &str) -> Result<Vec<Segment<'_>>, String> {
     let mut segments = Vec::new();
-    let mut rest = html;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            return Err(format!(
-                "placeholder `{}` is not closed with `}}}}`",
-                excerpt(&rest[start..])
-            ));
-        };
-        let name = after[..end].trim_matches(' ');
-        if let Err(reason) = parse_merge_field_name(name) {
-            return Err(format!(
-                "placeholder `{{{{{}}}}}`: {reason}",
-                excerpt(&after[..end])
-            ));
-        }
-        if start > 0 {
-            segments.push(Segment::Text(&rest[..start]));
+    let mut rest = 0;
+    for placeholder in placeholders(html) {
+        let name = placeholder
+            .name
+            .map_err(|reason| format!("placeholder {reason}"))?;
+        if placeholder.range.start > rest {
+            segments.push(Segment::Text(&html[rest..placeholder.range.start]));
         }
         segments.push(Segment::Field(name));
-        rest = &after[end + 2..];
+        rest = placeholder.range.end;
     }
-    if !rest.is_empty() {
-        segments.push(Segment::Text(rest));
+    if rest < html.len() {
+        segments.push(Segment::Text(&html[rest..]));
     }
     Ok(segments)
+}
+
+/// Where byte `at` of `text` is, as people count: `line 2, column 7` (lines and characters from 1).
+fn line_and_column(text: &str, at: usize) -> String {
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .count()
+        + 1;
+    format!("line {line}, column {column}")
 }
 
 /// The sorted, distinct names of the `{{name}}` placeholders in `html` (see [`segments`]).
@@ -263,10 +335,9 @@ pub enum RenderError {
     Malformed(String),
 }
 
-/// `html` with every placeholder replaced by its merge variable, HTML-escaped: `&`, `<`, `>`, `"` and `'` become
-/// character references, so that a variable prints as text, never as markup, also inside a quoted attribute
-/// (HTML Living Standard, 13.1.2.3 and 13.1.4). The text around placeholders is the template's own HTML, kept
-/// byte for byte.
+/// `html` with every placeholder replaced by its merge variable, escaped ([`markup::escape`]), so that a variable
+/// prints as text, never as markup, where content may hold a placeholder (text and quoted attribute values: HTML
+/// Living Standard, 13.1.2.3 and 13.1.4). The text around placeholders is the template's own HTML, byte for byte.
 pub fn render(html: &str, variables: &MergeVariables) -> Result<String, RenderError> {
     let segments = segments(html).map_err(RenderError::Malformed)?;
     let mut missing: Vec<String> = segments
@@ -287,7 +358,7 @@ pub fn render(html: &str, variables: &MergeVariables) -> Result<String, RenderEr
             Segment::Text(text) => out.push_str(text),
             Segment::Field(name) => {
                 let value = variables.get(name).map_or("", String::as_str);
-                html_escape::encode_quoted_attribute_to_string(value, &mut out);
+                markup::escape(value, &mut out);
             }
         }
     }

@@ -2,7 +2,10 @@
 
 use serde::Serialize;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-use utoipa::ToSchema;
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{RefOr, Schema},
+};
 
 use super::{
     member::{Member, UnknownMembers},
@@ -39,6 +42,16 @@ pub enum ValidationError {
     Incomplete,
 }
 
+/// What is wrong with one field: mostly one thing, sometimes several (each misplaced placeholder of a template).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<String>);
+
+impl From<String> for Problems {
+    fn from(message: String) -> Self {
+        Self(vec![message])
+    }
+}
+
 /// Collects the errors of several fields so that a client learns of all of them at once.
 #[derive(Debug, Default)]
 pub struct Validator {
@@ -51,13 +64,18 @@ impl Validator {
         Self::default()
     }
 
-    /// Gives back the value of `result`, or records its error under `field`.
-    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+    /// Gives back the value of `result`, or records its errors under `field`.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, impl Into<Problems>>) -> Option<T> {
         match result {
             Ok(value) => Some(value),
-            Err(message) => {
+            Err(problems) => {
                 let field = self.path_to(field);
-                self.errors.push(FieldError { field, message });
+                for message in problems.into().0 {
+                    self.errors.push(FieldError {
+                        field: field.clone(),
+                        message,
+                    });
+                }
                 None
             }
         }
@@ -74,11 +92,11 @@ impl Validator {
     }
 
     /// [`Self::required`], then `rule` on the value.
-    pub fn required_with<T, U>(
+    pub fn required_with<T, U, E: Into<Problems>>(
         &mut self,
         field: &str,
         member: Member<T>,
-        rule: impl FnOnce(T) -> Result<U, String>,
+        rule: impl FnOnce(T) -> Result<U, E>,
     ) -> Option<U> {
         let value = self.required(field, member)?;
         self.check(field, rule(value))
@@ -94,11 +112,11 @@ impl Validator {
     }
 
     /// [`Self::optional`], then `rule` on a value that was sent.
-    pub fn optional_with<T, U>(
+    pub fn optional_with<T, U, E: Into<Problems>>(
         &mut self,
         field: &str,
         member: Member<T>,
-        rule: impl FnOnce(T) -> Result<U, String>,
+        rule: impl FnOnce(T) -> Result<U, E>,
     ) -> Option<Option<U>> {
         match self.optional(field, member)? {
             None => Some(None),
@@ -115,11 +133,11 @@ impl Validator {
     }
 
     /// [`Self::change`], then `rule` on a value that was sent.
-    pub fn change_with<T, U>(
+    pub fn change_with<T, U, E: Into<Problems>>(
         &mut self,
         field: &str,
         member: Member<T>,
-        rule: impl FnOnce(T) -> Result<U, String>,
+        rule: impl FnOnce(T) -> Result<U, E>,
     ) -> Option<Option<U>> {
         match self.change(field, member)? {
             None => Some(None),
@@ -137,14 +155,29 @@ impl Validator {
         }
     }
 
-    /// Records each member the object does not define.
-    pub fn unknown(&mut self, unknown: UnknownMembers) {
+    /// Records each member the object does not define, with the members of `T` (its documented properties), as
+    /// an unknown query parameter lists the known ones.
+    pub fn unknown<T: PartialSchema>(&mut self, unknown: UnknownMembers) {
+        if unknown.0.is_empty() {
+            return;
+        }
+        let known = match T::schema() {
+            RefOr::T(Schema::Object(object)) => object
+                .properties
+                .keys()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => String::new(),
+        };
         for name in unknown.0.keys() {
             let field = self.path_to(name);
-            self.errors.push(FieldError {
-                field,
-                message: "is not a known field".to_owned(),
-            });
+            let message = if known.is_empty() {
+                "is not a known field".to_owned()
+            } else {
+                format!("is not a known field; expected one of {known}")
+            };
+            self.errors.push(FieldError { field, message });
         }
     }
 

@@ -1,7 +1,7 @@
 //! Conditional requests (RFC 9110, section 13): the strong entity tag of an object, `If-Match` on PATCH and DELETE,
 //! and `If-None-Match` on GET.
 
-use std::{borrow::Cow, convert::Infallible};
+use std::borrow::Cow;
 
 use axum::{
     Json,
@@ -17,7 +17,7 @@ use crate::{
         order::Order,
         template::{Template, TemplateVersion},
     },
-    http::error::ApiError,
+    http::error::{ApiError, Rejection},
 };
 
 /// A strong entity tag (RFC 9110, section 8.8.3): the version of an object, which every change counts up, written
@@ -31,6 +31,11 @@ impl EntityTag {
         // Digits between quotes are always a valid field value; the fallback is never taken.
         HeaderValue::try_from(format!("\"{}\"", self.0))
             .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+    }
+
+    /// The tag of an object's first version, for the documentation's examples.
+    pub fn first() -> Self {
+        Self(1)
     }
 
     /// The opaque part, between the quotes.
@@ -86,8 +91,6 @@ tagged! {
 enum Tag {
     Strong(String),
     Weak(String),
-    /// Not an entity tag; it matches nothing.
-    Invalid,
 }
 
 /// The condition of one precondition header: `*` or a list of entity tags.
@@ -98,24 +101,31 @@ enum Condition {
 }
 
 impl Condition {
-    /// The field's condition, or `None` when the request does not send it. Several field lines form one list.
-    fn read(headers: &HeaderMap, name: &HeaderName) -> Option<Self> {
+    /// The field's condition, `None` when the request does not send it, or why it is neither `*` nor a list of
+    /// entity tags. Several field lines form one list.
+    fn read(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Self>, ApiError> {
         let mut values = headers.get_all(name).iter().peekable();
-        values.peek()?;
-        let mut tags = Vec::new();
-        for value in values {
-            let Ok(value) = value.to_str() else {
-                tags.push(Tag::Invalid);
-                continue;
-            };
-            for member in split_list(value) {
-                if member == "*" {
-                    return Some(Self::Any);
-                }
-                tags.push(parse_tag(member));
-            }
+        if values.peek().is_none() {
+            return Ok(None);
         }
-        Some(Self::Tags(tags))
+        let invalid = |member: &str| {
+            ApiError::InvalidPrecondition(format!(
+                "{name} must be `*` or a list of entity tags such as `\"3\"` or `W/\"3\"`; `{member}` is not one."
+            ))
+        };
+        let mut members = Vec::new();
+        for value in values {
+            let value = value.to_str().map_err(|_| invalid("(not visible ASCII)"))?;
+            members.extend(split_list(value));
+        }
+        if members == ["*"] {
+            return Ok(Some(Self::Any));
+        }
+        members
+            .into_iter()
+            .map(|member| parse_tag(member).ok_or_else(|| invalid(member)))
+            .collect::<Result<_, _>>()
+            .map(|tags| Some(Self::Tags(tags)))
     }
 
     /// The strong comparison of `If-Match` (RFC 9110, section 13.1.1): a weak tag never matches.
@@ -134,14 +144,14 @@ impl Condition {
             Self::Any => true,
             Self::Tags(tags) => tags.iter().any(|tag| match tag {
                 Tag::Strong(opaque) | Tag::Weak(opaque) => *opaque == current.opaque(),
-                Tag::Invalid => false,
             }),
         }
     }
 }
 
-/// The members of a comma-separated list of entity tags; a comma inside quotes belongs to its tag.
-fn split_list(value: &str) -> Vec<&str> {
+/// The members of a comma-separated list of entity tags, trimmed, empty ones left out; a comma inside quotes
+/// belongs to its tag.
+pub fn split_list(value: &str) -> Vec<&str> {
     let mut members = Vec::new();
     let mut start = 0;
     let mut quoted = false;
@@ -160,30 +170,34 @@ fn split_list(value: &str) -> Vec<&str> {
     members
 }
 
-fn parse_tag(member: &str) -> Tag {
+/// An entity tag, `"x"` or `W/"x"`, whose opaque part holds only the characters RFC 9110 allows (visible ASCII
+/// but `"`); `None` for anything else.
+fn parse_tag(member: &str) -> Option<Tag> {
     let (weak, quoted) = match member.strip_prefix("W/") {
         Some(rest) => (true, rest),
         None => (false, member),
     };
-    let Some(opaque) = quoted
+    let opaque = quoted
         .strip_prefix('"')
         .and_then(|rest| rest.strip_suffix('"'))
-        .filter(|opaque| !opaque.contains('"'))
-    else {
-        return Tag::Invalid;
-    };
-    if weak {
+        .filter(|opaque| {
+            opaque
+                .bytes()
+                .all(|byte| byte == 0x21 || (0x23..=0x7E).contains(&byte))
+        })?;
+    Some(if weak {
         Tag::Weak(opaque.to_owned())
     } else {
         Tag::Strong(opaque.to_owned())
-    }
+    })
 }
 
 /// The preconditions of a request: its `If-Match` and `If-None-Match` fields.
 ///
 /// A handler evaluates them against the object's current tag once it holds the object (locked, for a change), in
 /// the order of RFC 9110, section 13.2.2: `If-Match` first. A request for an object that does not exist is a 404,
-/// whatever its preconditions say.
+/// whatever its preconditions say. A field that is neither `*` nor a list of entity tags is a 400 before anything
+/// runs: read as matching nothing it would be a 412 that no change of the object could pass.
 #[derive(Debug, Clone, Default)]
 pub struct Preconditions {
     if_match: Option<Condition>,
@@ -191,19 +205,19 @@ pub struct Preconditions {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Preconditions {
-    type Rejection = Infallible;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self::from_headers(&parts.headers))
+        Ok(Self::from_headers(&parts.headers)?)
     }
 }
 
 impl Preconditions {
-    pub fn from_headers(headers: &HeaderMap) -> Self {
-        Self {
-            if_match: Condition::read(headers, &header::IF_MATCH),
-            if_none_match: Condition::read(headers, &header::IF_NONE_MATCH),
-        }
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
+        Ok(Self {
+            if_match: Condition::read(headers, &header::IF_MATCH)?,
+            if_none_match: Condition::read(headers, &header::IF_NONE_MATCH)?,
+        })
     }
 
     /// Whether the request sends `If-Match` or `If-None-Match`.
@@ -222,7 +236,7 @@ impl Preconditions {
             .as_ref()
             .is_some_and(|condition| condition.matches_weakly(current));
         if fails_if_match || fails_if_none_match {
-            return Err(ApiError::PreconditionFailed);
+            return Err(ApiError::PreconditionFailed(current));
         }
         Ok(())
     }
@@ -235,7 +249,7 @@ impl Preconditions {
             .as_ref()
             .is_some_and(|condition| !condition.matches_strongly(current))
         {
-            return Err(ApiError::PreconditionFailed);
+            return Err(ApiError::PreconditionFailed(current));
         }
         let not_modified = self
             .if_none_match
@@ -273,7 +287,7 @@ mod tests {
         if let Some(value) = if_none_match {
             headers.insert(header::IF_NONE_MATCH, value.parse().unwrap());
         }
-        Preconditions::from_headers(&headers)
+        Preconditions::from_headers(&headers).unwrap()
     }
 
     #[test]
@@ -292,11 +306,11 @@ mod tests {
                 "{matching}"
             );
         }
-        for failing in ["\"2\"", "W/\"3\"", "3", "\"3", "", "\"a,b\""] {
+        for failing in ["\"2\"", "W/\"3\"", "", "\"a,b\""] {
             assert!(
                 matches!(
                     preconditions(Some(failing), None).check_change(current),
-                    Err(ApiError::PreconditionFailed)
+                    Err(ApiError::PreconditionFailed(_))
                 ),
                 "{failing}"
             );
@@ -314,7 +328,7 @@ mod tests {
             assert_eq!(response.headers()[header::ETAG], "\"3\"");
             assert!(matches!(
                 preconditions(None, Some(matching)).check_change(current),
-                Err(ApiError::PreconditionFailed)
+                Err(ApiError::PreconditionFailed(_))
             ));
         }
         assert!(
@@ -326,10 +340,44 @@ mod tests {
     }
 
     #[test]
+    fn a_field_that_is_not_a_list_of_entity_tags_is_refused() {
+        for invalid in [
+            "3",
+            "\"3",
+            "W/3",
+            "\"3\" 4",
+            "*, \"3\"",
+            "\"a b\"",
+            "w/\"3\"",
+            "\"3\"\"4\"",
+        ] {
+            for name in [header::IF_MATCH, header::IF_NONE_MATCH] {
+                let mut headers = HeaderMap::new();
+                headers.insert(name.clone(), invalid.parse().unwrap());
+                assert!(
+                    matches!(
+                        Preconditions::from_headers(&headers),
+                        Err(ApiError::InvalidPrecondition(_))
+                    ),
+                    "{name}: {invalid}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_412_names_the_current_tag() {
+        assert!(matches!(
+            preconditions(Some("\"2\""), None).check_change(EntityTag(3)),
+            Err(ApiError::PreconditionFailed(EntityTag(3)))
+        ));
+    }
+
+    #[test]
     fn if_match_is_evaluated_before_if_none_match() {
         assert!(matches!(
             preconditions(Some("\"2\""), Some("\"3\"")).check_read(EntityTag(3)),
-            Err(ApiError::PreconditionFailed)
+            Err(ApiError::PreconditionFailed(_))
         ));
     }
 }

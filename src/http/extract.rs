@@ -13,7 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
-    domain::{id::parse_id, validation::FieldError},
+    domain::{id::parse_id, member::in_json_terms, validation::FieldError},
     http::body::{JsonBody, parse_json, read_body},
     http::error::{ApiError, Rejection},
     state::AppState,
@@ -133,7 +133,7 @@ fn field_error(path: &str, message: &str) -> FieldError {
             .map_or(String::new(), |(_, rest)| format!("; expected{rest}"));
         return FieldError::new(field, format!("is not a known field{expected}"));
     }
-    FieldError::new(path, message)
+    FieldError::new(path, in_json_terms(message))
 }
 
 fn quoted_after<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
@@ -302,6 +302,6 @@ mod tests {
             "invalid type: integer `5`, expected a string",
         );
         assert_eq!(e.field, "merge_variables.city");
-        assert_eq!(e.message, "invalid type: integer `5`, expected a string");
+        assert_eq!(e.message, "must be a string, not a number");
     }
 }

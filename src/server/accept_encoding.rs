@@ -27,7 +27,50 @@ pub async fn disregard_unsatisfiable(mut request: Request) -> Request {
 /// unlisted coding takes the weight of `*`, or, without `*`, is unacceptable, except `identity`, which is
 /// acceptable unless listed with weight 0.
 pub fn any_coding_acceptable(headers: &HeaderMap) -> bool {
-    let elements: Vec<(String, Option<u16>)> = headers
+    let elements = elements(headers);
+    let weight_of = |coding: &str| weight_of(&elements, coding);
+    match weight_of("*") {
+        Some(any) => CODINGS
+            .iter()
+            .any(|coding| weight_of(coding).unwrap_or(any) > 0),
+        None => {
+            let listed_acceptable = elements.iter().any(|(coding, weight)| {
+                CODINGS.contains(&coding.as_str()) && weight.is_some_and(|weight| weight > 0)
+            });
+            let identity_excluded = elements
+                .iter()
+                .any(|(coding, weight)| coding == "identity" && *weight == Some(0));
+            listed_acceptable || !identity_excluded
+        }
+    }
+}
+
+/// The coding the compression layer gives a compressible answer to a request with these headers, as
+/// `Content-Encoding` names it; `None` for the plain body.
+///
+/// As tower-http chooses: the highest weight above zero, an unlisted coding taking the weight of `*` (without `*`,
+/// only the listed codings count), and on a tie zstd before br before gzip before identity.
+pub fn preferred_coding(headers: &HeaderMap) -> Option<&'static str> {
+    let elements = elements(headers);
+    let any = weight_of(&elements, "*");
+    // Least preferred first, as tower-http ranks them.
+    let ranked = ["identity", "gzip", "br", "zstd"];
+    ranked
+        .iter()
+        .enumerate()
+        .filter_map(|(rank, coding)| {
+            let weight = weight_of(&elements, coding).or(any)?;
+            (weight > 0).then_some((weight, rank, *coding))
+        })
+        .max()
+        .map(|(_, _, coding)| coding)
+        .filter(|coding| *coding != "identity")
+}
+
+/// The elements of the request's `Accept-Encoding`: each coding in lower case (`x-gzip` as `gzip`) with its
+/// weight in thousandths, `None` when the weight is malformed.
+fn elements(headers: &HeaderMap) -> Vec<(String, Option<u16>)> {
+    headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|value| value.to_str().ok())
@@ -45,26 +88,14 @@ pub fn any_coding_acceptable(headers: &HeaderMap) -> bool {
                 .map_or(Some(1000), |weight| q_value(weight.trim()));
             (coding, weight)
         })
-        .collect();
-    let weight_of = |coding: &str| {
-        elements
-            .iter()
-            .find_map(|(listed, weight)| (listed == coding).then_some(*weight).flatten())
-    };
-    match weight_of("*") {
-        Some(any) => CODINGS
-            .iter()
-            .any(|coding| weight_of(coding).unwrap_or(any) > 0),
-        None => {
-            let listed_acceptable = elements.iter().any(|(coding, weight)| {
-                CODINGS.contains(&coding.as_str()) && weight.is_some_and(|weight| weight > 0)
-            });
-            let identity_excluded = elements
-                .iter()
-                .any(|(coding, weight)| coding == "identity" && *weight == Some(0));
-            listed_acceptable || !identity_excluded
-        }
-    }
+        .collect()
+}
+
+/// The weight of the first element that lists `coding` with a well-formed weight.
+fn weight_of(elements: &[(String, Option<u16>)], coding: &str) -> Option<u16> {
+    elements
+        .iter()
+        .find_map(|(listed, weight)| (listed == coding).then_some(*weight).flatten())
 }
 
 /// A weight `q=0`, `q=0.5`, `q=1.000` in thousandths (RFC 9110 §12.4.2); `None` when malformed.
@@ -90,7 +121,7 @@ fn q_value(weight: &str) -> Option<u16> {
 mod tests {
     use axum::http::{HeaderMap, HeaderValue, header};
 
-    use super::{any_coding_acceptable, q_value};
+    use super::{any_coding_acceptable, preferred_coding, q_value};
 
     fn acceptable(field: &str) -> bool {
         let mut headers = HeaderMap::new();
@@ -134,6 +165,35 @@ mod tests {
             "identity;Q=0",
         ] {
             assert!(!acceptable(field), "{field}");
+        }
+    }
+
+    #[test]
+    fn the_preferred_coding_is_the_one_tower_http_picks() {
+        let preferred = |field: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(field).unwrap(),
+            );
+            preferred_coding(&headers)
+        };
+        assert_eq!(preferred_coding(&HeaderMap::new()), None);
+        for (field, coding) in [
+            ("gzip", Some("gzip")),
+            ("gzip, br", Some("br")),
+            ("gzip, br, zstd", Some("zstd")),
+            ("gzip;q=1, br;q=0.5", Some("gzip")),
+            ("identity", None),
+            ("identity, gzip", Some("gzip")),
+            ("gzip;q=0.5, identity", None),
+            ("gzip;q=0", None),
+            ("deflate", None),
+            ("*", Some("zstd")),
+            ("*;q=0.5, gzip", Some("gzip")),
+            ("X-GZIP", Some("gzip")),
+        ] {
+            assert_eq!(preferred(field), coding, "{field}");
         }
     }
 

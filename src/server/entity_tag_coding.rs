@@ -1,12 +1,14 @@
-//! Entity tags per content-coding: a compressed answer gets its own strong `ETag`, and the coding's suffix is
-//! taken off the tags that requests send back.
+//! Entity tags per content-coding: a compressed answer gets its own strong `ETag`, and the tags that requests send
+//! back are read for the representation this request gets.
 //!
 //! RFC 9110 (section 8.8.3) has a strong tag name one representation, byte for byte, and a gzip body is another
 //! representation than the plain one; tower-http's `CompressionLayer` leaves `ETag` as the endpoint set it. As
 //! Apache httpd does, this layer, just outside the compression layer, appends `-gzip`, `-br` or `-zstd` to a strong
 //! tag when the answer has that `Content-Encoding`, and removes such a suffix from the tags of `If-Match` and
-//! `If-None-Match` before the endpoint compares them, so a client that got `"3-gzip"` may send it back as it is.
-//! Both ends of this layer agree; the endpoints and the exactly-once layer only ever see the plain tag.
+//! `If-None-Match` before the endpoint compares them, so the endpoints and the exactly-once layer only ever see the
+//! plain tag. `If-Match` compares the object, so either form passes. `If-None-Match` asks whether the client holds
+//! the representation it would get now, so only the tags of that representation's coding are kept (`reads_as`),
+//! and a 304 or 412, which have no body of their own, name that representation and carry its `Vary`.
 
 use axum::{
     extract::Request,
@@ -15,24 +17,38 @@ use axum::{
     response::Response,
 };
 
+use super::accept_encoding::preferred_coding;
+use crate::http::conditional::split_list;
+
 /// The codings the compression layer produces, as `Content-Encoding` names them.
 const CODINGS: [&str; 3] = ["gzip", "br", "zstd"];
 
-/// Takes the coding suffix off the request's preconditions, and puts the answer's coding on its `ETag`.
+/// Reads the request's preconditions for its representation, and puts the answer's coding on its `ETag`.
 pub async fn tag_per_coding(mut request: Request, next: Next) -> Response {
-    let mut requested_coding = None;
-    for name in [header::IF_MATCH, header::IF_NONE_MATCH] {
-        strip_codings(request.headers_mut(), &name, &mut requested_coding);
-    }
+    let representation = preferred_coding(request.headers());
+    rewrite(request.headers_mut(), &header::IF_MATCH, |tag| {
+        Some(tag.plain)
+    });
+    rewrite(request.headers_mut(), &header::IF_NONE_MATCH, |tag| {
+        reads_as(tag, representation)
+    });
     let mut response = next.run(request).await;
-    let coding = match response.headers().get(header::CONTENT_ENCODING) {
-        Some(coding) => coding
-            .to_str()
-            .ok()
-            .and_then(|coding| CODINGS.iter().find(|known| **known == coding).copied()),
-        // A 304 has no body to encode; its tag is the one the client's copy carries.
-        None if response.status() == StatusCode::NOT_MODIFIED => requested_coding,
-        None => None,
+    let without_body = matches!(
+        response.status(),
+        StatusCode::NOT_MODIFIED | StatusCode::PRECONDITION_FAILED
+    );
+    let coding = if without_body {
+        // The answer stands for the representation this request would have had, not for its own body.
+        if response.status() == StatusCode::NOT_MODIFIED {
+            vary_on_accept_encoding(response.headers_mut());
+        }
+        representation
+    } else {
+        response
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|coding| coding.to_str().ok())
+            .and_then(|coding| CODINGS.iter().find(|known| **known == coding).copied())
     };
     if let Some(coding) = coding {
         let tagged = response
@@ -47,44 +63,90 @@ pub async fn tag_per_coding(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// Adds `Vary: Accept-Encoding` unless the answer has it: a 304 carries the `Vary` its 200 would have had (RFC
+/// 9110, section 15.4.5), which the compression layer adds only to bodies it could encode.
+fn vary_on_accept_encoding(headers: &mut HeaderMap) {
+    let varies = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|name| name.trim().eq_ignore_ascii_case("accept-encoding"));
+    if !varies {
+        headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+}
+
 /// A strong tag `"x"` as `"x-<coding>"`; a weak tag stays as it is.
 fn with_coding(tag: &str, coding: &str) -> Option<HeaderValue> {
     let opaque = tag.strip_prefix('"')?.strip_suffix('"')?;
     HeaderValue::try_from(format!("\"{opaque}-{coding}\"")).ok()
 }
 
-/// Rewrites the lines of the field `name` with every tag's coding suffix removed, noting the first coding seen.
-fn strip_codings(headers: &mut HeaderMap, name: &HeaderName, seen: &mut Option<&'static str>) {
+/// An entity tag of a request, split into its plain form (`"x"` or `W/"x"`) and the coding its suffix names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CodedTag {
+    plain: String,
+    coding: Option<&'static str>,
+}
+
+/// The tag as `If-None-Match` compares it for a request that gets `representation`: its plain form when it names
+/// that coding's representation (the plain one for `None`), else nothing, so that a client never holds a body it
+/// cannot decode for current.
+fn reads_as(tag: CodedTag, representation: Option<&'static str>) -> Option<String> {
+    (tag.coding == representation).then_some(tag.plain)
+}
+
+/// Rewrites each entity tag of the field `name` by `read` (dropping those it gives `None` for), keeping every other
+/// member, `*` and what is not an entity tag included, as it is for the endpoint to judge.
+fn rewrite(headers: &mut HeaderMap, name: &HeaderName, read: impl Fn(CodedTag) -> Option<String>) {
     let lines: Vec<HeaderValue> = headers.get_all(name).iter().cloned().collect();
     if lines.is_empty() {
         return;
     }
     headers.remove(name);
     for line in lines {
-        let stripped = line
+        let rewritten = line
             .to_str()
             .ok()
             .map(|text| {
-                text.split(',')
-                    .map(|member| strip_coding(member.trim(), seen))
+                split_list(text)
+                    .into_iter()
+                    .filter_map(|member| match coded_tag(member) {
+                        Some(tag) => read(tag),
+                        None => Some(member.to_owned()),
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             })
             .and_then(|text| HeaderValue::try_from(text).ok());
-        headers.append(name, stripped.unwrap_or(line));
+        headers.append(name, rewritten.unwrap_or(line));
     }
 }
 
-/// `"x-gzip"` as `"x"` (and `W/"x-gzip"` as `W/"x"`); any other member as it is.
-fn strip_coding(member: &str, seen: &mut Option<&'static str>) -> String {
+/// `"x-gzip"` as `"x"` coded `gzip` (and `W/"x-gzip"` as `W/"x"`); `"x"` uncoded; `None` for what is no tag.
+fn coded_tag(member: &str) -> Option<CodedTag> {
+    let opaque = member
+        .strip_prefix("W/")
+        .unwrap_or(member)
+        .strip_prefix('"')?
+        .strip_suffix('"')?;
+    if opaque.contains('"') {
+        return None;
+    }
     for coding in CODINGS {
         let suffix = format!("-{coding}\"");
-        if member.ends_with(&suffix) && (member.starts_with('"') || member.starts_with("W/\"")) {
-            seen.get_or_insert(coding);
-            return format!("{}\"", &member[..member.len() - suffix.len()]);
+        if let Some(plain) = member.strip_suffix(&suffix) {
+            return Some(CodedTag {
+                plain: format!("{plain}\""),
+                coding: Some(coding),
+            });
         }
     }
-    member.to_owned()
+    Some(CodedTag {
+        plain: member.to_owned(),
+        coding: None,
+    })
 }
 
 #[cfg(test)]
@@ -97,18 +159,44 @@ mod tests {
         assert!(with_coding("W/\"3\"", "gzip").is_none());
     }
 
-    #[test]
-    fn request_tags_lose_their_coding() {
+    fn rewritten(lines: &[&str], read: impl Fn(CodedTag) -> Option<String>) -> Vec<String> {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::IF_MATCH,
-            "\"3-br\", W/\"2-gzip\", \"1\", *".parse().unwrap(),
+        for line in lines {
+            headers.append(header::IF_MATCH, line.parse().unwrap());
+        }
+        rewrite(&mut headers, &header::IF_MATCH, read);
+        headers
+            .get_all(header::IF_MATCH)
+            .iter()
+            .map(|line| line.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn if_match_tags_lose_their_coding() {
+        assert_eq!(
+            rewritten(
+                &["\"3-br\", W/\"2-gzip\", \"1\", *, 2", "\"4-zstd\""],
+                |tag| Some(tag.plain)
+            ),
+            ["\"3\", W/\"2\", \"1\", *, 2", "\"4\""]
         );
-        headers.append(header::IF_MATCH, "\"4-zstd\"".parse().unwrap());
-        let mut seen = None;
-        strip_codings(&mut headers, &header::IF_MATCH, &mut seen);
-        let lines: Vec<_> = headers.get_all(header::IF_MATCH).iter().collect();
-        assert_eq!(lines, ["\"3\", W/\"2\", \"1\", *", "\"4\""]);
-        assert_eq!(seen, Some("br"));
+    }
+
+    #[test]
+    fn if_none_match_keeps_only_the_tags_of_the_representation() {
+        let lines = ["\"1\", \"1-gzip\", W/\"2-br\", \"a,b\", x"];
+        assert_eq!(
+            rewritten(&lines, |tag| reads_as(tag, None)),
+            ["\"1\", \"a,b\", x"]
+        );
+        assert_eq!(
+            rewritten(&lines, |tag| reads_as(tag, Some("gzip"))),
+            ["\"1\", x"]
+        );
+        assert_eq!(
+            rewritten(&lines, |tag| reads_as(tag, Some("br"))),
+            ["W/\"2\", x"]
+        );
     }
 }

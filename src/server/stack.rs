@@ -110,7 +110,7 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::map_request(
             accept_encoding::disregard_unsatisfiable,
         ))
-        // Just outside compression: a compressed answer's ETag names its coding; preconditions lose the suffix.
+        // Just outside compression: an ETag names its coding; preconditions are read for this request's coding.
         .layer(middleware::from_fn(entity_tag_coding::tag_per_coding))
         // Outside the exactly-once layer: keys store and replay the uncompressed answer.
         .layer(compression())
@@ -186,23 +186,27 @@ fn answer_panics() -> CatchPanicLayer<fn(Box<dyn Any + Send>) -> Response> {
 }
 
 /// The headers a client sends that a browser must be allowed to send across origins: the API key, the body's
-/// media type, the exactly-once key and the preconditions.
-const CORS_REQUEST_HEADERS: [HeaderName; 5] = [
+/// media type, the exactly-once key, the preconditions and the page's own request id, which the server honours.
+const CORS_REQUEST_HEADERS: [HeaderName; 6] = [
     header::AUTHORIZATION,
     header::CONTENT_TYPE,
     IDEMPOTENCY_KEY,
     header::IF_MATCH,
     header::IF_NONE_MATCH,
+    REQUEST_ID,
 ];
 
 /// The response headers a browser script may read besides the CORS-safelisted ones (Fetch standard): where a new
-/// object lives, whether an answer is a replay, the object's version tag, when to retry, and the request's id.
-const CORS_EXPOSED_HEADERS: [HeaderName; 5] = [
+/// object lives, whether an answer is a replay, the object's version tag, when to retry, the request's id, and the
+/// rate limit, so that a page can pace itself before a 429.
+const CORS_EXPOSED_HEADERS: [HeaderName; 7] = [
     header::LOCATION,
     IDEMPOTENT_REPLAYED,
     header::ETAG,
     header::RETRY_AFTER,
     REQUEST_ID,
+    rate_limit::RATELIMIT,
+    rate_limit::RATELIMIT_POLICY,
 ];
 
 /// CORS for the configured origins (tower-http's `CorsLayer` answers preflights and adds the `Access-Control-*`

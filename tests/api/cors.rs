@@ -24,7 +24,7 @@ async fn preflight(app: &TestApp, origin: &str, method: &str, path: &str) -> Tes
             .header("access-control-request-method", method)
             .header(
                 "access-control-request-headers",
-                "authorization,content-type,idempotency-key,if-match",
+                "authorization,content-type,idempotency-key,if-match,x-request-id",
             ),
     )
     .await
@@ -67,7 +67,8 @@ async fn a_preflight_from_an_allowed_origin_allows_the_api_s_methods_and_headers
                 "content-type",
                 "idempotency-key",
                 "if-match",
-                "if-none-match"
+                "if-none-match",
+                "x-request-id"
             ]
         );
         assert_eq!(answer.header("access-control-max-age"), Some("7200"));
@@ -103,7 +104,9 @@ async fn a_cross_origin_request_exposes_the_api_s_headers_on_successes_and_probl
             "idempotent-replayed",
             "etag",
             "retry-after",
-            "x-request-id"
+            "x-request-id",
+            "ratelimit",
+            "ratelimit-policy"
         ]
     );
 

@@ -33,3 +33,4 @@ mod render;
 mod row_rules;
 mod template_versions;
 mod templates;
+mod timestamps;

@@ -195,3 +195,61 @@ async fn a_keyed_preview_passes_the_exactly_once_layer_unchanged(pool: PgPool) {
     .await
     .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused");
 }
+
+#[sqlx::test]
+async fn a_placeholder_that_could_become_markup_is_refused_with_every_other_one(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let content = "<img src=logo.png alt={{first_name}}>\n<p>{{ok}}</p><a href=\"{{url}}\">x</a>\
+                   <script>var n = '{{name}}';</script>{{bad name}}";
+    let response = app
+        .post(
+            "/v1/templates",
+            &json!({"name": "n", "format": "postcard_a6", "content": content}),
+        )
+        .await;
+    let problem = response.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
+    let errors: Vec<(&str, &str)> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["field"].as_str().unwrap(), e["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(errors.iter().all(|(field, _)| *field == "content"));
+    for (error, (placeholder, at, reason)) in errors.iter().zip([
+        (
+            "{{first_name}}",
+            "line 1, column 23",
+            "unquoted value of `alt`",
+        ),
+        ("{{url}}", "line 2, column 23", "start of the URL in `href`"),
+        ("{{name}}", "line 2, column 54", "inside `<script>`"),
+        ("{{bad name}}", "line 2, column 73", "a merge field name is"),
+    ]) {
+        let message = error.1;
+        assert!(
+            message.starts_with(at) && message.contains(placeholder) && message.contains(reason),
+            "{message}"
+        );
+    }
+    assert_eq!(count(&app.pool, "templates").await, 0);
+}
+
+#[sqlx::test]
+async fn a_variable_cannot_add_an_attribute_to_an_accepted_template(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let template = app
+        .create_template(r#"<img src="logo.png" alt="{{first_name}}" title='{{first_name}}'>"#)
+        .await;
+    let id = order(
+        &app,
+        &template,
+        json!({"first_name": "x onerror=alert(1) `"}),
+    )
+    .await;
+    let escaped = "x onerror&#x3D;alert(1) &#x60;";
+    assert_eq!(
+        html(&app.get(&format!("/v1/orders/{id}/render")).await),
+        format!(r#"<img src="logo.png" alt="{escaped}" title='{escaped}'>"#)
+    );
+}

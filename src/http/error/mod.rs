@@ -10,9 +10,12 @@ use axum::{
 
 pub use problem_type::{Problem, ProblemType, Retry};
 
-use crate::domain::{
-    template::RenderError,
-    validation::{FieldError, ValidationError},
+use crate::{
+    domain::{
+        template::RenderError,
+        validation::{FieldError, ValidationError},
+    },
+    http::conditional::EntityTag,
 };
 
 /// The media type of every error body.
@@ -74,8 +77,9 @@ pub enum ApiError {
     TemplateInUse { id: uuid::Uuid, orders: i64 },
     #[error("Order '{id}' is {status} and can only be changed while it is received.")]
     OrderNotModifiable { id: uuid::Uuid, status: String },
+    /// With the object's current tag, which the answer carries as `ETag`.
     #[error("The object's current entity tag does not satisfy If-Match or If-None-Match.")]
-    PreconditionFailed,
+    PreconditionFailed(EntityTag),
     #[error("The request body is larger than {limit} bytes.")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -106,6 +110,8 @@ pub enum ApiError {
     DatabaseUnavailable(#[source] sqlx::Error),
     #[error("An internal error occurred.")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("{0}")]
+    InvalidPrecondition(String),
 }
 
 /// What was wrong with the credentials of a 401.
@@ -148,7 +154,7 @@ impl ApiError {
             Self::OutcomeUnknown(_) => ProblemType::OutcomeUnknown,
             Self::TemplateInUse { .. } => ProblemType::TemplateInUse,
             Self::OrderNotModifiable { .. } => ProblemType::OrderNotModifiable,
-            Self::PreconditionFailed => ProblemType::PreconditionFailed,
+            Self::PreconditionFailed(_) => ProblemType::PreconditionFailed,
             Self::PayloadTooLarge { .. } => ProblemType::PayloadTooLarge,
             Self::UnsupportedMediaType(_) => ProblemType::UnsupportedMediaType,
             Self::Validation(_) => ProblemType::ValidationFailed,
@@ -162,6 +168,7 @@ impl ApiError {
             Self::RateLimited { .. } => ProblemType::RateLimited,
             Self::DatabaseUnavailable(_) => ProblemType::ServiceUnavailable,
             Self::Internal(_) => ProblemType::InternalError,
+            Self::InvalidPrecondition(_) => ProblemType::InvalidPrecondition,
         }
     }
 
@@ -272,6 +279,9 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static(r#"Bearer error="invalid_token""#),
                 );
             }
+            Self::PreconditionFailed(current) => {
+                headers.insert(header::ETAG, current.header_value());
+            }
             _ => {}
         }
         if let Some(seconds) = self.retry_after() {
@@ -346,7 +356,13 @@ mod tests {
                 true,
                 None,
             ),
-            (ApiError::PreconditionFailed, 412, true, None),
+            (
+                ApiError::PreconditionFailed(EntityTag::first()),
+                412,
+                true,
+                None,
+            ),
+            (ApiError::InvalidPrecondition("p".into()), 400, false, None),
             (ApiError::PayloadTooLarge { limit: 1 }, 413, true, None),
             (ApiError::UnsupportedMediaType("t".into()), 415, true, None),
             (ApiError::invalid_field("name", "n"), 422, false, None),

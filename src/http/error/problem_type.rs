@@ -280,6 +280,14 @@ problem_types! {
         retry: After(1),
         description: "Another request held the object for longer than the server waits, or the database broke a deadlock or a serialization conflict with another request by rolling this one back. Nothing was written; retry after `Retry-After` seconds.",
     },
+    InvalidPrecondition {
+        slug: "invalid-precondition",
+        status: BAD_REQUEST,
+        title: "Invalid precondition",
+        stored: false,
+        retry: Never,
+        description: "`If-Match` or `If-None-Match` is neither `*` nor a comma-separated list of entity tags (`\"3\"`, `W/\"3\"`, as the `ETag` header sends them; RFC 9110, section 8.8.3), so it cannot be evaluated. Nothing ran and nothing was stored; send the tag as `ETag` gave it, quotes included.",
+    },
 }
 
 impl ProblemType {
