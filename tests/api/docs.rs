@@ -574,3 +574,13 @@ fn each_list_describes_its_own_order_cursors_and_key() {
         ]
     );
 }
+
+#[test]
+fn the_document_names_no_server_but_its_own() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    assert_eq!(
+        spec["servers"],
+        serde_json::json!([{"url": "/", "description": "The server that serves this document (`GET /openapi.json`)."}]),
+        "an address of its own would be wrong for every other LISTEN_ADDR"
+    );
+}
