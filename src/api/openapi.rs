@@ -32,9 +32,10 @@ use crate::{
             `Idempotency-Key`: a retried request runs once and gets its first answer back. Errors are \
             `application/problem+json` (RFC 9457); `GET` a problem's `type` for what it means.",
     ),
+    // Only the server that serves the document: any other address written here would be right for one
+    // `LISTEN_ADDR` and wrong for the rest.
     servers(
         (url = "/", description = "The server that serves this document (`GET /openapi.json`)."),
-        (url = "http://127.0.0.1:8080", description = "A local server on `LISTEN_ADDR`'s default, as `make run` starts it."),
     ),
     modifiers(&BearerAuth),
     components(schemas(Problem, FieldError), responses(

@@ -217,7 +217,7 @@ impl Validate for UpdateOrder {
     }
 }
 
-/// What a list of orders is filtered by: one status, some metadata.
+/// What a list of orders is filtered by: one status, one template, some metadata.
 ///
 /// The metadata filter is a family of parameters, `metadata[key]=value` (OpenAPI's `deepObject` style).
 #[derive(Debug, Default, IntoParams)]
@@ -226,6 +226,9 @@ pub struct OrderFilterQuery {
     /// Only orders with this status.
     #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
+    /// Only orders printed from this template (any of its versions).
+    #[param(value_type = Option<Uuid>)]
+    template_id: Option<String>,
     /// Documented in the operation, as a `deepObject` of the `Metadata` schema: `IntoParams` drops a
     /// parameter's style when it takes its schema from elsewhere.
     #[param(ignore)]
@@ -234,12 +237,13 @@ pub struct OrderFilterQuery {
 
 impl Filter for OrderFilterQuery {
     type Valid = OrderFilter;
-    const PARAMETERS: &'static [&'static str] =
-        &["limit", "starting_after", "status", "metadata[<key>]"];
+    const PARAMETERS: &'static [&'static str] = &["status", "template_id", "metadata[<key>]"];
 
     fn take(&mut self, name: &str, value: String) -> bool {
         if name == "status" {
             self.status = Some(value);
+        } else if name == "template_id" {
+            self.template_id = Some(value);
         } else if let Some(key) = metadata_key(name) {
             self.metadata.insert(key.to_owned(), value);
         } else {
@@ -253,9 +257,14 @@ impl Filter for OrderFilterQuery {
             "status",
             self.status.as_deref().map(OrderStatus::parse).transpose(),
         );
+        let template_id = v.check(
+            "template_id",
+            self.template_id.as_deref().map(parse_id).transpose(),
+        );
         let metadata = parse_metadata(v, self.metadata);
         Some(OrderFilter {
             status: status?,
+            template_id: template_id?,
             metadata: metadata?,
         })
     }
@@ -342,8 +351,9 @@ pub fn check_order(
 
 /// List orders
 ///
-/// Newest first, a page at a time: pass the last `id` of a page as `starting_after` to get the next. Filter by
-/// `status`, and by metadata with `metadata[key]=value` (several pairs must all match).
+/// Newest first, a page at a time: pass the last `id` of a page as `starting_after` to get the next, or the first
+/// `id` as `ending_before` to get the one before. Filter by `status`, `template_id`, the time of creation
+/// (`created[gte]`, `created[lt]`), and by metadata with `metadata[key]=value` (several pairs must all match).
 #[utoipa::path(
     get,
     path = "/v1/orders",

@@ -13,7 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    list::{self, List, ListQuery, Listed, TemplateVersionList},
+    list::{self, List, ListOrder, ListQuery, Listed, TemplateVersionList},
     problems,
     templates::not_found as template_not_found,
 };
@@ -238,9 +238,10 @@ pub async fn render(
 
 impl Listed for TemplateVersion {
     type Key = i32;
+    const KEY: &'static str = "version";
+    const ONE: &'static str = "version";
     const PLURAL: &'static str = "versions";
-    const STARTING_AFTER: &'static str = "The `version` of the last version of the previous page; the page starts \
-                                          after it (with older versions).";
+    const ORDER: ListOrder = ListOrder::NewestFirst;
 
     fn key_schema() -> Object {
         list::number_schema(1)

@@ -176,7 +176,8 @@ pub async fn create(
 
 /// List templates
 ///
-/// Newest first, a page at a time: pass the last `id` of a page as `starting_after` to get the next.
+/// Newest first, a page at a time: pass the last `id` of a page as `starting_after` to get the next, or the first
+/// `id` as `ending_before` to get the one before. Filter by the time of creation (`created[gte]`, `created[lt]`).
 #[utoipa::path(
     get,
     path = "/v1/templates",

@@ -21,6 +21,7 @@ use sqlx::{
 };
 
 use tokio::sync::OnceCell;
+use uuid::Uuid;
 
 use crate::config::DatabaseConfig;
 
@@ -162,17 +163,33 @@ pub struct Page<T> {
     pub has_more: bool,
 }
 
-/// A list request: at most `limit` rows after the `starting_after` key (an id, a version, a row number), of those
-/// `filter` lets through.
+/// A list request: at most `limit` rows whose keys (an id, a version, a row number) lie in `keys`, of those `filter`
+/// lets through, in the list's order or, for the page before a cursor, from the cursor backwards.
 ///
-/// A list's statement is one shape: `WHERE ... AND ($n::type IS NULL OR key < $n) ORDER BY key DESC LIMIT $m`
-/// (`>` and ascending for a list in file order), with `$m` bound to [`PageRequest::fetch`] and its rows passed to
-/// [`PageRequest::page`].
-#[derive(Debug, Clone, Default)]
+/// A list's statement is one shape, `WHERE ... AND key BETWEEN $lowest AND $highest ORDER BY key DESC LIMIT $m`
+/// (ascending for a list in file order), and its mirror for a page walked `backward` (`ORDER BY key` for a list
+/// newest first), with `$m` bound to [`PageRequest::fetch`] and its rows passed to [`PageRequest::page`]. Both ends
+/// of the range are always bound, so that the key is an index condition in a generic plan too, where a `$n IS NULL
+/// OR key < $n` would be only a filter.
+#[derive(Debug, Clone)]
 pub struct PageRequest<K, F = ()> {
     pub limit: i64,
-    pub starting_after: Option<K>,
+    pub keys: KeyRange<K>,
+    /// Whether the page is the one before a cursor (`ending_before`): its rows are fetched nearest the cursor first,
+    /// against the list's order, and turned around by [`PageRequest::page`].
+    pub backward: bool,
     pub filter: F,
+}
+
+impl<K: Key, F: Default> Default for PageRequest<K, F> {
+    fn default() -> Self {
+        Self {
+            limit: 0,
+            keys: KeyRange::default(),
+            backward: false,
+            filter: F::default(),
+        }
+    }
 }
 
 impl<K, F> PageRequest<K, F> {
@@ -181,14 +198,94 @@ impl<K, F> PageRequest<K, F> {
         self.limit + 1
     }
 
-    /// The page of rows fetched with [`PageRequest::fetch`]: at most `limit` of them.
+    /// The page of rows fetched with [`PageRequest::fetch`]: at most `limit` of them, in the list's order.
     pub fn page<R: Into<T>, T>(&self, rows: Vec<R>) -> Page<T> {
         let limit = usize::try_from(self.limit).unwrap_or(0);
         let has_more = rows.len() > limit;
-        Page {
-            data: rows.into_iter().take(limit).map(Into::into).collect(),
-            has_more,
+        let mut data: Vec<T> = rows.into_iter().take(limit).map(Into::into).collect();
+        if self.backward {
+            data.reverse();
         }
+        Page { data, has_more }
+    }
+}
+
+/// The keys a page may hold, both ends included; empty when `lowest` is above `highest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRange<K> {
+    pub lowest: K,
+    pub highest: K,
+}
+
+impl<K: Key> Default for KeyRange<K> {
+    fn default() -> Self {
+        Self {
+            lowest: K::LOWEST,
+            highest: K::HIGHEST,
+        }
+    }
+}
+
+impl<K: Key> KeyRange<K> {
+    /// Keeps the keys from `key` on.
+    pub fn at_least(&mut self, key: K) {
+        self.lowest = self.lowest.max(key);
+    }
+
+    /// Keeps the keys below `key`.
+    pub fn below(&mut self, key: K) {
+        match key.previous() {
+            Some(key) => self.highest = self.highest.min(key),
+            None => self.clear(),
+        }
+    }
+
+    /// Keeps the keys above `key`.
+    pub fn above(&mut self, key: K) {
+        match key.next() {
+            Some(key) => self.at_least(key),
+            None => self.clear(),
+        }
+    }
+
+    fn clear(&mut self) {
+        (self.lowest, self.highest) = (K::HIGHEST, K::LOWEST);
+    }
+}
+
+/// The type of a list's key, with its first and last values and its neighbours.
+pub trait Key: Copy + Ord {
+    const LOWEST: Self;
+    const HIGHEST: Self;
+
+    fn next(self) -> Option<Self>;
+    fn previous(self) -> Option<Self>;
+}
+
+impl Key for i32 {
+    const LOWEST: Self = i32::MIN;
+    const HIGHEST: Self = i32::MAX;
+
+    fn next(self) -> Option<Self> {
+        self.checked_add(1)
+    }
+
+    fn previous(self) -> Option<Self> {
+        self.checked_sub(1)
+    }
+}
+
+/// PostgreSQL orders `uuid` byte by byte, as `u128` orders the same bits.
+impl Key for Uuid {
+    const LOWEST: Self = Uuid::nil();
+    const HIGHEST: Self = Uuid::max();
+
+    fn next(self) -> Option<Self> {
+        self.as_u128().checked_add(1).map(Uuid::from_u128)
+    }
+
+    fn previous(self) -> Option<Self> {
+        self.as_u128().checked_sub(1).map(Uuid::from_u128)
     }
 }
 

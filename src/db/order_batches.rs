@@ -193,18 +193,30 @@ pub async fn list(
     account_id: Uuid,
     page: &PageRequest<Uuid>,
 ) -> Result<Page<OrderBatch>, sqlx::Error> {
-    let rows = query_batch!(
-        "SELECT",
-        "FROM order_batches
-         WHERE account_id = $1 AND ($2::uuid IS NULL OR id < $2)
-         ORDER BY id DESC
-         LIMIT $3",
-        account_id,
-        page.starting_after,
-        page.fetch(),
-    )
-    .fetch_all(db)
-    .await?;
+    let (keys, fetch) = (page.keys, page.fetch());
+    let rows = if page.backward {
+        query_batch!(
+            "SELECT",
+            "FROM order_batches WHERE account_id = $1 AND id BETWEEN $2 AND $3 ORDER BY id LIMIT $4",
+            account_id,
+            keys.lowest,
+            keys.highest,
+            fetch,
+        )
+        .fetch_all(db)
+        .await?
+    } else {
+        query_batch!(
+            "SELECT",
+            "FROM order_batches WHERE account_id = $1 AND id BETWEEN $2 AND $3 ORDER BY id DESC LIMIT $4",
+            account_id,
+            keys.lowest,
+            keys.highest,
+            fetch,
+        )
+        .fetch_all(db)
+        .await?
+    };
     Ok(page.page(rows))
 }
 
@@ -231,28 +243,56 @@ impl From<RowResultRow> for RowResult {
     }
 }
 
-/// A page of a batch's row results in file order, after row `starting_after`, optionally of one status only.
+/// `sqlx::query_as!` into [`RowResultRow`]s of one batch (`$2`), of one status (`$3`) or any, whose row numbers lie
+/// between `$4` and `$5`, ordered and limited by `$order`.
+macro_rules! query_row_result {
+    ($order:literal, $($arguments:tt)*) => {
+        sqlx::query_as!(
+            RowResultRow,
+            r#"SELECT row_number, idempotency_key, status, order_id, replayed,
+                      error AS "error: Json<serde_json::Value>"
+               FROM order_batch_rows
+               WHERE account_id = $1 AND batch_id = $2 AND ($3::int2 IS NULL OR status = $3)
+                 AND row_number BETWEEN $4 AND $5 "#
+                + $order,
+            $($arguments)*
+        )
+    };
+}
+
+/// A page of a batch's row results in file order, optionally of one status only.
 pub async fn rows(
     db: impl PgExecutor<'_>,
     account_id: Uuid,
     batch_id: Uuid,
     page: &PageRequest<i32, Option<u16>>,
 ) -> Result<Page<RowResult>, sqlx::Error> {
-    let rows = sqlx::query_as!(
-        RowResultRow,
-        r#"SELECT row_number, idempotency_key, status, order_id, replayed, error AS "error: Json<serde_json::Value>"
-           FROM order_batch_rows
-           WHERE account_id = $1 AND batch_id = $2 AND ($3::int2 IS NULL OR status = $3)
-             AND ($4::int4 IS NULL OR row_number > $4)
-           ORDER BY row_number
-           LIMIT $5"#,
-        account_id,
-        batch_id,
-        page.filter.and_then(|s| i16::try_from(s).ok()),
-        page.starting_after,
-        page.fetch(),
-    )
-    .fetch_all(db)
-    .await?;
+    let status = page.filter.and_then(|s| i16::try_from(s).ok());
+    let (keys, fetch) = (page.keys, page.fetch());
+    let rows = if page.backward {
+        query_row_result!(
+            "ORDER BY row_number DESC LIMIT $6",
+            account_id,
+            batch_id,
+            status,
+            keys.lowest,
+            keys.highest,
+            fetch,
+        )
+        .fetch_all(db)
+        .await?
+    } else {
+        query_row_result!(
+            "ORDER BY row_number LIMIT $6",
+            account_id,
+            batch_id,
+            status,
+            keys.lowest,
+            keys.highest,
+            fetch,
+        )
+        .fetch_all(db)
+        .await?
+    };
     Ok(page.page(rows))
 }

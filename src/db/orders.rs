@@ -27,10 +27,10 @@ struct OrderRow {
     row_version: i32,
 }
 
-/// `sqlx::query_as!` into an [`OrderRow`], with the order's columns between `$before` and `$after`: the one place
-/// they are listed.
+/// `sqlx::query_as!` into an [`OrderRow`], with the order's columns between `$before` and `$after` (literals joined
+/// by `+`): the one place they are listed.
 macro_rules! query_order {
-    ($before:literal, $after:literal, $($arguments:tt)*) => {
+    ($before:literal, $after:literal $(+ $more:literal)*, $($arguments:tt)*) => {
         sqlx::query_as!(
             OrderRow,
             $before
@@ -39,7 +39,8 @@ macro_rules! query_order {
                       merge_variables AS "merge_variables: Json<MergeVariables>", send_date,
                       status AS "status: OrderStatus", metadata AS "metadata: Json<Metadata>", created_at,
                       updated_at, row_version "#
-                + $after,
+                + $after
+                $(+ $more)*,
             $($arguments)*
         )
     };
@@ -249,13 +250,30 @@ pub async fn find_for_update(
 #[derive(Debug, Clone, Default)]
 pub struct OrderFilter {
     pub status: Option<OrderStatus>,
+    pub template_id: Option<Uuid>,
     /// Key/value pairs the order's metadata must all have; empty for any.
     pub metadata: Metadata,
 }
 
+/// `query_order!` for a page of orders: `$1` the account, ids between `$2` and `$3`, `$4` the status or any, `$5`
+/// the template or any, then `$and` and `$order`, which ends with `LIMIT $6`.
+macro_rules! query_order_page {
+    ($and:literal, $order:literal, $($arguments:tt)*) => {
+        query_order!(
+            "SELECT",
+            r#"FROM orders
+               WHERE account_id = $1 AND id BETWEEN $2 AND $3 AND ($4::text IS NULL OR status = $4)
+                 AND ($5::uuid IS NULL OR template_id = $5) "#
+                + $and
+                + $order,
+            $($arguments)*
+        )
+    };
+}
+
 /// A page of orders, newest first.
 ///
-/// A metadata filter is its own statement, `metadata @> $5`, so that its plan (prepared once per connection, and
+/// A metadata filter is its own statement, `metadata @> $7`, so that its plan (prepared once per connection, and
 /// generic after five runs) always uses the GIN index `orders_account_id_metadata_idx`, and the plan of a list
 /// without one never does.
 pub async fn list(
@@ -264,37 +282,69 @@ pub async fn list(
     page: &PageRequest<Uuid, OrderFilter>,
 ) -> Result<Page<Order>, sqlx::Error> {
     let filter = &page.filter;
+    let (keys, fetch) = (page.keys, page.fetch());
     let status = filter.status.map(OrderStatus::as_str);
-    let rows = if filter.metadata.is_empty() {
-        query_order!(
-            "SELECT",
-            r#"FROM orders
-               WHERE account_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id < $3)
-               ORDER BY id DESC
-               LIMIT $4"#,
-            account_id,
-            status,
-            page.starting_after,
-            page.fetch(),
-        )
-        .fetch_all(db)
-        .await?
-    } else {
-        query_order!(
-            "SELECT",
-            r#"FROM orders
-               WHERE account_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id < $3)
-                 AND metadata @> $5
-               ORDER BY id DESC
-               LIMIT $4"#,
-            account_id,
-            status,
-            page.starting_after,
-            page.fetch(),
-            Json(&filter.metadata) as _,
-        )
-        .fetch_all(db)
-        .await?
+    let template_id = filter.template_id;
+    let metadata = Json(&filter.metadata);
+    let rows = match (filter.metadata.is_empty(), page.backward) {
+        (true, false) => {
+            query_order_page!(
+                "",
+                "ORDER BY id DESC LIMIT $6",
+                account_id,
+                keys.lowest,
+                keys.highest,
+                status,
+                template_id,
+                fetch
+            )
+            .fetch_all(db)
+            .await?
+        }
+        (true, true) => {
+            query_order_page!(
+                "",
+                "ORDER BY id LIMIT $6",
+                account_id,
+                keys.lowest,
+                keys.highest,
+                status,
+                template_id,
+                fetch
+            )
+            .fetch_all(db)
+            .await?
+        }
+        (false, false) => {
+            query_order_page!(
+                "AND metadata @> $7 ",
+                "ORDER BY id DESC LIMIT $6",
+                account_id,
+                keys.lowest,
+                keys.highest,
+                status,
+                template_id,
+                fetch,
+                metadata as _
+            )
+            .fetch_all(db)
+            .await?
+        }
+        (false, true) => {
+            query_order_page!(
+                "AND metadata @> $7 ",
+                "ORDER BY id LIMIT $6",
+                account_id,
+                keys.lowest,
+                keys.highest,
+                status,
+                template_id,
+                fetch,
+                metadata as _
+            )
+            .fetch_all(db)
+            .await?
+        }
     };
     Ok(page.page(rows))
 }

@@ -130,25 +130,42 @@ pub async fn find_many_for_order(
         .collect())
 }
 
-/// A page of a template's versions, newest first, older than the `starting_after` version.
+/// A page of a template's versions, newest first.
 pub async fn list(
     db: impl PgExecutor<'_>,
     account_id: Uuid,
     template_id: Uuid,
     page: &PageRequest<i32>,
 ) -> Result<Page<TemplateVersion>, sqlx::Error> {
-    let rows = query_version!(
-        "SELECT",
-        r#"FROM template_versions v
-           WHERE v.account_id = $1 AND v.template_id = $2 AND ($3::integer IS NULL OR v.version < $3)
-           ORDER BY v.version DESC
-           LIMIT $4"#,
-        account_id,
-        template_id,
-        page.starting_after,
-        page.fetch(),
-    )
-    .fetch_all(db)
-    .await?;
+    let (keys, fetch) = (page.keys, page.fetch());
+    let rows = if page.backward {
+        query_version!(
+            "SELECT",
+            "FROM template_versions v
+             WHERE v.account_id = $1 AND v.template_id = $2 AND v.version BETWEEN $3 AND $4
+             ORDER BY v.version LIMIT $5",
+            account_id,
+            template_id,
+            keys.lowest,
+            keys.highest,
+            fetch,
+        )
+        .fetch_all(db)
+        .await?
+    } else {
+        query_version!(
+            "SELECT",
+            "FROM template_versions v
+             WHERE v.account_id = $1 AND v.template_id = $2 AND v.version BETWEEN $3 AND $4
+             ORDER BY v.version DESC LIMIT $5",
+            account_id,
+            template_id,
+            keys.lowest,
+            keys.highest,
+            fetch,
+        )
+        .fetch_all(db)
+        .await?
+    };
     Ok(page.page(rows))
 }

@@ -169,18 +169,32 @@ pub async fn list(
     account_id: Uuid,
     page: &PageRequest<Uuid>,
 ) -> Result<Page<Template>, sqlx::Error> {
-    let rows = query_template!(
-        "SELECT",
-        "FROM templates t",
-        r#"WHERE t.account_id = $1 AND ($2::uuid IS NULL OR t.id < $2)
-           ORDER BY t.id DESC
-           LIMIT $3"#,
-        account_id,
-        page.starting_after,
-        page.fetch(),
-    )
-    .fetch_all(db)
-    .await?;
+    let (keys, fetch) = (page.keys, page.fetch());
+    let rows = if page.backward {
+        query_template!(
+            "SELECT",
+            "FROM templates t",
+            "WHERE t.account_id = $1 AND t.id BETWEEN $2 AND $3 ORDER BY t.id LIMIT $4",
+            account_id,
+            keys.lowest,
+            keys.highest,
+            fetch,
+        )
+        .fetch_all(db)
+        .await?
+    } else {
+        query_template!(
+            "SELECT",
+            "FROM templates t",
+            "WHERE t.account_id = $1 AND t.id BETWEEN $2 AND $3 ORDER BY t.id DESC LIMIT $4",
+            account_id,
+            keys.lowest,
+            keys.highest,
+            fetch,
+        )
+        .fetch_all(db)
+        .await?
+    };
     Ok(page.page(rows))
 }
 

@@ -475,3 +475,112 @@ async fn the_service_serves_its_spec_and_swagger_ui(pool: PgPool) {
         "the Swagger UI assets are bundled in the binary"
     );
 }
+
+/// The members a description says a page is walked by: each `key` in "the last `key`", "the first `key`" and
+/// "The `key` of".
+fn keys_named(text: &str) -> Vec<&str> {
+    let mut keys = Vec::new();
+    for prefix in ["last `", "first `", "The `"] {
+        for (at, _) in text.match_indices(prefix) {
+            let rest = &text[at + prefix.len()..];
+            keys.extend(rest.split('`').next());
+        }
+    }
+    keys
+}
+
+/// A schema's type and format, which a cursor parameter and the member it names must share.
+fn kind(schema: &Value) -> (Value, Value) {
+    (schema["type"].clone(), schema["format"].clone())
+}
+
+#[test]
+fn each_list_describes_its_own_order_cursors_and_key() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let named = |reference: &Value| {
+        let name = reference.as_str().unwrap();
+        schemas[name.trim_start_matches("#/components/schemas/")].clone()
+    };
+    let mut lists = Vec::new();
+    for (path, method, operation) in operations(&spec) {
+        let answer =
+            &operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
+        if !answer.is_string() || named(answer)["properties"]["has_more"].is_null() {
+            continue;
+        }
+        let list = named(answer);
+        let item = named(&list["properties"]["data"]["items"]["$ref"]);
+        let parameters = operation["parameters"].as_array().unwrap();
+        let parameter = |name: &str| {
+            parameters
+                .iter()
+                .find(|p| p["name"] == name && p["in"] == "query")
+                .unwrap_or_else(|| {
+                    panic!("{method} {path} takes `{name}`, which a description names")
+                })
+        };
+        let mut texts = vec![
+            list["description"].clone(),
+            list["properties"]["data"]["description"].clone(),
+            list["properties"]["has_more"]["description"].clone(),
+            operation["description"].clone(),
+        ];
+        texts.extend(parameters.iter().map(|p| p["description"].clone()));
+        for text in texts.iter().filter_map(Value::as_str) {
+            for cursor in ["starting_after", "ending_before"] {
+                if text.contains(&format!("`{cursor}`")) {
+                    let key_kind = kind(&parameter(cursor)["schema"]);
+                    for key in keys_named(text) {
+                        assert_eq!(
+                            kind(&item["properties"][key]),
+                            key_kind,
+                            "{method} {path}: `{key}`, which {text:?} names, is what `{cursor}` takes"
+                        );
+                    }
+                }
+            }
+        }
+        // The order the list's schema states is the one its operation states.
+        let order = list["description"]
+            .as_str()
+            .unwrap()
+            .rsplit(", ")
+            .next()
+            .unwrap();
+        let order = order.trim_end_matches('.');
+        assert!(
+            operation["description"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains(order),
+            "{method} {path} lists {order}, as its schema says"
+        );
+        for cursor in ["limit", "starting_after", "ending_before"] {
+            parameter(cursor);
+        }
+        lists.push(path);
+    }
+    lists.sort();
+    assert_eq!(
+        lists,
+        [
+            "/v1/order_batches",
+            "/v1/order_batches/{id}/rows",
+            "/v1/orders",
+            "/v1/templates",
+            "/v1/templates/{id}/versions"
+        ]
+    );
+}
+
+#[test]
+fn the_document_names_no_server_but_its_own() {
+    let spec: Value = serde_json::from_str(&generated()).unwrap();
+    assert_eq!(
+        spec["servers"],
+        serde_json::json!([{"url": "/", "description": "The server that serves this document (`GET /openapi.json`)."}]),
+        "an address of its own would be wrong for every other LISTEN_ADDR"
+    );
+}

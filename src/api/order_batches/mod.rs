@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use self::prepare::{BatchBody, prepare};
 use super::{
-    list::{self, Filter, List, ListQuery, Listed, OrderBatchList, RowResultList},
+    list::{self, Filter, List, ListOrder, ListQuery, Listed, OrderBatchList, RowResultList},
     problems,
 };
 use crate::{
@@ -237,9 +237,10 @@ pub async fn get(
 
 impl Listed for RowResult {
     type Key = i32;
-    const PLURAL: &'static str = "rows";
-    const STARTING_AFTER: &'static str =
-        "The `row` of the last result of the previous page; the page starts after it.";
+    const KEY: &'static str = "row";
+    const ONE: &'static str = "row result";
+    const PLURAL: &'static str = "row results";
+    const ORDER: ListOrder = ListOrder::FileOrder;
 
     fn key_schema() -> Object {
         list::number_schema(0)
@@ -264,7 +265,7 @@ pub struct RowFilterQuery {
 
 impl Filter for RowFilterQuery {
     type Valid = Option<u16>;
-    const PARAMETERS: &'static [&'static str] = &["limit", "starting_after", "status"];
+    const PARAMETERS: &'static [&'static str] = &["status"];
 
     fn take(&mut self, name: &str, value: String) -> bool {
         let known = name == "status";
