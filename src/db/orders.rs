@@ -7,8 +7,9 @@ use uuid::Uuid;
 use super::{Page, PageRequest};
 use crate::domain::{
     address::Address,
+    merge::MergeVariables,
     metadata::Metadata,
-    order::{MergeVariables, NewOrder, Order, OrderDetails, OrderStatus},
+    order::{NewOrder, Order, OrderDetails, OrderStatus},
 };
 
 /// An order as it is stored: addresses and merge variables are JSON documents.

@@ -1,7 +1,5 @@
 //! Orders: their status, merge variables and send date.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime, macros::format_description};
 use utoipa::ToSchema;
@@ -9,12 +7,10 @@ use uuid::Uuid;
 
 use super::{
     address::Address,
+    merge::MergeVariables,
     metadata::{Metadata, MetadataChanges, merge_metadata},
     patch::Patch,
     schemas,
-    template::{
-        MAX_MERGE_FIELD_LENGTH, MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES, parse_merge_field_name,
-    },
     validation::{FieldError, ValidationError},
 };
 
@@ -58,9 +54,6 @@ impl OrderStatus {
         }
     }
 }
-
-/// The values a template's merge fields are filled with, by field name.
-pub type MergeVariables = BTreeMap<String, String>;
 
 /// An order, as the API returns it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -201,43 +194,6 @@ pub fn parse_template_version(version: i64) -> Result<i32, String> {
         })
 }
 
-/// Merge variables: at most 500, named like merge fields, values of at most 10 000 characters.
-pub fn parse_merge_variables(variables: MergeVariables) -> Result<MergeVariables, String> {
-    if variables.len() > MAX_MERGE_VARIABLES {
-        return Err(format!("must have at most {MAX_MERGE_VARIABLES} entries"));
-    }
-    for (name, value) in &variables {
-        if let Err(reason) = parse_merge_field_name(name) {
-            return Err(format!(
-                "`{}`: {reason}",
-                name.chars()
-                    .take(MAX_MERGE_FIELD_LENGTH)
-                    .collect::<String>()
-            ));
-        }
-        if value.chars().count() > MAX_MERGE_VALUE_LENGTH {
-            return Err(format!(
-                "`{name}`: values have at most {MAX_MERGE_VALUE_LENGTH} characters"
-            ));
-        }
-        if value.contains('\0') {
-            return Err(format!(
-                "`{name}`: values must not contain NUL characters (U+0000)"
-            ));
-        }
-    }
-    Ok(variables)
-}
-
-/// The merge fields of a template that `variables` does not supply.
-pub fn missing_merge_variables(merge_fields: &[String], variables: &MergeVariables) -> Vec<String> {
-    merge_fields
-        .iter()
-        .filter(|field| !variables.contains_key(field.as_str()))
-        .cloned()
-        .collect()
-}
-
 /// A send date: `YYYY-MM-DD`, not before today (UTC).
 pub fn parse_send_date(date: &str, today: Date) -> Result<Date, String> {
     let date = Date::parse(date, format_description!("[year]-[month]-[day]"))
@@ -295,24 +251,5 @@ mod tests {
         assert!(parse_send_date("2026-11-27", today).is_err());
         assert!(parse_send_date("28-11-2026", today).is_err());
         assert!(parse_send_date("2026-02-30", today).is_err());
-    }
-
-    #[test]
-    fn lists_missing_merge_variables_in_field_order() {
-        let fields = vec!["city".to_owned(), "first_name".to_owned()];
-        let variables = MergeVariables::from([("first_name".to_owned(), "Anna".to_owned())]);
-        assert_eq!(missing_merge_variables(&fields, &variables), ["city"]);
-    }
-
-    #[test]
-    fn merge_variable_values_hold_no_nul() {
-        let bad = MergeVariables::from([("name".to_owned(), "a\0b".to_owned())]);
-        assert!(parse_merge_variables(bad).is_err());
-    }
-
-    #[test]
-    fn merge_variable_names_follow_the_placeholder_rules() {
-        let bad = MergeVariables::from([("first name".to_owned(), "Anna".to_owned())]);
-        assert!(parse_merge_variables(bad).is_err());
     }
 }
