@@ -472,9 +472,7 @@ pub async fn update(
             return Err(ApiError::MissingMergeVariables { missing });
         }
     }
-    Ok(Current(
-        db::orders::update(conn, account.id, id, &next).await?,
-    ))
+    Ok(Current(db::orders::update(conn, account.id, &next).await?))
 }
 
 /// Cancel an order

@@ -56,7 +56,7 @@ impl OrderStatus {
 }
 
 /// An order, as the API returns it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(example = json!({
     "id": "019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
     "template_id": "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6e",
@@ -102,6 +102,12 @@ impl Order {
     pub fn location(&self) -> String {
         format!("/v1/orders/{}", self.id)
     }
+
+    /// Whether the merge variables must be checked again: they or the version they fill changed.
+    pub fn changes_merge_of(&self, current: &Order) -> bool {
+        self.template_version != current.template_version
+            || self.merge_variables != current.merge_variables
+    }
 }
 
 /// An order that satisfies every rule that does not depend on its template.
@@ -130,46 +136,14 @@ pub struct OrderChanges {
     pub metadata: Patch<MetadataChanges>,
 }
 
-/// The editable part of an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderDetails {
-    pub template_version: i32,
-    pub recipient: Address,
-    pub sender: Option<Address>,
-    pub merge_variables: MergeVariables,
-    pub send_date: Option<Date>,
-    pub metadata: Metadata,
-}
-
-impl From<&Order> for OrderDetails {
-    fn from(order: &Order) -> Self {
-        Self {
-            template_version: order.template_version,
-            recipient: order.recipient.clone(),
-            sender: order.sender.clone(),
-            merge_variables: order.merge_variables.clone(),
-            send_date: order.send_date,
-            metadata: order.metadata.clone(),
-        }
-    }
-}
-
-impl OrderDetails {
-    /// Whether the merge variables must be checked again: they or the version they fill changed.
-    pub fn changes_merge_of(&self, current: &Order) -> bool {
-        self.template_version != current.template_version
-            || self.merge_variables != current.merge_variables
-    }
-}
-
 impl OrderChanges {
-    /// The order's details after the changes, `None` when they change nothing; an error when the merged metadata
-    /// breaks its limits.
-    pub fn apply_to(self, current: &Order) -> Result<Option<OrderDetails>, ValidationError> {
+    /// The order after the changes, `None` when they change nothing; an error when the merged metadata breaks its
+    /// limits.
+    pub fn apply_to(self, current: &Order) -> Result<Option<Order>, ValidationError> {
         let metadata = merge_metadata(&current.metadata, self.metadata).map_err(|message| {
             ValidationError::Fields(vec![FieldError::new("metadata", message)])
         })?;
-        let next = OrderDetails {
+        let next = Order {
             template_version: self.template_version.unwrap_or(current.template_version),
             recipient: self.recipient.unwrap_or_else(|| current.recipient.clone()),
             sender: self.sender.apply(current.sender.clone()),
@@ -178,9 +152,9 @@ impl OrderChanges {
                 .unwrap_or_else(|| current.merge_variables.clone()),
             send_date: self.send_date.apply(current.send_date),
             metadata,
+            ..current.clone()
         };
-        let changed = next != OrderDetails::from(current);
-        Ok(changed.then_some(next))
+        Ok((next != *current).then_some(next))
     }
 }
 
