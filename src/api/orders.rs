@@ -22,10 +22,11 @@ use crate::{
         address::AddressInput,
         id::parse_id,
         member::{Member, UnknownMembers},
+        merge::{MergeVariables, missing_merge_variables, parse_merge_variables},
         metadata::{Metadata, MetadataChanges, parse_metadata, parse_metadata_changes},
         order::{
-            MergeVariables, NewOrder, Order, OrderChanges, OrderStatus, missing_merge_variables,
-            parse_merge_variables, parse_send_date, parse_template_version, today,
+            NewOrder, Order, OrderChanges, OrderStatus, parse_send_date, parse_template_version,
+            today,
         },
         patch::Patch,
         schemas,
@@ -481,9 +482,7 @@ pub async fn update(
             return Err(ApiError::MissingMergeVariables { missing });
         }
     }
-    Ok(Current(
-        db::orders::update(conn, account.id, id, &next).await?,
-    ))
+    Ok(Current(db::orders::update(conn, account.id, &next).await?))
 }
 
 /// Cancel an order

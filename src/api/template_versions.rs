@@ -22,7 +22,8 @@ use crate::{
     domain::{
         id::parse_id,
         member::{Member, UnknownMembers},
-        order::{MergeVariables, parse_merge_variables, parse_template_version},
+        merge::{MergeVariables, parse_merge_variables},
+        order::parse_template_version,
         schemas,
         template::{Template, TemplateVersion},
         validation::Validator,

@@ -7,8 +7,9 @@ use uuid::Uuid;
 use super::{Page, PageRequest};
 use crate::domain::{
     address::Address,
+    merge::MergeVariables,
     metadata::Metadata,
-    order::{MergeVariables, NewOrder, Order, OrderDetails, OrderStatus},
+    order::{NewOrder, Order, OrderStatus},
 };
 
 /// An order as it is stored: addresses and merge variables are JSON documents.
@@ -27,21 +28,55 @@ struct OrderRow {
     row_version: i32,
 }
 
-/// `sqlx::query_as!` into an [`OrderRow`], with the order's columns between `$before` and `$after` (literals joined
-/// by `+`): the one place they are listed.
+/// `sqlx::query_as!` into an [`OrderRow`], in one of four forms that spell the columns of `orders` once (the last
+/// arm lists them):
+/// - `$before, $after`: a statement with every column as it is read between `$before` and `$after` (literals
+///   joined by `+`);
+/// - `INSERT $values`: an insert of the row that `$values` gives (`id, account_id, template_id`, the editable
+///   columns, `created_at, updated_at`), returning it;
+/// - `INSERT UNNEST $arrays`: an insert of the rows `unnest$arrays` gives (`id, template_id`, the editable columns,
+///   `taken_at`) for the account `$1`, in the order of their ids, returning them;
+/// - `UPDATE $set`: `UPDATE orders SET (` the editable columns `) = $set`, returning the row.
 macro_rules! query_order {
-    ($before:literal, $after:literal $(+ $more:literal)*, $($arguments:tt)*) => {
+    (@ $editable:literal, $read:literal, INSERT UNNEST $arrays:literal, $($arguments:tt)*) => {
         sqlx::query_as!(
             OrderRow,
-            $before
-                + r#" id, template_id, template_version,
-                      recipient AS "recipient: Json<Address>", sender AS "sender: Json<Address>",
-                      merge_variables AS "merge_variables: Json<MergeVariables>", send_date,
-                      status AS "status: OrderStatus", metadata AS "metadata: Json<Metadata>", created_at,
-                      updated_at, row_version "#
-                + $after
-                $(+ $more)*,
+            "INSERT INTO orders (id, account_id, template_id, " + $editable + ", created_at, updated_at) "
+                + "SELECT id, $1, template_id, " + $editable + ", taken_at, taken_at "
+                + "FROM unnest" + $arrays + " AS new (id, template_id, " + $editable + ", taken_at) "
+                + "ORDER BY id RETURNING " + $read,
             $($arguments)*
+        )
+    };
+    (@ $editable:literal, $read:literal, INSERT $values:literal, $($arguments:tt)*) => {
+        sqlx::query_as!(
+            OrderRow,
+            "INSERT INTO orders (id, account_id, template_id, " + $editable + ", created_at, updated_at) "
+                + $values + " RETURNING " + $read,
+            $($arguments)*
+        )
+    };
+    (@ $editable:literal, $read:literal, UPDATE $set:literal, $($arguments:tt)*) => {
+        sqlx::query_as!(
+            OrderRow,
+            "UPDATE orders SET (" + $editable + ") = " + $set + " RETURNING " + $read,
+            $($arguments)*
+        )
+    };
+    (@ $editable:literal, $read:literal, $before:literal, $after:literal $(+ $more:literal)*, $($arguments:tt)*) => {
+        sqlx::query_as!(OrderRow, $before + " " + $read + " " + $after $(+ $more)*, $($arguments)*)
+    };
+    // The columns: those a PATCH edits, then every column as a row is read.
+    ($($form:tt)*) => {
+        query_order!(
+            @
+            "template_version, recipient, sender, merge_variables, send_date, metadata",
+            r#"id, template_id, template_version,
+               recipient AS "recipient: Json<Address>", sender AS "sender: Json<Address>",
+               merge_variables AS "merge_variables: Json<MergeVariables>", send_date,
+               status AS "status: OrderStatus", metadata AS "metadata: Json<Metadata>", created_at,
+               updated_at, row_version"#,
+            $($form)*
         )
     };
 }
@@ -75,11 +110,7 @@ pub async fn insert(
     new: &NewOrder,
 ) -> Result<Option<Order>, sqlx::Error> {
     let row = query_order!(
-        r#"INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables,
-                               send_date, metadata, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
-           RETURNING"#,
-        "",
+        INSERT "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
         Uuid::now_v7(),
         account_id,
         new.template_id,
@@ -128,14 +159,11 @@ pub async fn insert_at_latest_version(
 ) -> Result<Option<Order>, sqlx::Error> {
     let variables: Vec<&str> = new.merge_variables.keys().map(String::as_str).collect();
     let row = query_order!(
-        r#"INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables,
-                               send_date, metadata, created_at, updated_at)
-           SELECT $1, v.account_id, v.template_id, v.version, $4, $5, $6, $7, $8, $9, $9
-           FROM templates t
-           JOIN template_versions v ON v.account_id = t.account_id AND v.template_id = t.id AND v.version = t.version
-           WHERE t.account_id = $2 AND v.account_id = $2 AND t.id = $3 AND v.merge_fields <@ $10
-           RETURNING"#,
-        "",
+        INSERT r#"SELECT $1, v.account_id, v.template_id, v.version, $4, $5, $6, $7, $8, $9, $9
+                  FROM templates t
+                  JOIN template_versions v
+                    ON v.account_id = t.account_id AND v.template_id = t.id AND v.version = t.version
+                  WHERE t.account_id = $2 AND v.account_id = $2 AND t.id = $3 AND v.merge_fields <@ $10"#,
         Uuid::now_v7(),
         account_id,
         new.template_id,
@@ -152,47 +180,33 @@ pub async fn insert_at_latest_version(
     unless_version_gone(row)
 }
 
-/// A new order to insert with others: its id, the template version it pins, and its details.
-pub struct NewOrderRow<'a> {
-    pub id: Uuid,
-    pub template_version: i32,
-    pub order: &'a NewOrder,
-}
-
-/// Inserts many orders in one statement (`INSERT ... SELECT FROM unnest(...)`), in the order given.
-#[tracing::instrument(skip_all, fields(%account_id, orders = rows.len()))]
+/// Inserts many orders, each with the template version it is taken at, in one statement (`INSERT ... SELECT FROM
+/// unnest(...)`), in the order given.
+#[tracing::instrument(skip_all, fields(%account_id, orders = orders.len()))]
 pub async fn insert_many(
     conn: &mut PgConnection,
     account_id: Uuid,
-    rows: &[NewOrderRow<'_>],
+    orders: &[(i32, &NewOrder)],
 ) -> Result<Vec<Order>, sqlx::Error> {
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let template_ids: Vec<Uuid> = rows.iter().map(|r| r.order.template_id).collect();
-    let versions: Vec<i32> = rows.iter().map(|r| r.template_version).collect();
-    let recipients: Vec<Json<&Address>> = rows.iter().map(|r| Json(&r.order.recipient)).collect();
-    let senders: Vec<Option<Json<&Address>>> = rows
+    let ids: Vec<Uuid> = orders.iter().map(|_| Uuid::now_v7()).collect();
+    let template_ids: Vec<Uuid> = orders.iter().map(|(_, o)| o.template_id).collect();
+    let versions: Vec<i32> = orders.iter().map(|(version, _)| *version).collect();
+    let recipients: Vec<Json<&Address>> = orders.iter().map(|(_, o)| Json(&o.recipient)).collect();
+    let senders: Vec<Option<Json<&Address>>> = orders
         .iter()
-        .map(|r| r.order.sender.as_ref().map(Json))
+        .map(|(_, o)| o.sender.as_ref().map(Json))
         .collect();
-    let merge_variables: Vec<Json<&MergeVariables>> = rows
+    let merge_variables: Vec<Json<&MergeVariables>> = orders
         .iter()
-        .map(|r| Json(&r.order.merge_variables))
+        .map(|(_, o)| Json(&o.merge_variables))
         .collect();
-    let send_dates: Vec<Option<Date>> = rows.iter().map(|r| r.order.send_date).collect();
-    let metadata: Vec<Json<&Metadata>> = rows.iter().map(|r| Json(&r.order.metadata)).collect();
-    let taken_at: Vec<OffsetDateTime> = rows.iter().map(|r| r.order.taken_at).collect();
+    let send_dates: Vec<Option<Date>> = orders.iter().map(|(_, o)| o.send_date).collect();
+    let metadata: Vec<Json<&Metadata>> = orders.iter().map(|(_, o)| Json(&o.metadata)).collect();
+    let taken_at: Vec<OffsetDateTime> = orders.iter().map(|(_, o)| o.taken_at).collect();
     let inserted = query_order!(
-        r#"INSERT INTO orders (id, account_id, template_id, template_version, recipient, sender, merge_variables,
-                               send_date, metadata, created_at, updated_at)
-           SELECT id, $1, template_id, template_version, recipient, sender, merge_variables, send_date, metadata,
-                  taken_at, taken_at
-           FROM unnest($2::uuid[], $3::uuid[], $4::int4[], $5::jsonb[], $6::jsonb[], $7::jsonb[], $8::date[],
-                       $9::jsonb[], $10::timestamptz[])
-                AS new (id, template_id, template_version, recipient, sender, merge_variables, send_date, metadata,
-                        taken_at)
-           ORDER BY id
-           RETURNING"#,
-        "",
+        INSERT UNNEST
+        r#"($2::uuid[], $3::uuid[], $4::int4[], $5::jsonb[], $6::jsonb[], $7::jsonb[], $8::date[], $9::jsonb[],
+            $10::timestamptz[])"#,
         account_id,
         &ids,
         &template_ids,
@@ -349,22 +363,20 @@ pub async fn list(
     Ok(page.page(rows))
 }
 
-#[tracing::instrument(skip_all, fields(%account_id, order_id = %id))]
+/// Writes the editable members of `next`, the order as a PATCH left it ([`OrderChanges::apply_to`]).
+///
+/// [`OrderChanges::apply_to`]: crate::domain::order::OrderChanges::apply_to
+#[tracing::instrument(skip_all, fields(%account_id, order_id = %next.id))]
 pub async fn update(
     conn: &mut PgConnection,
     account_id: Uuid,
-    id: Uuid,
-    next: &OrderDetails,
+    next: &Order,
 ) -> Result<Order, sqlx::Error> {
     let row = query_order!(
-        r#"UPDATE orders
-           SET template_version = $3, recipient = $4, sender = $5, merge_variables = $6, send_date = $7,
-               metadata = $8, updated_at = now(), row_version = row_version + 1
-           WHERE account_id = $1 AND id = $2
-           RETURNING"#,
-        "",
+        UPDATE r#"($3, $4, $5, $6, $7, $8), updated_at = now(), row_version = row_version + 1
+                  WHERE account_id = $1 AND id = $2"#,
         account_id,
-        id,
+        next.id,
         next.template_version,
         Json(&next.recipient) as _,
         next.sender.as_ref().map(Json) as _,

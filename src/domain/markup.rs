@@ -276,7 +276,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{
-        order::MergeVariables,
+        merge::MergeVariables,
         template::{TemplateContent, render},
     };
 

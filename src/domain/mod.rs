@@ -6,6 +6,7 @@ pub mod country;
 pub mod id;
 pub mod markup;
 pub mod member;
+pub mod merge;
 pub mod metadata;
 pub mod order;
 pub mod patch;
@@ -16,3 +17,5 @@ pub mod validation;
 
 /// The longest idempotency key, in characters: of the `Idempotency-Key` header, and of a key a batch row derives.
 pub const MAX_IDEMPOTENCY_KEY_LENGTH: usize = 255;
+/// The largest template content, in bytes: what the content check and its schema both read.
+pub const MAX_CONTENT_BYTES: usize = 512 * 1024;

@@ -1,7 +1,5 @@
 //! Orders: their status, merge variables and send date.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime, macros::format_description};
 use utoipa::ToSchema;
@@ -9,12 +7,10 @@ use uuid::Uuid;
 
 use super::{
     address::Address,
+    merge::MergeVariables,
     metadata::{Metadata, MetadataChanges, merge_metadata},
     patch::Patch,
     schemas,
-    template::{
-        MAX_MERGE_FIELD_LENGTH, MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES, parse_merge_field_name,
-    },
     validation::{FieldError, ValidationError},
 };
 
@@ -59,11 +55,8 @@ impl OrderStatus {
     }
 }
 
-/// The values a template's merge fields are filled with, by field name.
-pub type MergeVariables = BTreeMap<String, String>;
-
 /// An order, as the API returns it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(example = json!({
     "id": "019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
     "template_id": "019ac9f0-7c1e-7a4b-9d0e-2f1c3b4a5d6e",
@@ -109,6 +102,12 @@ impl Order {
     pub fn location(&self) -> String {
         format!("/v1/orders/{}", self.id)
     }
+
+    /// Whether the merge variables must be checked again: they or the version they fill changed.
+    pub fn changes_merge_of(&self, current: &Order) -> bool {
+        self.template_version != current.template_version
+            || self.merge_variables != current.merge_variables
+    }
 }
 
 /// An order that satisfies every rule that does not depend on its template.
@@ -137,46 +136,14 @@ pub struct OrderChanges {
     pub metadata: Patch<MetadataChanges>,
 }
 
-/// The editable part of an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderDetails {
-    pub template_version: i32,
-    pub recipient: Address,
-    pub sender: Option<Address>,
-    pub merge_variables: MergeVariables,
-    pub send_date: Option<Date>,
-    pub metadata: Metadata,
-}
-
-impl From<&Order> for OrderDetails {
-    fn from(order: &Order) -> Self {
-        Self {
-            template_version: order.template_version,
-            recipient: order.recipient.clone(),
-            sender: order.sender.clone(),
-            merge_variables: order.merge_variables.clone(),
-            send_date: order.send_date,
-            metadata: order.metadata.clone(),
-        }
-    }
-}
-
-impl OrderDetails {
-    /// Whether the merge variables must be checked again: they or the version they fill changed.
-    pub fn changes_merge_of(&self, current: &Order) -> bool {
-        self.template_version != current.template_version
-            || self.merge_variables != current.merge_variables
-    }
-}
-
 impl OrderChanges {
-    /// The order's details after the changes, `None` when they change nothing; an error when the merged metadata
-    /// breaks its limits.
-    pub fn apply_to(self, current: &Order) -> Result<Option<OrderDetails>, ValidationError> {
+    /// The order after the changes, `None` when they change nothing; an error when the merged metadata breaks its
+    /// limits.
+    pub fn apply_to(self, current: &Order) -> Result<Option<Order>, ValidationError> {
         let metadata = merge_metadata(&current.metadata, self.metadata).map_err(|message| {
             ValidationError::Fields(vec![FieldError::new("metadata", message)])
         })?;
-        let next = OrderDetails {
+        let next = Order {
             template_version: self.template_version.unwrap_or(current.template_version),
             recipient: self.recipient.unwrap_or_else(|| current.recipient.clone()),
             sender: self.sender.apply(current.sender.clone()),
@@ -185,9 +152,9 @@ impl OrderChanges {
                 .unwrap_or_else(|| current.merge_variables.clone()),
             send_date: self.send_date.apply(current.send_date),
             metadata,
+            ..current.clone()
         };
-        let changed = next != OrderDetails::from(current);
-        Ok(changed.then_some(next))
+        Ok((next != *current).then_some(next))
     }
 }
 
@@ -199,43 +166,6 @@ pub fn parse_template_version(version: i64) -> Result<i32, String> {
         .ok_or_else(|| {
             "must be a version of the order's template: a whole number from 1".to_owned()
         })
-}
-
-/// Merge variables: at most 500, named like merge fields, values of at most 10 000 characters.
-pub fn parse_merge_variables(variables: MergeVariables) -> Result<MergeVariables, String> {
-    if variables.len() > MAX_MERGE_VARIABLES {
-        return Err(format!("must have at most {MAX_MERGE_VARIABLES} entries"));
-    }
-    for (name, value) in &variables {
-        if let Err(reason) = parse_merge_field_name(name) {
-            return Err(format!(
-                "`{}`: {reason}",
-                name.chars()
-                    .take(MAX_MERGE_FIELD_LENGTH)
-                    .collect::<String>()
-            ));
-        }
-        if value.chars().count() > MAX_MERGE_VALUE_LENGTH {
-            return Err(format!(
-                "`{name}`: values have at most {MAX_MERGE_VALUE_LENGTH} characters"
-            ));
-        }
-        if value.contains('\0') {
-            return Err(format!(
-                "`{name}`: values must not contain NUL characters (U+0000)"
-            ));
-        }
-    }
-    Ok(variables)
-}
-
-/// The merge fields of a template that `variables` does not supply.
-pub fn missing_merge_variables(merge_fields: &[String], variables: &MergeVariables) -> Vec<String> {
-    merge_fields
-        .iter()
-        .filter(|field| !variables.contains_key(field.as_str()))
-        .cloned()
-        .collect()
 }
 
 /// A send date: `YYYY-MM-DD`, not before today (UTC).
@@ -295,24 +225,5 @@ mod tests {
         assert!(parse_send_date("2026-11-27", today).is_err());
         assert!(parse_send_date("28-11-2026", today).is_err());
         assert!(parse_send_date("2026-02-30", today).is_err());
-    }
-
-    #[test]
-    fn lists_missing_merge_variables_in_field_order() {
-        let fields = vec!["city".to_owned(), "first_name".to_owned()];
-        let variables = MergeVariables::from([("first_name".to_owned(), "Anna".to_owned())]);
-        assert_eq!(missing_merge_variables(&fields, &variables), ["city"]);
-    }
-
-    #[test]
-    fn merge_variable_values_hold_no_nul() {
-        let bad = MergeVariables::from([("name".to_owned(), "a\0b".to_owned())]);
-        assert!(parse_merge_variables(bad).is_err());
-    }
-
-    #[test]
-    fn merge_variable_names_follow_the_placeholder_rules() {
-        let bad = MergeVariables::from([("first name".to_owned(), "Anna".to_owned())]);
-        assert!(parse_merge_variables(bad).is_err());
     }
 }

@@ -12,11 +12,10 @@ use utoipa::{
 };
 
 use super::{
+    MAX_CONTENT_BYTES,
     country::{ASSIGNED, CountryCode},
+    merge::{MAX_MERGE_FIELD_LENGTH, MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES},
     metadata::{MAX_METADATA_KEY_LENGTH, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH},
-    template::{
-        MAX_CONTENT_BYTES, MAX_MERGE_FIELD_LENGTH, MAX_MERGE_VALUE_LENGTH, MAX_MERGE_VARIABLES,
-    },
 };
 
 /// Control characters (Unicode Cc), never allowed in text.

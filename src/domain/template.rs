@@ -8,9 +8,9 @@ use uuid::Uuid;
 use std::ops::Range;
 
 use super::{
-    markup,
+    MAX_CONTENT_BYTES, markup,
+    merge::{MergeVariables, parse_merge_field_name},
     metadata::{Metadata, MetadataChanges, merge_metadata},
-    order::MergeVariables,
     patch::Patch,
     schemas,
     validation::{FieldError, Problems, ValidationError, text},
@@ -18,14 +18,6 @@ use super::{
 
 /// The longest template name, in characters.
 pub const MAX_NAME_LENGTH: usize = 200;
-/// The largest template content, in bytes.
-pub const MAX_CONTENT_BYTES: usize = 512 * 1024;
-/// The longest merge field name, in characters.
-pub const MAX_MERGE_FIELD_LENGTH: usize = 100;
-/// The most merge variables an order may carry for its template's fields.
-pub const MAX_MERGE_VARIABLES: usize = 500;
-/// The longest merge variable value, in characters.
-pub const MAX_MERGE_VALUE_LENGTH: usize = 10_000;
 
 /// The printed product a template is laid out for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
@@ -363,26 +355,6 @@ pub fn render(html: &str, variables: &MergeVariables) -> Result<String, RenderEr
         }
     }
     Ok(out)
-}
-
-/// A merge field name: a [field name](is_field_name) that starts with a letter or `_`.
-pub fn parse_merge_field_name(name: &str) -> Result<(), String> {
-    let valid_start = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
-    if !valid_start || !is_field_name(name) {
-        return Err(format!(
-            "a merge field name is 1 to {MAX_MERGE_FIELD_LENGTH} letters, digits, `_`, `-` or `.`, starting with a letter or `_`"
-        ));
-    }
-    Ok(())
-}
-
-/// 1 to 100 letters, digits, `_`, `-` and `.`: what merge field names are made of, and the names a batch column
-/// gives a merge variable or metadata key, which keeps a derived key's field list free of its separators.
-pub fn is_field_name(name: &str) -> bool {
-    (1..=MAX_MERGE_FIELD_LENGTH).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 fn excerpt(text: &str) -> String {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::prepare::PreparedRow;
 use crate::{
     api::orders::{CreateOrder, check_order},
-    db::{self, orders::NewOrderRow, template_versions::VersionForOrder},
+    db::{self, template_versions::VersionForOrder},
     domain::{batch::RowResult, order::NewOrder},
     http::auth::Account,
     http::error::{ApiError, Rejection},
@@ -81,13 +81,9 @@ impl RowEndpoint for CreateOrders<'_> {
             mut answers,
             orders,
         } = check_orders(conn, self.account, self.bodies(rows)).await?;
-        let new_orders: Vec<NewOrderRow<'_>> = orders
+        let new_orders: Vec<(i32, &NewOrder)> = orders
             .iter()
-            .map(|(_, order, template_version)| NewOrderRow {
-                id: Uuid::now_v7(),
-                template_version: *template_version,
-                order,
-            })
+            .map(|(_, order, template_version)| (*template_version, order))
             .collect();
         let written = db::orders::insert_many(conn, self.account.id, &new_orders).await?;
         if written.len() != new_orders.len() {
