@@ -13,7 +13,7 @@ use crate::{
     api,
     config::{Config, DatabaseConfig},
     db::{self, api_keys::ApiKeyInfo},
-    domain::validation::text,
+    domain::input::validation::text,
     http::auth::ApiKey,
     idempotency::sweeper::{self, Sweep},
     server,

@@ -25,10 +25,10 @@ use crate::{
     db::{Key, KeyRange, Page, PageRequest},
     domain::{
         batch::{OrderBatch, RowResult},
-        id::{lowest_id_from, parse_id},
+        input::id::{lowest_id_from, parse_id},
+        input::validation::Validator,
         order::Order,
         template::{Template, TemplateVersion},
-        validation::Validator,
     },
     http::{error::ApiError, extract::Validate},
 };

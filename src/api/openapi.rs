@@ -17,7 +17,7 @@ use utoipa::{
 
 use super::problems;
 use crate::{
-    domain::validation::FieldError,
+    domain::input::validation::FieldError,
     http::conditional::tagged_schemas,
     http::error::Problem,
     idempotency::{key::MAX_LENGTH, layer::is_keyed},

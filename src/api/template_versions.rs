@@ -20,13 +20,13 @@ use super::{
 use crate::{
     db,
     domain::{
-        id::parse_id,
-        member::{Member, UnknownMembers},
+        input::id::parse_id,
+        input::member::{Member, UnknownMembers},
+        input::validation::Validator,
         merge::{MergeVariables, parse_merge_variables},
         order::parse_template_version,
         schemas,
         template::{Template, TemplateVersion},
-        validation::Validator,
     },
     http::auth::Account,
     http::conditional::{Current, Preconditions, Tagged},

@@ -18,13 +18,13 @@ use super::{
 use crate::{
     db::{self, templates::Deletion},
     domain::{
-        member::{Member, UnknownMembers},
+        input::member::{Member, UnknownMembers},
+        input::validation::Validator,
         metadata::{Metadata, MetadataChanges, parse_metadata, parse_metadata_changes},
         schemas,
         template::{
             NewTemplate, Template, TemplateChanges, TemplateContent, TemplateFormat, parse_name,
         },
-        validation::Validator,
     },
     http::auth::Account,
     http::conditional::{Current, Preconditions, Tagged},

@@ -5,9 +5,9 @@ use utoipa::ToSchema;
 
 use super::{
     country::CountryCode,
-    member::{Member, UnknownMembers, members_of},
+    input::member::{Member, UnknownMembers, members_of},
+    input::validation::{Validator, text},
     schemas,
-    validation::{Validator, text},
 };
 
 /// A postal address as a client sends it.

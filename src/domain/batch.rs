@@ -13,7 +13,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    MAX_IDEMPOTENCY_KEY_LENGTH, address::Address, merge::is_field_name, validation::FieldError,
+    MAX_IDEMPOTENCY_KEY_LENGTH, address::Address, input::validation::FieldError,
+    merge::is_field_name,
 };
 
 /// The member of a row that holds its own `Idempotency-Key` (a CSV column or a member of a JSON row).

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{patch::Patch, validation::Validator};
+use super::{input::patch::Patch, input::validation::Validator};
 
 /// The most keys an object's metadata may hold (Stripe's and Lob's limit).
 pub const MAX_METADATA_KEYS: usize = 20;

@@ -3,17 +3,13 @@
 pub mod address;
 pub mod batch;
 pub mod country;
-pub mod id;
-pub mod markup;
-pub mod member;
+pub mod input;
 pub mod merge;
 pub mod metadata;
 pub mod order;
-pub mod patch;
 pub mod schemas;
 pub mod template;
 pub mod timestamp;
-pub mod validation;
 
 /// The longest idempotency key, in characters: of the `Idempotency-Key` header, and of a key a batch row derives.
 pub const MAX_IDEMPOTENCY_KEY_LENGTH: usize = 255;

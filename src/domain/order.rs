@@ -7,11 +7,11 @@ use uuid::Uuid;
 
 use super::{
     address::Address,
+    input::patch::Patch,
+    input::validation::{FieldError, ValidationError},
     merge::MergeVariables,
     metadata::{Metadata, MetadataChanges, merge_metadata},
-    patch::Patch,
     schemas,
-    validation::{FieldError, ValidationError},
 };
 
 /// Where an order is in its life. Orders are taken as `received`; `processing` and `sent` are reserved.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
-    domain::{id::parse_id, member::in_json_terms, validation::FieldError},
+    domain::{input::id::parse_id, input::member::in_json_terms, input::validation::FieldError},
     http::body::{JsonBody, parse_json, read_body},
     http::error::{ApiError, Rejection},
     state::AppState,
@@ -34,7 +34,7 @@ pub trait Validate {
 /// of the document: request types read each member on its own ([`Member`]), and their `validate` records every
 /// problem before it fails.
 ///
-/// [`Member`]: crate::domain::member::Member
+/// [`Member`]: crate::domain::input::member::Member
 pub struct ValidJson<R: Validate>(pub R::Valid);
 
 impl<R> FromRequest<AppState> for ValidJson<R>

@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    domain::id::parse_id,
+    domain::input::id::parse_id,
     http::body::{is_csv, parse_json},
     http::error::ApiError,
 };

@@ -27,7 +27,7 @@ use crate::{
     db::{self, PageRequest},
     domain::{
         batch::{BatchCounts, OrderBatch, RowResult},
-        validation::Validator,
+        input::validation::Validator,
     },
     http::auth::Account,
     http::error::{ApiError, Rejection},

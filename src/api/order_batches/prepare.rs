@@ -11,8 +11,8 @@ use super::{CreateOrderBatch, CreateOrderBatchQuery};
 use crate::{
     domain::{
         batch::{BatchRow, KeyFrom, json_rows, parse_csv},
-        id::parse_id,
-        validation::Validator,
+        input::id::parse_id,
+        input::validation::Validator,
     },
     http::body::{JsonBody, is_csv, read_body, sends_json},
     http::error::{ApiError, Rejection},

@@ -2,9 +2,9 @@
 
 use super::ApiError;
 use crate::domain::{
+    input::validation::length_rule,
     metadata::{MAX_METADATA_KEY_LENGTH, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH},
     template::{MAX_NAME_LENGTH, content_size_rule},
-    validation::length_rule,
 };
 
 impl ApiError {

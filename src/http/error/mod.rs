@@ -12,8 +12,8 @@ pub use problem_type::{Problem, ProblemType, Retry};
 
 use crate::{
     domain::{
+        input::validation::{FieldError, ValidationError},
         template::RenderError,
-        validation::{FieldError, ValidationError},
     },
     http::conditional::EntityTag,
 };

@@ -5,7 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ApiError;
-use crate::domain::validation::{FieldError, length_rule};
+use crate::domain::input::validation::{FieldError, length_rule};
 
 /// Declares the problem types, one row each, and everything derived from the rows: the enum, `ALL`, and the
 /// accessors of each column.

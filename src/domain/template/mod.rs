@@ -1,5 +1,7 @@
 //! Templates: their format, their HTML content and the merge fields found in it.
 
+pub mod markup;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -8,12 +10,12 @@ use uuid::Uuid;
 use std::ops::Range;
 
 use super::{
-    MAX_CONTENT_BYTES, markup,
+    MAX_CONTENT_BYTES,
+    input::patch::Patch,
+    input::validation::{FieldError, Problems, ValidationError, text},
     merge::{MergeVariables, parse_merge_field_name},
     metadata::{Metadata, MetadataChanges, merge_metadata},
-    patch::Patch,
     schemas,
-    validation::{FieldError, Problems, ValidationError, text},
 };
 
 /// The longest template name, in characters.
