@@ -92,7 +92,7 @@ pub fn template_content() -> Object {
             "HTML of 1 byte to 512 KiB (in UTF-8), without NUL characters. Every `{{` opens a placeholder: a merge field name of 1 to 100 \
              letters, digits, `_`, `-` or `.` that starts with a letter or `_`, optionally padded with spaces, \
              closed by `}}`. A placeholder stands in text or in a quoted attribute value; one in an unquoted \
-             value, a tag or attribute name, a comment, `<script>`, `<style>` or another element whose text is not \
+             value, a tag or attribute name, a comment, a `script` or `style` element or another element whose text is not \
              HTML, an event handler, a `style` or `srcdoc` attribute, or at the start of a URL attribute (`href`, \
              `src`, ...) is refused.",
         ))

@@ -374,15 +374,12 @@ mod tests {
         );
     }
 
-    /// The tags, attribute names, comments and doctypes of `html`, in order: all but text and attribute values.
+    /// The tags, attribute names, comments and doctypes of `html`, in order: all but text and attribute values
+    /// (the tokenizer reports no value for an empty one, and a variable may be empty).
     fn structure(html: &str) -> Vec<Event> {
         events(html)
             .into_iter()
-            .filter_map(|event| match event {
-                Event::Text(_) => None,
-                Event::AttributeValue(..) => Some(Event::AttributeValue(String::new(), 0..0)),
-                event => Some(event),
-            })
+            .filter(|event| !matches!(event, Event::Text(_) | Event::AttributeValue(..)))
             .collect()
     }
 
