@@ -3,6 +3,7 @@
 pub mod address;
 pub mod batch;
 pub mod country;
+pub mod csv;
 pub mod id;
 pub mod markup;
 pub mod member;
