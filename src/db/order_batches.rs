@@ -110,6 +110,7 @@ pub async fn insert_rows(
     results: &[RowResult],
 ) -> Result<(), sqlx::Error> {
     let rows: Vec<i32> = results.iter().map(|r| r.row).collect();
+    let lines: Vec<Option<i32>> = results.iter().map(|r| r.line).collect();
     let keys: Vec<Option<&str>> = results
         .iter()
         .map(|r| r.idempotency_key.as_deref())
@@ -123,10 +124,10 @@ pub async fn insert_rows(
     let errors: Vec<Option<Json<&serde_json::Value>>> =
         results.iter().map(|r| r.error.as_ref().map(Json)).collect();
     sqlx::query!(
-        r#"INSERT INTO order_batch_rows (account_id, batch_id, row_number, idempotency_key, status, order_id, replayed, error)
-           SELECT $1, $2, row_number, idempotency_key, status, order_id, replayed, error
-           FROM unnest($3::int4[], $4::text[], $5::int2[], $6::uuid[], $7::bool[], $8::jsonb[])
-                AS new (row_number, idempotency_key, status, order_id, replayed, error)"#,
+        r#"INSERT INTO order_batch_rows (account_id, batch_id, row_number, idempotency_key, status, order_id, replayed, error, line)
+           SELECT $1, $2, row_number, idempotency_key, status, order_id, replayed, error, line
+           FROM unnest($3::int4[], $4::text[], $5::int2[], $6::uuid[], $7::bool[], $8::jsonb[], $9::int4[])
+                AS new (row_number, idempotency_key, status, order_id, replayed, error, line)"#,
         account_id,
         batch_id,
         &rows,
@@ -135,6 +136,7 @@ pub async fn insert_rows(
         &order_ids as _,
         &replayed,
         errors as _,
+        &lines as _,
     )
     .execute(&mut *conn)
     .await?;
@@ -223,6 +225,7 @@ pub async fn list(
 /// A row result as it is stored.
 struct RowResultRow {
     row_number: i32,
+    line: Option<i32>,
     idempotency_key: Option<String>,
     status: i16,
     order_id: Option<Uuid>,
@@ -234,6 +237,7 @@ impl From<RowResultRow> for RowResult {
     fn from(row: RowResultRow) -> Self {
         Self {
             row: row.row_number,
+            line: row.line,
             idempotency_key: row.idempotency_key,
             status: u16::try_from(row.status).unwrap_or(500),
             order_id: row.order_id,
@@ -249,7 +253,7 @@ macro_rules! query_row_result {
     ($order:literal, $($arguments:tt)*) => {
         sqlx::query_as!(
             RowResultRow,
-            r#"SELECT row_number, idempotency_key, status, order_id, replayed,
+            r#"SELECT row_number, line, idempotency_key, status, order_id, replayed,
                       error AS "error: Json<serde_json::Value>"
                FROM order_batch_rows
                WHERE account_id = $1 AND batch_id = $2 AND ($3::int2 IS NULL OR status = $3)

@@ -13,7 +13,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    MAX_IDEMPOTENCY_KEY_LENGTH, address::Address, input::validation::FieldError,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    address::Address,
+    csv::{self, Malformed},
+    input::validation::FieldError,
     merge::is_field_name,
 };
 
@@ -51,11 +54,14 @@ pub struct BatchCounts {
 
 /// What became of one row: what a single `POST /v1/orders` with the row's key and body would have answered.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-#[schema(example = json!({"row": 1, "idempotency_key": "metadata.customer_id:4711", "status": 201,
+#[schema(example = json!({"row": 1, "line": 2, "idempotency_key": "metadata.customer_id:4711", "status": 201,
                           "order_id": "019ac9f1-1a2b-7c3d-8e4f-5a6b7c8d9e0f", "replayed": false}))]
 pub struct RowResult {
     /// 1-based, as in the file; a CSV header is not counted.
     pub row: i32,
+    /// The physical line (1-based) a CSV record starts on, as a text editor counts them; `null` in a JSON batch.
+    #[schema(required = true)]
+    pub line: Option<i32>,
     /// The row's key, given or derived; `null` when it had none.
     #[schema(required = true)]
     pub idempotency_key: Option<String>,
@@ -104,6 +110,8 @@ impl BatchCounts {
 pub struct BatchRow {
     /// 1-based, as in the file; a CSV header is not counted.
     pub row: i32,
+    /// The physical line (1-based) a CSV record starts on; `None` in a JSON batch.
+    pub line: Option<i32>,
     /// The row's own key, as given.
     pub idempotency_key: Option<String>,
     /// The row as a `POST /v1/orders` body, or why it cannot be one.
@@ -112,12 +120,18 @@ pub struct BatchRow {
 
 /// Why a whole batch is refused before any row is taken (a 422 at the HTTP edge).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("The batch has {} invalid field(s).", .0.len())]
-pub struct BatchError(pub Vec<FieldError>);
+pub enum BatchError {
+    /// Settings, columns or limits the file breaks.
+    #[error("The batch has {} invalid field(s).", .0.len())]
+    Fields(Vec<FieldError>),
+    /// A file whose records cannot be told apart with certainty.
+    #[error("{}", .0.reason)]
+    Malformed(Malformed),
+}
 
 impl BatchError {
     fn field(field: &str, message: impl Into<String>) -> Self {
-        Self(vec![FieldError::new(field, message)])
+        Self::Fields(vec![FieldError::new(field, message)])
     }
 }
 
@@ -248,41 +262,59 @@ fn percent_encode(text: &str, out: &mut String) {
 
 /// The rows of a CSV file (RFC 4180: a header row, quoted fields, CRLF or LF line ends, an optional UTF-8 BOM).
 ///
-/// Each record becomes an order body: a column per member (named as [`KeyFrom::parse`] takes them), an empty cell is a member left
-/// out, and a row without `template_id` gets `template_id`, the batch's. Unknown or repeated columns and more than
-/// `max_rows` records refuse the whole file; a record that cannot be read (another number of fields, bytes that
-/// are not UTF-8) fails alone.
+/// The file's structure is read whole first ([`csv::records`]): a quote that leaves the end of a record uncertain
+/// refuses the file. Each record then becomes an order body: a column per member (named as [`KeyFrom::parse`] takes
+/// them), an empty cell is a member left out, and a row without `template_id` gets `template_id`, the batch's.
+/// Unknown or repeated columns and more than `max_rows` records refuse the whole file; a record that cannot be an
+/// order (another number of fields on one line, bytes that are not UTF-8) fails alone.
 pub fn parse_csv(
     bytes: &[u8],
     template_id: Option<&str>,
     max_rows: usize,
 ) -> Result<Vec<BatchRow>, BatchError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .from_reader(bytes);
-    let header = reader
-        .byte_headers()
-        .map_err(|e| BatchError::field("", format!("the header row cannot be read: {e}")))?
-        .clone();
-    let columns = columns(&header)?;
-    let mut rows = Vec::new();
-    for (index, record) in reader.byte_records().enumerate() {
-        if index >= max_rows {
-            return Err(too_many_rows(max_rows));
-        }
+    let mut records = csv::records(bytes, b',')
+        .map_err(BatchError::Malformed)?
+        .into_iter();
+    let Some(header) = records.next() else {
+        return Err(BatchError::field("", "the file is empty"));
+    };
+    let columns = columns(&header.fields)?;
+    if records.len() > max_rows {
+        return Err(too_many_rows(max_rows));
+    }
+    let mut rows = Vec::with_capacity(records.len());
+    for (index, record) in records.enumerate() {
         let row = i32::try_from(index + 1).unwrap_or(i32::MAX);
-        rows.push(match record {
-            Ok(record) => csv_row(row, &columns, &record, template_id),
-            Err(error) => BatchRow {
-                row,
-                idempotency_key: None,
-                body: Err(vec![FieldError::new(
-                    "",
-                    format!("the row cannot be read: {}", csv_error(&error)),
-                )]),
-            },
+        let line = i32::try_from(record.line).unwrap_or(i32::MAX);
+        if record.fields.len() == columns.len() {
+            rows.push(csv_row(row, line, &columns, &record.fields, template_id));
+            continue;
+        }
+        let counts = format!(
+            "it has {} fields where the header has {}",
+            record.fields.len(),
+            columns.len()
+        );
+        if record.multi_line {
+            // A quoted line end in a record of the wrong length: most likely a quote that took in other records.
+            return Err(BatchError::Malformed(Malformed {
+                record: u32::try_from(row).unwrap_or(u32::MAX),
+                line: record.line,
+                reason: format!(
+                    "row {row}, from line {line}, spans several lines and {counts}: a quote in it may hold lines \
+                     of other rows"
+                ),
+            }));
+        }
+        rows.push(BatchRow {
+            row,
+            line: Some(line),
+            idempotency_key: None,
+            body: Err(vec![FieldError::new(
+                "",
+                format!("the row cannot be read: {counts}"),
+            )]),
         });
     }
     if rows.is_empty() {
@@ -294,17 +326,6 @@ pub fn parse_csv(
     Ok(rows)
 }
 
-/// A CSV error without the byte position, which says nothing to the client that the row number does not.
-fn csv_error(error: &csv::Error) -> String {
-    match error.kind() {
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => format!("it has {len} fields where the header has {expected_len}"),
-        csv::ErrorKind::Utf8 { .. } => "it is not UTF-8".to_owned(),
-        _ => error.to_string(),
-    }
-}
-
 fn too_many_rows(max_rows: usize) -> BatchError {
     BatchError::field(
         "orders",
@@ -313,7 +334,7 @@ fn too_many_rows(max_rows: usize) -> BatchError {
 }
 
 /// The header's columns: 422 naming every unknown or repeated one, so that a typo is never dropped silently.
-fn columns(header: &csv::ByteRecord) -> Result<Vec<Column>, BatchError> {
+fn columns(header: &[Vec<u8>]) -> Result<Vec<Column>, BatchError> {
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
     let mut columns = Vec::with_capacity(header.len());
@@ -339,14 +360,15 @@ fn columns(header: &csv::ByteRecord) -> Result<Vec<Column>, BatchError> {
     if errors.is_empty() {
         Ok(columns)
     } else {
-        Err(BatchError(errors))
+        Err(BatchError::Fields(errors))
     }
 }
 
 fn csv_row(
     row: i32,
+    line: i32,
     columns: &[Column],
-    record: &csv::ByteRecord,
+    record: &[Vec<u8>],
     template_id: Option<&str>,
 ) -> BatchRow {
     let mut idempotency_key = None;
@@ -371,6 +393,7 @@ fn csv_row(
     }
     BatchRow {
         row,
+        line: Some(line),
         idempotency_key,
         body: if errors.is_empty() {
             Ok(Value::Object(body))
@@ -425,6 +448,7 @@ pub fn json_rows(
             let Value::Object(mut body) = order else {
                 return BatchRow {
                     row,
+                    line: None,
                     idempotency_key: None,
                     body: Err(vec![FieldError::new("", "must be a JSON object")]),
                 };
@@ -441,11 +465,13 @@ pub fn json_rows(
             match idempotency_key {
                 Ok(idempotency_key) => BatchRow {
                     row,
+                    line: None,
                     idempotency_key,
                     body: Ok(Value::Object(body)),
                 },
                 Err(errors) => BatchRow {
                     row,
+                    line: None,
                     idempotency_key: None,
                     body: Err(errors),
                 },
@@ -552,7 +578,10 @@ mod tests {
     #[test]
     fn unknown_columns_and_too_many_rows_refuse_the_file() {
         let error = parse_csv(b"recipient.nmae,colour\nA,b\n", None, 10).unwrap_err();
-        let fields: Vec<_> = error.0.iter().map(|e| e.field.as_str()).collect();
+        let BatchError::Fields(errors) = error else {
+            panic!("{error:?}")
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["recipient.nmae", "colour"]);
         assert!(parse_csv(b"send_date\n2026-12-24\n2026-12-25\n", None, 1).is_err());
         assert!(parse_csv(b"send_date\n", None, 1).is_err());
@@ -562,6 +591,24 @@ mod tests {
     fn a_short_record_fails_alone() {
         let rows = parse_csv(b"recipient.name,recipient.city\nA,B\nC\nD,E\n", None, 10).unwrap();
         assert!(rows[0].body.is_ok() && rows[1].body.is_err() && rows[2].body.is_ok());
-        assert_eq!(rows[2].row, 3);
+        assert_eq!((rows[2].row, rows[2].line), (3, Some(4)));
+    }
+
+    #[test]
+    fn a_quote_that_takes_in_other_rows_refuses_the_file() {
+        let file = b"recipient.name,recipient.city\nA,\"B\nC,D\nE,\"F\nG,H\n";
+        let Err(BatchError::Malformed(error)) = parse_csv(file, None, 10) else {
+            panic!("taken")
+        };
+        assert_eq!((error.record, error.line), (1, 2));
+        let Err(BatchError::Malformed(error)) = parse_csv(b"recipient.name\n\"A\n", None, 10)
+        else {
+            panic!("taken")
+        };
+        assert_eq!((error.record, error.line), (1, 2));
+        assert_eq!(
+            parse_csv(b"", None, 10).unwrap_err(),
+            BatchError::field("", "the file is empty")
+        );
     }
 }

@@ -3,6 +3,7 @@
 pub mod address;
 pub mod batch;
 pub mod country;
+pub mod csv;
 pub mod input;
 pub mod merge;
 pub mod metadata;

@@ -799,3 +799,73 @@ async fn a_batch_waiting_for_a_held_row_gives_up_within_the_wait_timeout(
         .await
         .assert_status(StatusCode::CREATED);
 }
+
+#[sqlx::test]
+async fn a_quote_that_never_closes_refuses_the_whole_file(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, query) = template(&app).await;
+    // The last field of row 2 opens a quote that never closes: it would hold rows 3 and 4.
+    let unterminated = csv(&[
+        line("q-1", "Anna"),
+        line("q-2", "Bob").replace(",Bob\n", ",\"Bob\n"),
+        line("q-3", "Carol"),
+        line("q-4", "Dan"),
+    ]);
+    // A stray quote opens row 2's second field; the quote that closes it is row 4's, and text follows it.
+    let stray = csv(&[
+        line("s-1", "Anna"),
+        "s-2,\"Bob,Keizersgracht,123A,1015 CJ,Amsterdam,NL,Bob\n".to_owned(),
+        line("s-3", "Carol"),
+        line("s-4", "\"Dan\""),
+    ]);
+    for (file, record, opened) in [(unterminated, 2, 3), (stray, 2, 3)] {
+        for query in [query.clone(), format!("{query}&validate_only=true")] {
+            let response = post_csv(&app, &query, Some("quoted-batch"), file.clone()).await;
+            let problem =
+                response.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "malformed-file");
+            assert_eq!(
+                (problem["record"].as_i64(), problem["line"].as_i64()),
+                (Some(record), Some(opened)),
+                "{problem}"
+            );
+        }
+    }
+    for table in [
+        "orders",
+        "idempotency_keys",
+        "order_batches",
+        "order_batch_rows",
+    ] {
+        assert_eq!(count(&app.pool, table).await, 0, "{table}");
+    }
+}
+
+#[sqlx::test]
+async fn row_results_name_the_line_a_record_starts_on(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, query) = template(&app).await;
+    // Row 1 spans lines 2 and 3 (a quoted line break); row 2 is short and fails alone on line 4.
+    let file = csv(&[
+        "l-1,Anna,Keizersgracht,123A,1015 CJ,Amsterdam,NL,\"An\nna\"\n".to_owned(),
+        "l-2,Bob\n".to_owned(),
+        line("l-3", "Carol"),
+    ]);
+    let response = post_csv(&app, &query, None, file).await;
+    response.assert_status(StatusCode::CREATED);
+    let batch = response.json();
+    let rows: Vec<_> = batch["results"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["row"].as_i64().unwrap(),
+                r["line"].as_i64().unwrap(),
+                r["status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [(1, 2, 201), (2, 4, 422), (3, 5, 201)]);
+    let stored = all_rows(&app, &batch, "").await;
+    assert_eq!(stored[1]["line"], 4);
+}

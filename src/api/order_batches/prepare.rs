@@ -110,6 +110,7 @@ pub struct Prepared {
 
 pub struct PreparedRow {
     pub row: i32,
+    pub line: Option<i32>,
     pub idempotency_key: Option<String>,
     /// The row's body and fingerprint, or the answer of a row that cannot run (no usable key, no order body).
     pub run: Result<(Value, Fingerprint), Box<ApiError>>,
@@ -124,8 +125,7 @@ pub fn prepare(
     let max_rows = state.config.batches.max_rows;
     let (rows, key_from) = match body {
         BatchBody::Csv(bytes) => {
-            let rows = parse_csv(&bytes, settings.template_id.as_deref(), max_rows)
-                .map_err(|e| ApiError::Validation(e.0))?;
+            let rows = parse_csv(&bytes, settings.template_id.as_deref(), max_rows)?;
             (rows, settings.key_from)
         }
         BatchBody::Json(value) => {
@@ -140,8 +140,7 @@ pub fn prepare(
             let template_id = v.check("template_id", check_template_id(batch.template_id));
             let key_from = v.check("key_from", batch.key_from.map(KeyFrom::parse).transpose());
             let (template_id, key_from) = v.finish(|| Some((template_id?, key_from?)))?;
-            let rows = json_rows(batch.orders, template_id.as_deref(), max_rows)
-                .map_err(|e| ApiError::Validation(e.0))?;
+            let rows = json_rows(batch.orders, template_id.as_deref(), max_rows)?;
             (rows, key_from)
         }
     };
@@ -160,11 +159,13 @@ pub fn prepare(
 /// The row's key (its own, or derived) and its fingerprint as a `POST /v1/orders`.
 fn prepare_row(row: BatchRow, key_from: Option<&KeyFrom>, batch_key: Option<&str>) -> PreparedRow {
     let number = row.row;
+    let line = row.line;
     let body = match row.body {
         Ok(body) => body,
         Err(errors) => {
             return PreparedRow {
                 row: number,
+                line,
                 idempotency_key: row.idempotency_key,
                 run: Err(Box::new(ApiError::Validation(errors))),
             };
@@ -199,12 +200,14 @@ fn prepare_row(row: BatchRow, key_from: Option<&KeyFrom>, batch_key: Option<&str
             let fingerprint = fingerprint::of_json(&Method::POST, ORDERS_PATH, &body);
             PreparedRow {
                 row: number,
+                line,
                 idempotency_key: Some(key),
                 run: Ok((body, fingerprint)),
             }
         }
         Err((key, error)) => PreparedRow {
             row: number,
+            line,
             idempotency_key: key,
             run: Err(Box::new(error)),
         },

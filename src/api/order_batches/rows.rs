@@ -193,6 +193,7 @@ fn row_result(row: &PreparedRow, outcome: RowOutcome) -> RowResult {
     let success = (200..300).contains(&status);
     RowResult {
         row: row.row,
+        line: row.line,
         idempotency_key: row.idempotency_key.clone(),
         status,
         order_id: success
@@ -213,6 +214,7 @@ fn failed_row(row: &PreparedRow, error: &ApiError) -> Result<RowResult, ApiError
     let status = error.status().as_u16();
     Ok(RowResult {
         row: row.row,
+        line: row.line,
         idempotency_key: row.idempotency_key.clone(),
         status,
         order_id: None,

@@ -117,6 +117,7 @@ mod tests {
     fn row(row: i32, key: &str, runs: bool) -> PreparedRow {
         PreparedRow {
             row,
+            line: None,
             idempotency_key: Some(key.to_owned()),
             run: if runs {
                 Ok((Value::Null, Fingerprint([0; 32])))

@@ -12,6 +12,8 @@ pub use problem_type::{Problem, ProblemType, Retry};
 
 use crate::{
     domain::{
+        batch::BatchError,
+        csv::Malformed,
         input::validation::{FieldError, ValidationError},
         template::RenderError,
     },
@@ -86,6 +88,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("The request has {} invalid field(s).", .0.len())]
     Validation(Vec<FieldError>),
+    /// A batch file whose records cannot be told apart: the record and the line where it goes wrong.
+    #[error("The file cannot be split into records: {}.", .0.reason)]
+    MalformedFile(Malformed),
     #[error("No template '{id}' exists in this account.")]
     TemplateNotFound { id: uuid::Uuid },
     #[error("The template needs merge variables that are missing: {}.", .missing.join(", "))]
@@ -158,6 +163,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => ProblemType::PayloadTooLarge,
             Self::UnsupportedMediaType(_) => ProblemType::UnsupportedMediaType,
             Self::Validation(_) => ProblemType::ValidationFailed,
+            Self::MalformedFile(_) => ProblemType::MalformedFile,
             Self::TemplateNotFound { .. } => ProblemType::TemplateNotFound,
             Self::MissingMergeVariables { .. } => ProblemType::MissingMergeVariables,
             Self::InvalidIdempotencyKey(_) => ProblemType::InvalidIdempotencyKey,
@@ -229,6 +235,14 @@ impl ApiError {
             status: kind.status().as_u16(),
             detail: self.to_string(),
             errors: self.field_errors(),
+            record: match self {
+                Self::MalformedFile(malformed) => Some(malformed.record),
+                _ => None,
+            },
+            line: match self {
+                Self::MalformedFile(malformed) => Some(malformed.line),
+                _ => None,
+            },
         }
     }
 }
@@ -238,6 +252,15 @@ impl From<ValidationError> for ApiError {
         match error {
             ValidationError::Fields(errors) => Self::Validation(errors),
             ValidationError::Incomplete => Self::internal(error),
+        }
+    }
+}
+
+impl From<BatchError> for ApiError {
+    fn from(error: BatchError) -> Self {
+        match error {
+            BatchError::Fields(errors) => Self::Validation(errors),
+            BatchError::Malformed(malformed) => Self::MalformedFile(malformed),
         }
     }
 }
@@ -373,6 +396,16 @@ mod tests {
                 },
                 422,
                 true,
+                None,
+            ),
+            (
+                ApiError::MalformedFile(Malformed {
+                    record: 2,
+                    line: 3,
+                    reason: "a quote never closes".into(),
+                }),
+                422,
+                false,
                 None,
             ),
             (ApiError::internal("a bug"), 500, true, None),

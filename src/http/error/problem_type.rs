@@ -200,6 +200,14 @@ problem_types! {
         retry: Never,
         description: "The body or query is well-formed JSON but breaks the rules of the API: `errors` lists each field and what is wrong with it. Nothing was written.",
     },
+    MalformedFile {
+        slug: "malformed-file",
+        status: UNPROCESSABLE_ENTITY,
+        title: "Malformed file",
+        stored: false,
+        retry: Never,
+        description: "The records of a batch file cannot be told apart with certainty: a quote never closes, a quote stands inside a field that is not quoted, or a record that spans lines has another number of fields than the header. `record` is the row number of the record (0 for the header) and `line` the physical line where its quote opened. The whole file was refused and nothing was written; fix the file and send it again, with the same Idempotency-Key if you like.",
+    },
     TemplateNotFound {
         slug: "template-not-found",
         status: UNPROCESSABLE_ENTITY,
@@ -321,4 +329,10 @@ pub struct Problem {
     /// Each invalid field, by its dotted path in the request, for validation problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// For a malformed file: the record at fault, counted as rows are (the header is 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<u32>,
+    /// For a malformed file: the physical line (1-based) where the record goes wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
 }
